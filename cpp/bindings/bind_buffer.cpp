@@ -1,0 +1,218 @@
+// pybind11 bindings of fastrl::ReplayBuffer: argument translation only.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "convert.hpp"
+#include "fastrl/replay_buffer.hpp"
+
+namespace py = pybind11;
+using fastrl::DType;
+using fastrl::ReplayBuffer;
+
+namespace fastrl::bind {
+
+namespace {
+
+constexpr std::size_t kMaxFields = 64;
+
+void check_count(const ReplayBuffer& b, const py::tuple& values) {
+  if (values.size() != b.num_fields())
+    throw py::value_error("expected " + std::to_string(b.num_fields()) + " field values, got " +
+                          std::to_string(values.size()));
+}
+
+// Converts and shape-checks every value of one add (rows == -1) or extend (rows read from data).
+std::int64_t collect(const ReplayBuffer& b, const py::tuple& values, bool batched, std::vector<Input>& ins,
+                     std::vector<Source>& src) {
+  check_count(b, values);
+  const auto& specs = b.specs();
+  ins.resize(specs.size());
+  src.resize(specs.size());
+  std::int64_t rows = batched ? -1 : 1;
+  for (std::size_t f = 0; f < specs.size(); ++f) {
+    const auto& s = specs[f];
+    Input& in = ins[f];
+    to_input(values[f], s.name, in);
+    const int lead = batched ? 1 : 0;
+    bool ok = in.ndim == static_cast<int>(s.shape.size()) + lead;
+    for (std::size_t d = 0; ok && d < s.shape.size(); ++d) ok = in.shape[d + lead] == s.shape[d];
+    if (batched && ok) {
+      if (rows < 0) rows = in.shape[0];
+      else if (in.shape[0] != rows)
+        throw py::value_error(s.name + ": expected " + std::to_string(rows) +
+                              " rows like the fields before it, got " + std::to_string(in.shape[0]));
+    }
+    if (!ok)
+      throw py::value_error(s.name + ": expected shape " +
+                            (batched ? shape_str(s.shape, 0).replace(1, 1, "N") : shape_str(s.shape)) +
+                            ", got " + shape_str(in.shape, in.ndim));
+    src[f] = Source{in.data, in.dtype};
+  }
+  return rows;
+}
+
+void check_out(const ReplayBuffer& b, std::size_t f, py::handle h, std::int64_t batch) {
+  const auto& s = b.specs()[f];
+  const std::string what = s.name + " out";
+  if (!py::detail::npy_api::get().PyArray_Check_(h.ptr()))
+    throw py::type_error(what + ": expected a numpy array or CPU tensor");
+  auto* a = py::detail::array_proxy(h.ptr());
+  auto* d = py::detail::array_descriptor_proxy(a->descr);
+  DType t;
+  const bool native = d->byteorder == '=' || d->byteorder == '|' || d->byteorder == (PY_LITTLE_ENDIAN ? '<' : '>');
+  if (!native || !dtype_from_typenum(d->type_num, &t) || t != s.dtype)
+    throw py::type_error(what + ": expected dtype " + dtype_name(s.dtype) + " exactly (no conversion)");
+  constexpr int need = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_ALIGNED_ |
+                       py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  if ((a->flags & need) != need) throw py::value_error(what + ": must be C-contiguous, aligned and writable");
+  bool ok = a->nd == static_cast<int>(s.shape.size()) + 1 && a->dimensions[0] == batch;
+  for (std::size_t k = 0; ok && k < s.shape.size(); ++k) ok = a->dimensions[k + 1] == s.shape[k];
+  if (!ok)
+    throw py::value_error(what + ": expected shape " + shape_str(s.shape, batch) + ", got " +
+                          shape_str(a->dimensions, a->nd));
+}
+
+}  // namespace
+
+void bind_buffer(py::module_& m) {
+  py::class_<ReplayBuffer>(m, "ReplayBuffer", "Circular replay buffer core (use fastrl.ReplayBuffer).")
+      .def(py::init([](const std::vector<std::tuple<std::string, std::vector<std::int64_t>, std::string>>& fields,
+                       std::int64_t capacity, std::int64_t num_envs, std::uint64_t seed) {
+             if (fields.size() > kMaxFields) throw py::value_error("at most 64 fields are supported");
+             std::vector<FieldSpec> specs;
+             for (const auto& [name, shape, dtype] : fields) specs.push_back({name, shape, dtype_from_name(dtype)});
+             return new ReplayBuffer(std::move(specs), capacity, num_envs, seed);
+           }),
+           py::arg("fields"), py::arg("capacity"), py::arg("num_envs"), py::arg("seed"))
+      .def_property_readonly("capacity", &ReplayBuffer::capacity)
+      .def_property_readonly("num_envs", &ReplayBuffer::num_envs)
+      .def_property_readonly("size", &ReplayBuffer::size)
+      .def_property_readonly("total", &ReplayBuffer::total)
+      .def(
+          "add",
+          [](ReplayBuffer& b, const py::tuple& values) {
+            thread_local std::vector<Input> ins;
+            thread_local std::vector<Source> src;
+            collect(b, values, false, ins, src);
+            if (b.num_envs() != 1)
+              throw py::value_error("add() stores one step of one env; with num_envs=" +
+                                    std::to_string(b.num_envs()) + " use extend() with [num_envs, ...] arrays");
+            b.write(src.data(), 1);
+            for (auto& in : ins) in.keep = py::object();
+          },
+          py::arg("values"), "Append one row: one value per field, in field order.")
+      .def(
+          "extend",
+          [](ReplayBuffer& b, const py::tuple& values) {
+            std::vector<Input> ins;
+            std::vector<Source> src;
+            const std::int64_t rows = collect(b, values, true, ins, src);
+            py::gil_scoped_release nogil;
+            b.write(src.data(), rows);
+          },
+          py::arg("values"), "Append N rows: one [N, ...] array per field, in field order.")
+      .def(
+          "sample",
+          [](ReplayBuffer& b, std::int64_t batch_size, bool replace) {
+            if (batch_size < 0) throw py::value_error("batch_size must be >= 0, got " + std::to_string(batch_size));
+            const auto& specs = b.specs();
+            py::tuple result(specs.size() + 1);
+            py::array_t<std::int64_t> ids(batch_size);
+            std::array<void*, kMaxFields> outs{};
+            for (std::size_t f = 0; f < specs.size(); ++f) {
+              std::vector<py::ssize_t> shape{batch_size};
+              shape.insert(shape.end(), specs[f].shape.begin(), specs[f].shape.end());
+              py::array a(to_numpy_dtype(specs[f].dtype), shape);
+              outs[f] = a.mutable_data();
+              result[f + 1] = std::move(a);
+            }
+            std::int64_t* ip = ids.mutable_data();
+            {
+              py::gil_scoped_release nogil;
+              b.sample(batch_size, replace, ip, outs.data());
+            }
+            result[0] = std::move(ids);
+            return result;
+          },
+          py::arg("batch_size"), py::arg("replace"),
+          "Sample a batch: (ids, field arrays...) in freshly allocated arrays.")
+      .def(
+          "sample_into",
+          [](ReplayBuffer& b, std::int64_t batch_size, bool replace, py::handle ids_out, const py::tuple& outs) {
+            if (batch_size < 0) throw py::value_error("batch_size must be >= 0, got " + std::to_string(batch_size));
+            check_count(b, outs);
+            auto& api = py::detail::npy_api::get();
+            if (!api.PyArray_Check_(ids_out.ptr())) throw py::type_error("indices out: expected an int64 array");
+            {
+              auto* a = py::detail::array_proxy(ids_out.ptr());
+              auto* d = py::detail::array_descriptor_proxy(a->descr);
+              DType t;
+              constexpr int need = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
+                                   py::detail::npy_api::NPY_ARRAY_ALIGNED_ |
+                                   py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+              if (!dtype_from_typenum(d->type_num, &t) || t != DType::Int64 || a->nd != 1 ||
+                  a->dimensions[0] != batch_size || (a->flags & need) != need || d->byteorder == '>')
+                throw py::value_error("indices out: expected a writable contiguous int64 array of shape (" +
+                                      std::to_string(batch_size) + ",)");
+            }
+            std::array<void*, kMaxFields> ptrs{};
+            for (std::size_t f = 0; f < b.num_fields(); ++f) {
+              if (outs[f].is_none()) continue;
+              check_out(b, f, outs[f], batch_size);
+              ptrs[f] = py::detail::array_proxy(outs[f].ptr())->data;
+            }
+            auto* ip = reinterpret_cast<std::int64_t*>(py::detail::array_proxy(ids_out.ptr())->data);
+            py::gil_scoped_release nogil;
+            b.sample(batch_size, replace, ip, ptrs.data());
+          },
+          py::arg("batch_size"), py::arg("replace"), py::arg("indices_out"), py::arg("outs"),
+          "Sample into caller-owned arrays of the exact dtype and shape (None skips a field).")
+      .def(
+          "gather",
+          [](const ReplayBuffer& b, std::size_t field, py::array_t<std::int64_t, py::array::c_style | py::array::forcecast> ids) {
+            if (field >= b.num_fields()) throw py::index_error("field index out of range");
+            const auto& s = b.specs()[field];
+            std::vector<py::ssize_t> shape{ids.size()};
+            shape.insert(shape.end(), s.shape.begin(), s.shape.end());
+            py::array out(to_numpy_dtype(s.dtype), shape);
+            void* op = out.mutable_data();
+            const std::int64_t* ip = ids.data();
+            const std::int64_t n = ids.size();
+            {
+              py::gil_scoped_release nogil;
+              b.gather(field, ip, n, op);
+            }
+            return out;
+          },
+          py::arg("field"), py::arg("ids"), "Rows of one field at the given ids (which must be stored).")
+      .def(
+          "field_view",
+          [](const ReplayBuffer& b, std::size_t field, bool writable) {
+            if (field >= b.num_fields()) throw py::index_error("field index out of range");
+            const auto& s = b.specs()[field];
+            std::vector<py::ssize_t> shape{b.capacity()};
+            shape.insert(shape.end(), s.shape.begin(), s.shape.end());
+            return storage_view(b.storage(field), s.dtype, shape, writable);
+          },
+          py::arg("field"), py::arg("writable") = false,
+          "The whole storage of one field, indexed by slot (id % capacity); keeps the memory alive.")
+      .def("rng_state",
+           [](const ReplayBuffer& b) {
+             auto s = b.rng_state();
+             return py::make_tuple(s[0], s[1], s[2], s[3]);
+           })
+      .def(
+          "set_state",
+          [](ReplayBuffer& b, std::int64_t total, const std::array<std::uint64_t, 4>& rng) { b.set_state(total, rng); },
+          py::arg("total"), py::arg("rng"))
+      .def("seed", &ReplayBuffer::seed, py::arg("seed"))
+      .def("clear", &ReplayBuffer::clear);
+}
+
+}  // namespace fastrl::bind

@@ -1,0 +1,13 @@
+// The fastrl._core extension module: each concept binds itself in its own bind_<concept>.cpp.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+namespace fastrl::bind {
+void bind_buffer(py::module_& m);
+}  // namespace fastrl::bind
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "fastrl's compiled core (private: use the fastrl package).";
+  fastrl::bind::bind_buffer(m);
+}

@@ -1,0 +1,81 @@
+"""Field schemas: names, per-row shapes and dtypes of what a replay buffer stores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+SUPPORTED_DTYPES = ("bool", "uint8", "int32", "int64", "float32", "float64")
+STANDARD_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminated", "truncated")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One stored field: ``name``, per-row ``shape`` and numpy ``dtype`` name."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+
+def as_shape(value: Any, arg: str) -> tuple[int, ...]:
+    """``value`` as a tuple of non-negative ints (an int is a 1-d shape)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (int(value),)
+    try:
+        shape = tuple(value)
+    except TypeError:
+        raise TypeError(f"{arg} must be a tuple of ints, got {value!r}") from None
+    for d in shape:
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0:
+            raise ValueError(f"{arg} must be a tuple of non-negative ints, got {value!r}")
+    return tuple(int(d) for d in shape)
+
+
+def as_dtype(value: Any, arg: str) -> str:
+    """``value`` as one of the supported dtype names."""
+    try:
+        name = np.dtype(value).name
+    except TypeError:
+        raise TypeError(f"{arg} must be a numpy dtype, got {value!r}") from None
+    if name not in SUPPORTED_DTYPES:
+        raise TypeError(f"{arg} must be one of {', '.join(SUPPORTED_DTYPES)}, got {name}")
+    return name
+
+
+def build_fields(
+    observation_shape: Any,
+    action_shape: Any,
+    observation_dtype: Any,
+    action_dtype: Any,
+    reward_dtype: Any,
+    extra_fields: Mapping[str, tuple[Any, Any]] | None,
+) -> tuple[Field, ...]:
+    obs_shape = as_shape(observation_shape, "observation_shape")
+    obs_dtype = as_dtype(observation_dtype, "observation_dtype")
+    fields = [
+        Field("observations", obs_shape, obs_dtype),
+        Field("actions", as_shape(action_shape, "action_shape"), as_dtype(action_dtype, "action_dtype")),
+        Field("rewards", (), as_dtype(reward_dtype, "reward_dtype")),
+        Field("next_observations", obs_shape, obs_dtype),
+        Field("terminated", (), "bool"),
+        Field("truncated", (), "bool"),
+    ]
+    for name, spec in (extra_fields or {}).items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"extra_fields: field names must be identifiers, got {name!r}")
+        if name in STANDARD_FIELDS or name in ("indices", "extras"):
+            raise ValueError(f"extra_fields: {name!r} is a reserved field name")
+        try:
+            shape, dtype = spec
+        except (TypeError, ValueError):
+            raise TypeError(f"extra_fields[{name!r}] must be a (shape, dtype) pair, got {spec!r}") from None
+        fields.append(Field(name, as_shape(shape, f"extra_fields[{name!r}] shape"),
+                            as_dtype(dtype, f"extra_fields[{name!r}] dtype")))
+    return tuple(fields)

@@ -1,0 +1,392 @@
+"""fastrl.ReplayBuffer: the circular replay buffer over the C++ core."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any, Mapping, NamedTuple
+
+import numpy as np
+import torch
+
+from fastrl import _core, serialization
+from fastrl._schema import STANDARD_FIELDS, Field, build_fields
+
+_N_STD = len(STANDARD_FIELDS)
+_TORCH_DTYPES = {"bool": torch.bool, "uint8": torch.uint8, "int32": torch.int32, "int64": torch.int64,
+                 "float32": torch.float32, "float64": torch.float64}
+
+
+class Batch(NamedTuple):
+    """A sampled batch. Tensors share memory with the arrays C++ filled (no copy on CPU).
+
+    observations: ``obs_dtype[B, *obs_shape]``; actions: ``act_dtype[B, *action_shape]``;
+    rewards: ``float32[B]``; next_observations: ``obs_dtype[B, *obs_shape]``;
+    terminated, truncated: ``bool[B]``; indices: ``int64[B]`` ids of the sampled rows (the
+    slot in the storage is ``indices % capacity``); extras: the user-declared fields by name.
+    """
+
+    observations: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_observations: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    indices: torch.Tensor
+    extras: dict[str, torch.Tensor]
+
+
+def _seed_value(seed: int | None) -> int:
+    if seed is None:
+        return secrets.randbits(64)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    if not 0 <= int(seed) < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    return int(seed)
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return int(batch_size)
+
+
+def _as_out_array(name: str, t: Any) -> np.ndarray:
+    """The numpy view of a caller-owned output (CPU tensor or array), without conversion."""
+    if isinstance(t, np.ndarray):
+        return t
+    if isinstance(t, torch.Tensor):
+        if t.device.type != "cpu":
+            raise TypeError(f"{name} out: expected a CPU tensor here, got one on {t.device}")
+        if t.requires_grad:
+            raise TypeError(f"{name} out: must not require grad")
+        return t.numpy()
+    raise TypeError(f"{name} out: expected a torch.Tensor or numpy array, got {type(t).__name__}")
+
+
+class ReplayBuffer:
+    """Circular replay buffer with named fields, one or many env streams, stored in C++.
+
+    Args:
+        capacity: number of transitions kept (rounded down to a multiple of ``num_envs``).
+        observation_shape, observation_dtype: per-step observation.
+        action_shape, action_dtype: per-step action (``()`` and int64 for Discrete).
+        reward_dtype: dtype of ``rewards`` (float32 by default).
+        num_envs: parallel env streams; ``extend`` takes one step of all of them at once.
+        seed: seed of the buffer's own generator (random when None).
+        extra_fields: ``{name: (shape, dtype)}`` stored beside the standard fields.
+
+    Values are cast into a field's dtype only when no information of their kind is lost:
+    float fields take bools, ints and floats; int fields take bools and ints that fit;
+    bool fields take bools and 0 / 1. Anything else raises and changes nothing.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        observation_shape: Any = (),
+        action_shape: Any = (),
+        observation_dtype: Any = np.float32,
+        action_dtype: Any = np.int64,
+        reward_dtype: Any = np.float32,
+        num_envs: int = 1,
+        seed: int | None = None,
+        extra_fields: Mapping[str, tuple[Any, Any]] | None = None,
+    ) -> None:
+        for arg, v in (("capacity", capacity), ("num_envs", num_envs)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"{arg} must be an int, got {type(v).__name__}")
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.fields: tuple[Field, ...] = build_fields(
+            observation_shape, action_shape, observation_dtype, action_dtype, reward_dtype, extra_fields)
+        self._extra_names = tuple(f.name for f in self.fields[_N_STD:])
+        self._config = {
+            "capacity": int(capacity), "observation_shape": list(self.fields[0].shape),
+            "action_shape": list(self.fields[1].shape), "observation_dtype": self.fields[0].dtype,
+            "action_dtype": self.fields[1].dtype, "reward_dtype": self.fields[2].dtype,
+            "num_envs": int(num_envs),
+            "extra_fields": {f.name: [list(f.shape), f.dtype] for f in self.fields[_N_STD:]},
+        }
+        self._prepared: dict[int, tuple[Batch, int, np.ndarray, tuple[np.ndarray, ...]]] = {}
+        self._staging: dict[int, Batch] = {}
+        self._staging_events: dict[int, Any] = {}
+        self._impl = _core.ReplayBuffer([(f.name, list(f.shape), f.dtype) for f in self.fields],
+                                        int(capacity), int(num_envs), _seed_value(seed))
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_env(cls, env: Any, capacity: int, **kwargs: Any) -> "ReplayBuffer":
+        """A buffer whose schema matches a gymnasium env or vector env (Box / Discrete spaces).
+
+        For a vector env ``num_envs`` is taken from it; store its steps with :meth:`extend`.
+        """
+        from fastrl.spaces import schema_from_env
+
+        spec = schema_from_env(env)
+        for k in spec:
+            if k in kwargs:
+                raise TypeError(f"from_env: {k} is read from the env; do not pass it")
+        return cls(capacity, **spec, **kwargs)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def capacity(self) -> int:
+        """Maximum number of stored transitions (a multiple of ``num_envs``)."""
+        return self._impl.capacity
+
+    @property
+    def num_envs(self) -> int:
+        return self._impl.num_envs
+
+    @property
+    def total_added(self) -> int:
+        """Transitions ever added; ids of stored rows are in ``[total_added - len(self), total_added)``."""
+        return self._impl.total
+
+    def __len__(self) -> int:
+        return self._impl.size
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{f.name}: {f.dtype}{list(f.shape)}" for f in self.fields)
+        return f"{type(self).__name__}(size={len(self)}, capacity={self.capacity}, num_envs={self.num_envs}, {fields})"
+
+    # ------------------------------------------------------------------ writing
+    def _values(self, args: tuple[Any, ...], extras: dict[str, Any]) -> tuple[Any, ...]:
+        if extras.keys() != set(self._extra_names):
+            missing = sorted(set(self._extra_names) - extras.keys())
+            unknown = sorted(extras.keys() - set(self._extra_names))
+            raise ValueError(f"extra fields: missing {missing}, unknown {unknown} "
+                             f"(this buffer declares {list(self._extra_names)})")
+        return args + tuple(extras[n] for n in self._extra_names)
+
+    def add(self, obs: Any, action: Any, reward: Any, next_obs: Any, terminated: Any, truncated: Any,
+            **extras: Any) -> None:
+        """Store one step of one env (``num_envs == 1``). O(row bytes)."""
+        if extras or self._extra_names:
+            self._impl.add(self._values((obs, action, reward, next_obs, terminated, truncated), extras))
+        else:
+            self._impl.add((obs, action, reward, next_obs, terminated, truncated))
+
+    def extend(self, obs: Any, action: Any, reward: Any, next_obs: Any, terminated: Any, truncated: Any,
+               **extras: Any) -> None:
+        """Store K rows: ``[K, ...]`` arrays, K a multiple of ``num_envs``.
+
+        Rows are time-major: row ``r`` is env ``r % num_envs`` at step ``r // num_envs``; with
+        ``num_envs=N`` one vector-env step is ``[N, ...]``. For gymnasium vector envs,
+        ``next_obs`` must be the true final observation where an episode ended (see
+        :func:`fastrl.final_observations`). The GIL is released while C++ copies.
+        """
+        self._impl.extend(self._values((obs, action, reward, next_obs, terminated, truncated), extras))
+
+    # ------------------------------------------------------------------ sampling
+    def _batch(self, arrays: tuple[Any, ...]) -> Batch:
+        t = tuple(map(torch.from_numpy, arrays))
+        return Batch(t[1], t[2], t[3], t[4], t[5], t[6], t[0],
+                     dict(zip(self._extra_names, t[_N_STD + 1:])))
+
+    def sample(self, batch_size: int, *, replace: bool = True, device: Any = None) -> Batch:
+        """Sample ``batch_size`` transitions uniformly (with replacement by default).
+
+        On CPU the tensors wrap the arrays C++ allocated and filled (zero-copy). With a CUDA
+        ``device`` the batch is gathered into pinned host memory and copied with
+        ``non_blocking=True``. O(batch_size), independent of capacity.
+        """
+        batch_size = _check_batch_size(batch_size)
+        if device is None or torch.device(device).type == "cpu":
+            return self._batch(self._impl.sample(batch_size, bool(replace)))
+        device = torch.device(device)
+        staging = self.empty_batch(batch_size, pin_memory=device.type == "cuda")
+        self._prepared.pop(id(staging), None)
+        self.sample_into(staging, batch_size, replace=replace)
+        return _to_device(staging, device)
+
+    def empty_batch(self, batch_size: int, *, device: Any = None, pin_memory: bool = False) -> Batch:
+        """Preallocated tensors shaped for :meth:`sample_into`: on CPU (pinned when asked and
+        CUDA is present) or on ``device``.
+
+        CPU batches made here are registered with the buffer, so :meth:`sample_into` skips
+        re-validating them; their storage cannot be resized.
+        """
+        batch_size = _check_batch_size(batch_size)
+        device = torch.device("cpu") if device is None else torch.device(device)
+        if device.type != "cpu":
+            def make(shape: tuple[int, ...], dtype: str) -> torch.Tensor:
+                return torch.empty(shape, dtype=_TORCH_DTYPES[dtype], device=device)
+        else:
+            pin = bool(pin_memory) and torch.cuda.is_available()
+            def make(shape: tuple[int, ...], dtype: str) -> torch.Tensor:
+                # from_numpy gives storage that cannot be resized under the cached numpy views
+                if pin:
+                    return torch.from_numpy(torch.empty(shape, dtype=_TORCH_DTYPES[dtype], pin_memory=True).numpy())
+                return torch.from_numpy(np.empty(shape, dtype))
+        t = [make((batch_size, *f.shape), f.dtype) for f in self.fields]
+        idx = make((batch_size,), "int64")
+        out = Batch(t[0], t[1], t[2], t[3], t[4], t[5], idx, dict(zip(self._extra_names, t[_N_STD:])))
+        if device.type == "cpu":
+            arrays = tuple(x.numpy() for x in t)
+            if len(self._prepared) >= 16:
+                self._prepared.pop(next(iter(self._prepared)))
+            self._prepared[id(out)] = (out, batch_size, idx.numpy(), arrays)
+        return out
+
+    def sample_into(self, out: Batch, batch_size: int | None = None, *, replace: bool = True) -> Batch:
+        """Sample into caller-owned tensors (e.g. from :meth:`empty_batch`); allocates nothing on CPU.
+
+        Every output must have the field's exact dtype and shape ``[B, *shape]`` and be
+        contiguous; nothing is converted. ``extras`` entries may be left out to skip a field.
+        CUDA outputs are filled through pinned staging memory with non-blocking copies.
+        Returns ``out``.
+        """
+        prepared = self._prepared.get(id(out))
+        if prepared is not None and prepared[0] is out and (batch_size is None or batch_size == prepared[1]):
+            self._impl.sample_into(prepared[1], bool(replace), prepared[2], prepared[3])
+            return out
+        if not isinstance(out, Batch):
+            raise TypeError(f"out must be a fastrl Batch (see empty_batch), got {type(out).__name__}")
+        if batch_size is None:
+            batch_size = len(out.indices)
+        batch_size = _check_batch_size(batch_size)
+        if isinstance(out.indices, torch.Tensor) and out.indices.device.type != "cpu":
+            staging = self._staging.get(batch_size)
+            if staging is None:
+                staging = self._staging[batch_size] = self.empty_batch(batch_size, pin_memory=True)
+            if staging.indices.is_pinned():  # wait for the previous non-blocking copy out of it
+                event = self._staging_events.get(batch_size)
+                if event is not None:
+                    event.synchronize()
+            self.sample_into(staging, batch_size, replace=replace)
+            _copy_batch(staging, out)
+            if staging.indices.is_pinned():
+                event = torch.cuda.Event()
+                event.record()
+                self._staging_events[batch_size] = event
+            return out
+        unknown = set(out.extras) - set(self._extra_names)
+        if unknown:
+            raise ValueError(f"out.extras: unknown fields {sorted(unknown)}")
+        arrays = tuple(_as_out_array(f.name, t) for f, t in zip(self.fields, out[:_N_STD]))
+        extras = tuple(
+            _as_out_array(n, out.extras[n]) if n in out.extras else None for n in self._extra_names)
+        self._impl.sample_into(batch_size, bool(replace), _as_out_array("indices", out.indices), arrays + extras)
+        return out
+
+    # ------------------------------------------------------------------ views
+    def field(self, name: str) -> np.ndarray:
+        """Read-only numpy view of one field's whole storage, indexed by slot.
+
+        Shares memory with the buffer and stays valid after the buffer is deleted.
+        Slot ``i`` holds the row with id ``i + k * capacity`` for the newest such stored id.
+        """
+        for i, f in enumerate(self.fields):
+            if f.name == name:
+                return self._impl.field_view(i)
+        raise KeyError(f"unknown field {name!r}; this buffer has {[f.name for f in self.fields]}")
+
+    def get(self, indices: Any) -> dict[str, np.ndarray]:
+        """The stored rows with the given ids as numpy arrays (IndexError if one is not stored)."""
+        ids = np.asarray(indices)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"indices must be integers, got dtype {ids.dtype}")
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        return {f.name: self._impl.gather(i, ids) for i, f in enumerate(self.fields)}
+
+    # ------------------------------------------------------------------ persistence
+    def _meta(self) -> dict[str, Any]:
+        rng = [str(w) for w in self._impl.rng_state()]
+        return {"class": type(self).__name__, "config": self._config,
+                "state": {"total": self._impl.total, "rng": rng}}
+
+    def state_dict(self) -> dict[str, Any]:
+        """A snapshot: config, counters, generator state and a copy of every stored row."""
+        n = len(self)
+        return {"format": serialization.FORMAT, "version": serialization.VERSION, **self._meta(),
+                "arrays": {f.name: self._impl.field_view(i)[:n].copy() for i, f in enumerate(self.fields)}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; validated fully before anything changes."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a mapping, got {type(state).__name__}")
+        if state.get("version") != serialization.VERSION:
+            raise ValueError(f"state: unsupported version {state.get('version')!r}")
+        total, rng = self._check_meta(state, "state")
+        arrays = state.get("arrays")
+        if not isinstance(arrays, Mapping) or set(arrays) != {f.name for f in self.fields}:
+            raise ValueError(f"state['arrays'] must hold exactly the fields {[f.name for f in self.fields]}")
+        n = min(total, self.capacity)
+        checked = []
+        for i, f in enumerate(self.fields):
+            a = np.asarray(arrays[f.name])
+            if a.dtype != np.dtype(f.dtype) or a.shape != (n, *f.shape):
+                raise ValueError(f"state['arrays'][{f.name!r}]: expected {f.dtype} {(n, *f.shape)}, "
+                                 f"got {a.dtype} {a.shape}")
+            checked.append(a)
+        for i, a in enumerate(checked):
+            self._impl.field_view(i, True)[:n] = a
+        self._impl.set_state(total, rng)
+
+    def _check_meta(self, meta: Mapping[str, Any], where: str) -> tuple[int, list[int]]:
+        if meta.get("class") != type(self).__name__:
+            raise ValueError(f"{where}: holds a {meta.get('class')!r}, not a {type(self).__name__}")
+        if meta.get("config") != self._config:
+            raise ValueError(f"{where}: schema {meta.get('config')!r} does not match this buffer's {self._config!r}")
+        st = meta.get("state")
+        try:
+            total = int(st["total"])
+            rng = [int(w) for w in st["rng"]]
+        except (TypeError, KeyError, ValueError):
+            raise ValueError(f"{where}: damaged state {st!r}") from None
+        if total < 0 or total % self.num_envs or len(rng) != 4 or not all(0 <= w < 2**64 for w in rng) or not any(rng):
+            raise ValueError(f"{where}: damaged state {st!r}")
+        return total, rng
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the buffer to ``path`` (fastrl format: JSON header + raw arrays with CRC-32).
+
+        The stored rows are written straight from the buffer's memory; the file is written to
+        ``path.tmp`` and renamed, so an interrupted save never leaves a half-written ``path``.
+        """
+        n = len(self)
+        serialization.write_file(path, self._meta(),
+                                 [(f.name, self._impl.field_view(i)[:n]) for i, f in enumerate(self.fields)])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "ReplayBuffer":
+        """Read a buffer written by :meth:`save`; raises ValueError if the file is damaged."""
+        holder: dict[str, Any] = {}
+
+        def allocate(header: dict[str, Any]) -> dict[str, np.ndarray]:
+            cfg = header.get("config")
+            if header.get("class") != cls.__name__ or not isinstance(cfg, dict):
+                raise ValueError(f"{path}: holds a {header.get('class')!r}, not a {cls.__name__}")
+            try:
+                buf = cls(**cfg, seed=0)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{path}: damaged configuration ({e})") from None
+            total, _ = buf._check_meta(header, str(path))
+            n = min(total, buf.capacity)
+            holder["buf"] = buf
+            return {f.name: buf._impl.field_view(i, True)[:n] for i, f in enumerate(buf.fields)}
+
+        header = serialization.read_arrays(path, allocate)
+        buf = holder["buf"]
+        total, rng = buf._check_meta(header, str(path))
+        buf._impl.set_state(total, rng)
+        return buf
+
+
+def _to_device(b: Batch, device: torch.device) -> Batch:
+    move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+    return Batch(*map(move, b[:7]), {k: move(v) for k, v in b.extras.items()})
+
+
+def _copy_batch(src: Batch, dst: Batch) -> None:
+    for s, d in zip(src[:7], dst[:7]):
+        d.copy_(s, non_blocking=True)
+    for k, d in dst.extras.items():
+        d.copy_(src.extras[k], non_blocking=True)
