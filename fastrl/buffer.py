@@ -118,6 +118,7 @@ class ReplayBuffer:
         self._staging_events: dict[int, Any] = {}
         self._impl = _core.ReplayBuffer([(f.name, list(f.shape), f.dtype) for f in self.fields],
                                         int(capacity), int(num_envs), _seed_value(seed))
+        self._config["capacity"] = self._impl.capacity
 
     # ------------------------------------------------------------------ construction
     @classmethod

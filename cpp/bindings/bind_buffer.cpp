@@ -39,6 +39,9 @@ std::int64_t collect(const ReplayBuffer& b, const py::tuple& values, bool batche
     const auto& s = specs[f];
     Input& in = ins[f];
     to_input(values[f], s.name, in);
+    if (!kind_castable(in.dtype, s.dtype))
+      throw py::type_error(s.name + ": cannot store " + dtype_name(in.dtype) + " values in a " +
+                           dtype_name(s.dtype) + " field without losing information");
     const int lead = batched ? 1 : 0;
     bool ok = in.ndim == static_cast<int>(s.shape.size()) + lead;
     for (std::size_t d = 0; ok && d < s.shape.size(); ++d) ok = in.shape[d + lead] == s.shape[d];

@@ -5,7 +5,9 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,6 +67,51 @@ struct Input {
   const Py_intptr_t* shape = nullptr;
 };
 
+// NumPy scalars (np.float32(1.0), np.int64(3), np.True_ ...) read without going through arrays.
+// Returns false for anything else.
+inline bool scalar_kind(PyObject* o, Input& in) {
+  struct Types {
+    std::vector<PyObject*> floats, ints, uints;
+    PyObject* bool_ = nullptr;
+  };
+  static Types* types = [] {
+    auto* t = new Types;  // leaked on purpose: lives as long as the interpreter
+    py::module_ np = py::module_::import("numpy");
+    for (const char* n : {"float16", "float32", "float64"}) t->floats.push_back(py::object(np.attr(n)).release().ptr());
+    for (const char* n : {"int8", "int16", "int32", "int64"}) t->ints.push_back(py::object(np.attr(n)).release().ptr());
+    for (const char* n : {"uint8", "uint16", "uint32", "uint64"}) t->uints.push_back(py::object(np.attr(n)).release().ptr());
+    t->bool_ = py::object(np.attr("bool_")).release().ptr();
+    return t;
+  }();
+  PyObject* tp = reinterpret_cast<PyObject*>(Py_TYPE(o));
+  if (tp == types->bool_) {
+    bool v = PyObject_IsTrue(o) == 1;
+    std::memcpy(in.scalar, &v, 1);
+    in.dtype = DType::Bool;
+  } else if (std::find(types->floats.begin(), types->floats.end(), tp) != types->floats.end()) {
+    double v = PyFloat_AsDouble(o);
+    if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+    std::memcpy(in.scalar, &v, 8);
+    in.dtype = DType::Float64;
+  } else if (std::find(types->ints.begin(), types->ints.end(), tp) != types->ints.end()) {
+    py::object i = py::reinterpret_steal<py::object>(PyNumber_Index(o));
+    if (!i) throw py::error_already_set();
+    std::int64_t v = PyLong_AsLongLong(i.ptr());
+    std::memcpy(in.scalar, &v, 8);
+    in.dtype = DType::Int64;
+  } else if (std::find(types->uints.begin(), types->uints.end(), tp) != types->uints.end()) {
+    py::object i = py::reinterpret_steal<py::object>(PyNumber_Index(o));
+    if (!i) throw py::error_already_set();
+    std::uint64_t v = PyLong_AsUnsignedLongLong(i.ptr());
+    std::memcpy(in.scalar, &v, 8);
+    in.dtype = DType::UInt64;
+  } else {
+    return false;
+  }
+  in.data = in.scalar;
+  return true;
+}
+
 // Converts `obj` for field `name`. Python bool / int / float and exact-dtype C-contiguous
 // native numpy arrays are taken without copying; anything else numpy can read (lists, other
 // widths, byte-swapped or strided arrays, CPU torch tensors) goes through numpy once.
@@ -109,6 +156,7 @@ inline void to_input(py::handle obj, const std::string& name, Input& in) {
     }
     throw py::value_error(name + ": integer " + std::string(py::str(obj)) + " is out of range");
   }
+  if (scalar_kind(o, in)) return;
   auto& api = py::detail::npy_api::get();
   if (api.PyArray_Check_(o)) {
     auto* a = py::detail::array_proxy(o);
@@ -146,7 +194,7 @@ inline void to_input(py::handle obj, const std::string& name, Input& in) {
                            std::string(py::str(arr.dtype())));
   }
   if (kind == 'f' && arr.dtype().itemsize() == 4) { wide = "float32"; in.dtype = DType::Float32; }
-  py::array c = np.attr("ascontiguousarray")(arr, py::arg("dtype") = wide);
+  py::array c = np.attr("asarray")(arr, py::arg("dtype") = wide, py::arg("order") = "C");
   in.keep = c;
   auto* a = py::detail::array_proxy(c.ptr());
   in.data = a->data;
