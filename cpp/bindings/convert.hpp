@@ -8,7 +8,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <cstdlib>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -215,6 +218,74 @@ inline std::string shape_str(const std::vector<std::int64_t>& shape, std::int64_
   std::vector<Py_intptr_t> v(shape.begin(), shape.end());
   return shape_str(v.data(), static_cast<int>(v.size()), lead);
 }
+
+// Output memory for sampled batches. Fresh large allocations cost page faults on every call
+// (glibc hands blocks over 128 KiB out as new mmaps), so blocks are recycled: a batch's arrays
+// share one block, owned by a capsule that gives the block back when the last array dies.
+// Thread-safe; at most kMaxCached bytes are kept.
+class BlockPool {
+ public:
+  static BlockPool& get() {
+    static BlockPool* pool = new BlockPool;  // leaked on purpose: capsules may outlive the module
+    return *pool;
+  }
+
+  // A capsule owning a block of at least n bytes (64-byte aligned); its pointer is the block.
+  py::capsule take(std::size_t n) {
+    n = std::max<std::size_t>(64, (n + 63) / 64 * 64);
+    void* p = nullptr;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto& v = free_[n];
+      if (!v.empty()) {
+        p = v.back();
+        v.pop_back();
+        cached_ -= n;
+      }
+    }
+    if (!p) p = std::aligned_alloc(64, n);
+    if (!p) throw std::bad_alloc();
+    auto* block = new Block{p, n};
+    try {
+      return py::capsule(block, [](void* b) {
+        auto* blk = static_cast<Block*>(b);
+        BlockPool::get().give(blk->ptr, blk->size);
+        delete blk;
+      });
+    } catch (...) {
+      std::free(p);
+      delete block;
+      throw;
+    }
+  }
+
+  static void* data(const py::capsule& c) { return static_cast<Block*>(c.get_pointer())->ptr; }
+
+ private:
+  struct Block {
+    void* ptr;
+    std::size_t size;
+  };
+  static constexpr std::size_t kMaxCached = std::size_t(512) << 20;
+  static constexpr std::size_t kMaxPerSize = 8;
+
+  void give(void* p, std::size_t n) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto& v = free_[n];
+      if (cached_ + n <= kMaxCached && v.size() < kMaxPerSize) {
+        v.push_back(p);
+        cached_ += n;
+        return;
+      }
+    }
+    std::free(p);
+  }
+
+  std::mutex mu_;
+  std::unordered_map<std::size_t, std::vector<void*>> free_;
+  std::size_t cached_ = 0;
+};
 
 // A read-only (or writable) numpy view over shared storage; the view keeps the storage alive.
 inline py::array storage_view(std::shared_ptr<std::uint8_t> mem, DType dtype, std::vector<py::ssize_t> shape,
