@@ -336,7 +336,7 @@ class ReplayBuffer:
             raise ValueError(f"{where}: holds a {meta.get('class')!r}, not a {type(self).__name__}")
         if meta.get("config") != self._config:
             raise ValueError(f"{where}: schema {meta.get('config')!r} does not match this buffer's {self._config!r}")
-        st = meta.get("state")
+        st: Any = meta.get("state")
         try:
             total = int(st["total"])
             rng = [int(w) for w in st["rng"]]
@@ -383,7 +383,8 @@ class ReplayBuffer:
 
 def _to_device(b: Batch, device: torch.device) -> Batch:
     move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-    return Batch(*map(move, b[:7]), {k: move(v) for k, v in b.extras.items()})
+    return Batch(move(b.observations), move(b.actions), move(b.rewards), move(b.next_observations),
+                 move(b.terminated), move(b.truncated), move(b.indices), {k: move(v) for k, v in b.extras.items()})
 
 
 def _copy_batch(src: Batch, dst: Batch) -> None:

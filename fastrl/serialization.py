@@ -52,7 +52,7 @@ def _data_start(header_len: int) -> int:
 def write_file(path: str | os.PathLike[str], meta: dict[str, Any], arrays: Iterable[tuple[str, np.ndarray]]) -> None:
     """Write ``meta`` and the arrays atomically (to ``path.tmp``, then renamed over ``path``)."""
     arrays = [(name, np.ascontiguousarray(a)) for name, a in arrays]
-    entries = []
+    entries: list[dict[str, Any]] = []
     offset = 0
     for name, a in arrays:
         entries.append({"name": name, "dtype": a.dtype.str, "shape": list(a.shape),
@@ -69,7 +69,7 @@ def write_file(path: str | os.PathLike[str], meta: dict[str, Any], arrays: Itera
         for e, (_, a) in zip(entries, arrays):
             f.write(b"\0" * (start + e["offset"] - f.tell()))
             if a.nbytes:
-                f.write(memoryview(a).cast("B"))
+                f.write(a.data.cast("B"))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -91,8 +91,8 @@ def read_header(f: BinaryIO, path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"{path}: damaged header (checksum mismatch)")
     try:
         header = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: damaged header ({e})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: damaged header ({err})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ValueError(f"{path}: not a fastrl replay buffer file")
     if header.get("version") != VERSION:
@@ -101,6 +101,7 @@ def read_header(f: BinaryIO, path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(arrays, list):
         raise ValueError(f"{path}: damaged header (no array table)")
     for e in arrays:
+        entry = e
         try:
             dtype = np.dtype(e["dtype"])
             shape = tuple(int(d) for d in e["shape"])
@@ -109,7 +110,7 @@ def read_header(f: BinaryIO, path: str | os.PathLike[str]) -> dict[str, Any]:
                 raise ValueError
             int(e["crc32"])
         except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{path}: damaged header (bad array entry {e!r})") from None
+            raise ValueError(f"{path}: damaged header (bad array entry {entry!r})") from None
         if dtype.hasobject or any(d < 0 for d in shape) or nbytes != int(np.prod(shape)) * dtype.itemsize:
             raise ValueError(f"{path}: damaged header (inconsistent array entry {e.get('name')!r})")
         offset += _data_start(hlen)
@@ -120,14 +121,14 @@ def read_header(f: BinaryIO, path: str | os.PathLike[str]) -> dict[str, Any]:
     return header
 
 
-def read_array_into(f: BinaryIO, path: str | os.PathLike[str], entry: dict[str, Any], out: np.ndarray) -> None:
+def read_array_into(f: Any, path: str | os.PathLike[str], entry: dict[str, Any], out: np.ndarray) -> None:
     """Read one array of the file straight into ``out`` (no intermediate copy) and verify its CRC."""
     name = entry["name"]
     if out.dtype != np.dtype(entry["dtype"]) or out.shape != tuple(entry["shape"]) or not out.flags.c_contiguous:
         raise ValueError(f"{path}: array {name!r} has dtype {entry['dtype']} shape {tuple(entry['shape'])}, "
                          f"expected {out.dtype.str} {out.shape}")
     f.seek(int(entry["offset"]))
-    mv = memoryview(out).cast("B") if out.nbytes else memoryview(b"")
+    mv = out.data.cast("B") if out.nbytes else memoryview(b"")
     got = 0
     while got < len(mv):
         n = f.readinto(mv[got:])
