@@ -46,6 +46,19 @@ def _seed_value(seed: int | None) -> int:
     return int(seed)
 
 
+def available_memory() -> int:
+    """Bytes of memory this process can still get (MemAvailable + SwapFree; physical memory as fallback)."""
+    try:
+        with open("/proc/meminfo") as f:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if line.split()}
+        return info["MemAvailable"] + info.get("SwapFree", 0)
+    except (OSError, KeyError, ValueError, IndexError):
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            return 1 << 62
+
+
 def _check_batch_size(batch_size: Any) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
         raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
@@ -106,6 +119,12 @@ class ReplayBuffer:
         self.fields: tuple[Field, ...] = build_fields(
             observation_shape, action_shape, observation_dtype, action_dtype, reward_dtype, extra_fields)
         self._extra_names = tuple(f.name for f in self.fields[_N_STD:])
+        self._row_bytes = sum(f.row_bytes for f in self.fields)
+        need = (int(capacity) // int(num_envs) * int(num_envs)) * self._row_bytes
+        if need > available_memory():
+            raise ValueError(f"capacity={capacity} needs {need / 2**30:.2f} GiB for {self._row_bytes} bytes per "
+                             f"transition, more than the {available_memory() / 2**30:.2f} GiB available; "
+                             f"use a smaller capacity")
         self._config = {
             "capacity": int(capacity), "observation_shape": list(self.fields[0].shape),
             "action_shape": list(self.fields[1].shape), "observation_dtype": self.fields[0].dtype,
@@ -198,7 +217,7 @@ class ReplayBuffer:
         ``device`` the batch is gathered into pinned host memory and copied with
         ``non_blocking=True``. O(batch_size), independent of capacity.
         """
-        batch_size = _check_batch_size(batch_size)
+        batch_size = self._check_batch_bytes(_check_batch_size(batch_size))
         if device is None or torch.device(device).type == "cpu":
             return self._batch(self._impl.sample(batch_size, bool(replace)))
         device = torch.device(device)
@@ -207,6 +226,12 @@ class ReplayBuffer:
         self.sample_into(staging, batch_size, replace=replace)
         return _to_device(staging, device)
 
+    def _check_batch_bytes(self, batch_size: int) -> int:
+        need = batch_size * (self._row_bytes + 8)
+        if need > available_memory():
+            raise ValueError(f"batch_size={batch_size} needs {need / 2**30:.2f} GiB, more than the memory available")
+        return batch_size
+
     def empty_batch(self, batch_size: int, *, device: Any = None, pin_memory: bool = False) -> Batch:
         """Preallocated tensors shaped for :meth:`sample_into`: on CPU (pinned when asked and
         CUDA is present) or on ``device``.
@@ -214,7 +239,7 @@ class ReplayBuffer:
         CPU batches made here are registered with the buffer, so :meth:`sample_into` skips
         re-validating them; their storage cannot be resized.
         """
-        batch_size = _check_batch_size(batch_size)
+        batch_size = self._check_batch_bytes(_check_batch_size(batch_size))
         device = torch.device("cpu") if device is None else torch.device(device)
         if device.type != "cpu":
             def make(shape: tuple[int, ...], dtype: str) -> torch.Tensor:

@@ -415,3 +415,22 @@ def test_cuda_sample_and_sample_into():
     pinned = buf.empty_batch(32, pin_memory=True)
     assert pinned.observations.is_pinned()
     buf.sample_into(pinned)
+
+
+def test_ids_beyond_32_bits():
+    buf = ReplayBuffer(6, observation_shape=(1,), seed=0)
+    start = 2**33 + 5
+    buf._impl.set_state(start - start % 1, buf._impl.rng_state())
+    for i in range(8):
+        o = np.array([i], np.float32)
+        buf.add(o, i, 0.0, o, False, False)
+    assert buf.total_added == start + 8 and len(buf) == 6
+    b = buf.sample(64)
+    assert int(b.indices.min()) >= start + 2
+    torch.testing.assert_close(b.observations[:, 0], (b.indices - start).float())
+    assert buf.get([start + 7])["actions"][0] == 7
+
+
+def test_capacity_beyond_available_memory_fails_at_construction():
+    with pytest.raises(ValueError, match="capacity"):
+        ReplayBuffer(2**40, observation_shape=(84, 84), observation_dtype=np.uint8, seed=0)

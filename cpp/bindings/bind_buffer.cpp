@@ -100,14 +100,19 @@ void bind_buffer(py::module_& m) {
       .def(
           "add",
           [](ReplayBuffer& b, const py::tuple& values) {
+            // Reused per thread to keep add() allocation-free; the guard drops the Python
+            // references on every exit path (a thread_local must not own them at thread exit).
             thread_local std::vector<Input> ins;
             thread_local std::vector<Source> src;
-            collect(b, values, false, ins, src);
+            struct Release {
+              std::vector<Input>& v;
+              ~Release() { for (auto& in : v) in.keep = py::object(); }
+            } release{ins};
             if (b.num_envs() != 1)
               throw py::value_error("add() stores one step of one env; with num_envs=" +
                                     std::to_string(b.num_envs()) + " use extend() with [num_envs, ...] arrays");
+            collect(b, values, false, ins, src);
             b.write(src.data(), 1);
-            for (auto& in : ins) in.keep = py::object();
           },
           py::arg("values"), "Append one row: one value per field, in field order.")
       .def(
