@@ -59,7 +59,7 @@ void bind_prioritized(py::module_& m) {
             const auto& specs = p.base().specs();
             py::tuple result(specs.size() + 2);
             py::array_t<std::int64_t> ids(batch_size);
-            py::array_t<double> weights(batch_size);
+            py::array_t<float> weights(batch_size);
             std::array<void*, kMaxFields> outs{};
             for (std::size_t f = 0; f < specs.size(); ++f) {
               std::vector<py::ssize_t> shape{batch_size};
@@ -69,7 +69,7 @@ void bind_prioritized(py::module_& m) {
               result[f + 2] = std::move(a);
             }
             std::int64_t* ip = ids.mutable_data();
-            double* wp = weights.mutable_data();
+            float* wp = weights.mutable_data();
             {
               py::gil_scoped_release nogil;
               p.sample(batch_size, beta, ip, wp, outs.data());
@@ -79,7 +79,7 @@ void bind_prioritized(py::module_& m) {
             return result;
           },
           py::arg("batch_size"), py::arg("beta"),
-          "Prioritized batch: (ids, float64 weights, field arrays...) in freshly allocated arrays.")
+          "Prioritized batch: (ids, float32 weights, field arrays...) in freshly allocated arrays.")
       .def(
           "sample_ids",
           [](PrioritizedReplayBuffer& p, std::int64_t batch_size, double beta) {
@@ -105,7 +105,7 @@ void bind_prioritized(py::module_& m) {
               throw py::value_error("expected " + std::to_string(specs.size()) + " field outputs, got " +
                                     std::to_string(outs.size()));
             auto* ip = static_cast<std::int64_t*>(checked_out_array(ids_out, DType::Int64, {}, batch_size, "indices out"));
-            auto* wp = static_cast<double*>(checked_out_array(weights_out, DType::Float64, {}, batch_size, "weights out"));
+            auto* wp = static_cast<float*>(checked_out_array(weights_out, DType::Float32, {}, batch_size, "weights out"));
             std::array<void*, kMaxFields> ptrs{};
             for (std::size_t f = 0; f < specs.size(); ++f)
               if (!outs[f].is_none())

@@ -73,9 +73,11 @@ class PrioritizedReplayBuffer : private SlotObserver {
   // Raw priorities (p + eps) by slot: shared so a view of it outlives the buffer. Not synchronised.
   std::shared_ptr<double> raw_priorities() const { return raw_; }
 
-  // Draws B ids by stratified proportional sampling, their weights (float64) and, for every
-  // non-null out, the rows' fields; one lock. Throws when empty or when every mass is zero.
-  void sample(std::int64_t batch_size, double beta, std::int64_t* ids, double* weights, void* const* outs) {
+  // Draws B ids by stratified proportional sampling, their weights (computed in float64, stored
+  // as W: float or double) and, for every non-null out, the rows' fields; one lock. Throws when
+  // empty or when every mass is zero.
+  template <class W>
+  void sample(std::int64_t batch_size, double beta, std::int64_t* ids, W* weights, void* const* outs) {
     check_beta(beta);
     base_.sample_with(
         batch_size,
@@ -186,7 +188,8 @@ class PrioritizedReplayBuffer : private SlotObserver {
     return lo + ((slot - lo % cap) + cap) % cap;
   }
 
-  void draw_locked(Rng& rng, std::int64_t total, std::int64_t b, double beta, std::int64_t* ids, double* weights) {
+  template <class W>
+  void draw_locked(Rng& rng, std::int64_t total, std::int64_t b, double beta, std::int64_t* ids, W* weights) {
     const double s = sum_.root();
     if (!(s > 0.0)) throw std::invalid_argument("cannot sample: every stored priority is zero (use eps > 0)");
     const double slice = s / static_cast<double>(b);
@@ -197,7 +200,7 @@ class PrioritizedReplayBuffer : private SlotObserver {
     const double m_min = min_.root();
     for (std::int64_t i = 0; i < b; ++i) {
       const std::int64_t slot = ids[i];
-      weights[i] = beta == 0.0 ? 1.0 : std::pow(m_min / sum_.get(slot), beta);
+      weights[i] = static_cast<W>(beta == 0.0 ? 1.0 : std::pow(m_min / sum_.get(slot), beta));
       ids[i] = id_of(slot, total);
     }
   }
