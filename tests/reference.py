@@ -5,3 +5,137 @@ from __future__ import annotations
 import numpy as np
 
 # ---------------------------------------------------------------- replay buffer storage model
+
+
+# ---------------------------------------------------------------- prioritized replay model
+# Mirrors fastrl::PrioritizedReplayBuffer operation by operation (same generator, same pairwise
+# tree, same libm pow), so sampled ids and float64 weights can be compared exactly.
+
+import math  # noqa: E402
+
+_MASK64 = (1 << 64) - 1
+
+
+class Xoshiro256:
+    """xoshiro256** as in cpp/include/fastrl/rng.hpp, started from a saved state."""
+
+    def __init__(self, state):
+        self.s = [int(w) for w in state]
+
+    def next(self) -> int:
+        s = self.s
+        rotl = lambda x, k: ((x << k) | (x >> (64 - k))) & _MASK64  # noqa: E731
+        result = (rotl((s[1] * 5) & _MASK64, 7) * 9) & _MASK64
+        t = (s[1] << 17) & _MASK64
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = rotl(s[3], 45)
+        return result
+
+    def uniform(self) -> float:
+        return (self.next() >> 11) * 2.0**-53
+
+
+def pairwise_tree(leaves: np.ndarray, identity: float, op) -> np.ndarray:
+    """The segment tree as one array (root at 1, leaves at [P, P + n)), built bottom-up from scratch."""
+    n = len(leaves)
+    p = 1
+    while p < n:
+        p *= 2
+    t = np.full(2 * p, identity, dtype=np.float64)
+    t[p:p + n] = leaves
+    lo = p
+    while lo > 1:
+        t[lo // 2:lo] = op(t[lo:2 * lo:2], t[lo + 1:2 * lo:2])
+        lo //= 2
+    return t
+
+
+def find_prefix(t: np.ndarray, mass: float) -> int:
+    """Leaf whose cumulative interval holds ``mass``, never a zero-mass one (as SumTree::find_prefix)."""
+    p = len(t) // 2
+    k = 1
+    while k < p:
+        left = t[2 * k]
+        if mass < left or not t[2 * k + 1] > 0.0:
+            k = 2 * k
+        else:
+            mass -= left
+            k = 2 * k + 1
+    return k - p
+
+
+class PrioritizedModel:
+    """Raw priorities per slot (p + eps), running max, masses r**alpha; ids and slots as the buffer's."""
+
+    def __init__(self, capacity: int, alpha: float, eps: float):
+        self.capacity, self.alpha, self.eps = capacity, alpha, eps
+        self.raw = np.zeros(capacity, dtype=np.float64)
+        self.total = 0
+        self.max_raw = 1.0
+
+    @property
+    def size(self) -> int:
+        return min(self.total, self.capacity)
+
+    def write(self, rows: int) -> None:
+        for i in range(self.total, self.total + rows):
+            self.raw[i % self.capacity] = self.max_raw
+        self.total += rows
+
+    def update(self, ids, priorities) -> int:
+        priorities = [float(p) for p in priorities]
+        if any(not (p >= 0 and math.isfinite(p)) for p in priorities):
+            raise ValueError("bad priority")
+        if any(i < 0 or i >= self.total for i in ids):
+            raise IndexError("never written")
+        applied = 0
+        for i, p in zip(ids, priorities):
+            if i < self.total - self.size:
+                continue
+            self.raw[i % self.capacity] = p + self.eps
+            self.max_raw = max(self.max_raw, p + self.eps)
+            applied += 1
+        return applied
+
+    def masses(self) -> np.ndarray:
+        m = np.zeros(self.capacity, dtype=np.float64)
+        for s in range(self.size):
+            m[s] = math.pow(self.raw[s], self.alpha)
+        return m
+
+    def probabilities(self) -> np.ndarray:
+        m = self.masses()
+        return m / m.sum()
+
+    def id_of(self, slot: int) -> int:
+        if self.total <= self.capacity:
+            return slot
+        lo = self.total - self.capacity
+        return lo + (slot - lo) % self.capacity
+
+    def sample(self, rng: Xoshiro256, batch_size: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
+        """Stratified proportional ids and weights (m_min / m_i)**beta == (N P(i))**-beta / max weight."""
+        m = self.masses()
+        t = pairwise_tree(m, 0.0, np.add)
+        s = t[1]
+        positive = m[m > 0]
+        m_min = positive.min()
+        slice_ = s / batch_size
+        ids = np.empty(batch_size, dtype=np.int64)
+        w = np.empty(batch_size, dtype=np.float64)
+        for i in range(batch_size):
+            slot = find_prefix(t, (float(i) + rng.uniform()) * slice_)
+            ids[i] = self.id_of(slot)
+            w[i] = 1.0 if beta == 0.0 else math.pow(m_min / m[slot], beta)
+        return ids, w
+
+    def weights_formula(self, slots: np.ndarray, beta: float) -> np.ndarray:
+        """The paper's formula literally: (N * P(i))**-beta / max_j (N * P(j))**-beta over stored rows."""
+        p = self.probabilities()
+        n = self.size
+        live = p[:n][p[:n] > 0]
+        return (n * p[slots]) ** -beta / ((n * live) ** -beta).max()
