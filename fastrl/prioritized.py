@@ -57,10 +57,18 @@ class BetaSchedule(LinearSchedule):
         super().__init__(_real("beta0", beta0), _real("end", end), horizon)
 
 
+_NUMPY_FLOATS = (torch.float32, torch.float64)
+
+
 def _cpu_numpy(name: str, x: Any) -> np.ndarray:
+    """A numpy view (CPU tensors, arrays) or copy (CUDA tensors, half floats, lists) of ``x``."""
+    if isinstance(x, np.ndarray):
+        return x
     if isinstance(x, torch.Tensor):
+        if x.device.type == "cpu" and not x.requires_grad and (x.dtype in _NUMPY_FLOATS or not x.is_floating_point()):
+            return x.numpy()
         x = x.detach()
-        if x.dtype.is_floating_point:
+        if x.is_floating_point():
             x = x.to("cpu", torch.float64)  # also covers float16 / bfloat16, which numpy may lack
         return x.cpu().numpy()
     try:
@@ -125,18 +133,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         infinite priorities raise ValueError and change nothing; so do indices never written
         (IndexError). The GIL is released while C++ updates. Returns the number of rows updated.
         """
-        ids = _cpu_numpy("indices", indices)
-        if ids.dtype.kind not in "iu":
-            raise TypeError(f"indices must be integers, got dtype {ids.dtype}")
-        pr = _cpu_numpy("priorities", priorities)
-        if pr.dtype.kind not in "fiu":
-            raise TypeError(f"priorities must be real numbers, got dtype {pr.dtype}")
-        if ids.size != pr.size:
-            raise ValueError(f"indices and priorities must have the same number of elements, "
-                             f"got {ids.size} and {pr.size}")
-        ids = np.ascontiguousarray(ids.reshape(-1), dtype=np.int64)
-        pr = np.ascontiguousarray(pr.reshape(-1), dtype=np.float64)
-        return int(self._per.update_priorities(ids, pr))
+        return self._per.update_priorities(_cpu_numpy("indices", indices), _cpu_numpy("priorities", priorities))
 
     def priorities(self, indices: Any) -> np.ndarray:
         """Raw priorities ``p + eps`` (float64) of stored rows (IndexError if one is not stored)."""
@@ -170,9 +167,11 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         replacement. O(B log N + B * row bytes); the GIL is released. ``device`` as in
         :meth:`ReplayBuffer.sample`.
         """
-        batch_size = _check_batch_size(batch_size)
-        beta = _real("beta", beta)
-        if not replace:
+        if type(batch_size) is not int or batch_size < 1:
+            batch_size = _check_batch_size(batch_size)
+        if type(beta) is not float:  # a float is range-checked in C++
+            beta = _real("beta", beta)
+        if replace is not True and not replace:
             raise ValueError("prioritized sampling draws with replacement; replace=False is not supported")
         if device is None or torch.device(device).type == "cpu":
             return self._pbatch(self._per.sample(batch_size, beta))

@@ -39,40 +39,58 @@ class Xoshiro256:
         return (self.next() >> 11) * 2.0**-53
 
 
-def pairwise_tree(leaves: np.ndarray, identity: float, op) -> np.ndarray:
-    """The segment tree as one array (root at 1, leaves at [P, P + n)), built bottom-up from scratch."""
-    n = len(leaves)
-    p = 1
-    while p < n:
-        p *= 2
-    t = np.full(2 * p, identity, dtype=np.float64)
-    t[p:p + n] = leaves
-    lo = p
-    while lo > 1:
-        t[lo // 2:lo] = op(t[lo:2 * lo:2], t[lo + 1:2 * lo:2])
-        lo //= 2
-    return t
+def tree_levels(leaves: np.ndarray, k: int, identity: float, op) -> list[np.ndarray]:
+    """A K-ary segment tree built bottom-up from scratch: levels[0] are the leaves (padded to a
+    multiple of k with ``identity``), each parent combines its k children in order
+    ((c0 op c1) op c2) ..., levels[-1] == [root]."""
+    levels = [np.asarray(leaves, dtype=np.float64)]
+    while len(levels[-1]) > 1:
+        lv = levels[-1]
+        padded = np.full(-(-len(lv) // k) * k, identity)
+        padded[:len(lv)] = lv
+        levels[-1] = padded
+        cols = padded.reshape(-1, k)
+        acc = cols[:, 0].copy()
+        for j in range(1, k):
+            acc = op(acc, cols[:, j])
+        levels.append(acc)
+    return levels
 
 
-def find_prefix(t: np.ndarray, mass: float) -> int:
+def tree_root(leaves: np.ndarray, k: int, identity: float = 0.0, op=np.add) -> float:
+    return float(tree_levels(leaves, k, identity, op)[-1][0])
+
+
+def find_prefix(levels: list[np.ndarray], mass: float, k: int) -> int:
     """Leaf whose cumulative interval holds ``mass``, never a zero-mass one (as SumTree::find_prefix)."""
-    p = len(t) // 2
-    k = 1
-    while k < p:
-        left = t[2 * k]
-        if mass < left or not t[2 * k + 1] > 0.0:
-            k = 2 * k
-        else:
-            mass -= left
-            k = 2 * k + 1
-    return k - p
+    node = 0
+    for lv in reversed(levels[:-1]):
+        c = [float(x) for x in lv[node * k:(node + 1) * k]]
+        cum = before = 0.0
+        child = last_positive = 0
+        for j in range(k):
+            upto = cum + c[j]
+            if upto <= mass:
+                before = upto
+                child += 1
+            if c[j] > 0.0:
+                last_positive = j
+            cum = upto
+        if child > last_positive:
+            child = last_positive
+            before = 0.0
+            for j in range(child):
+                before += c[j]
+        mass -= before
+        node = node * k + child
+    return node
 
 
 class PrioritizedModel:
     """Raw priorities per slot (p + eps), running max, masses r**alpha; ids and slots as the buffer's."""
 
-    def __init__(self, capacity: int, alpha: float, eps: float):
-        self.capacity, self.alpha, self.eps = capacity, alpha, eps
+    def __init__(self, capacity: int, alpha: float, eps: float, fanout: int = 4):
+        self.capacity, self.alpha, self.eps, self.fanout = capacity, alpha, eps, fanout
         self.raw = np.zeros(capacity, dtype=np.float64)
         self.total = 0
         self.max_raw = 1.0
@@ -120,15 +138,15 @@ class PrioritizedModel:
     def sample(self, rng: Xoshiro256, batch_size: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
         """Stratified proportional ids and weights (m_min / m_i)**beta == (N P(i))**-beta / max weight."""
         m = self.masses()
-        t = pairwise_tree(m, 0.0, np.add)
-        s = t[1]
+        levels = tree_levels(m, self.fanout, 0.0, np.add)
+        s = float(levels[-1][0])
         positive = m[m > 0]
         m_min = positive.min()
         slice_ = s / batch_size
         ids = np.empty(batch_size, dtype=np.int64)
         w = np.empty(batch_size, dtype=np.float64)
         for i in range(batch_size):
-            slot = find_prefix(t, (float(i) + rng.uniform()) * slice_)
+            slot = find_prefix(levels, (float(i) + rng.uniform()) * slice_, self.fanout)
             ids[i] = self.id_of(slot)
             w[i] = 1.0 if beta == 0.0 else math.pow(m_min / m[slot], beta)
         return ids, w

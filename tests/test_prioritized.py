@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 
 import fastrl
 from fastrl import BetaSchedule, LinearSchedule, PrioritizedReplayBuffer
-from reference import PrioritizedModel, Xoshiro256, pairwise_tree
+from fastrl import _core
+from reference import PrioritizedModel, Xoshiro256, tree_root
+
+K = _core.SUM_TREE_FANOUT
 
 
 def make(capacity=16, num_envs=1, alpha=0.6, eps=1e-6, seed=0, **kw):
@@ -45,7 +48,7 @@ def check_same(buf, model):
 @pytest.mark.parametrize("num_envs", [1, 3])
 def test_sample_stream_matches_model_exactly(num_envs):
     cap = 30
-    buf, model = make(cap, num_envs=num_envs, eps=0.01), PrioritizedModel(cap, 0.6, 0.01)
+    buf, model = make(cap, num_envs=num_envs, eps=0.01), PrioritizedModel(cap, 0.6, 0.01, K)
     gen = np.random.default_rng(1)
     for step in range(12):  # wraps around several times
         rows = num_envs * int(gen.integers(1, 5))
@@ -79,7 +82,7 @@ def test_sample_stream_matches_model_exactly(num_envs):
 
 def test_weights_equal_the_paper_formula():
     cap = 40
-    buf, model = make(cap, eps=0.0), PrioritizedModel(cap, 0.6, 0.0)
+    buf, model = make(cap, eps=0.0), PrioritizedModel(cap, 0.6, 0.0, K)
     fill(buf, 55)
     model.write(55)
     live = np.arange(15, 55)
@@ -105,7 +108,7 @@ def test_weights_equal_the_paper_formula():
        num_envs=st.sampled_from([1, 2]))
 def test_random_operation_sequences_match_model(ops, num_envs):
     cap = 12
-    buf, model = make(cap, num_envs=num_envs, eps=0.05), PrioritizedModel(cap, 0.6, 0.05)
+    buf, model = make(cap, num_envs=num_envs, eps=0.05), PrioritizedModel(cap, 0.6, 0.05, K)
     for op, r in ops:
         gen = np.random.default_rng(r)
         if op == "write":
@@ -130,7 +133,7 @@ def test_random_operation_sequences_match_model(ops, num_envs):
             np.testing.assert_array_equal(w, mw)
         check_same(buf, model)
         m = model.masses()
-        assert buf._per.total_mass == pairwise_tree(m, 0.0, np.add)[1]
+        assert buf._per.total_mass == tree_root(m, K)
 
 
 # ---------------------------------------------------------------- statistics
@@ -142,7 +145,7 @@ def _chi2_critical(df: int, z: float = 4.265) -> float:
 @pytest.mark.parametrize("alpha", [0.6, 1.0])
 def test_sampled_frequencies_match_p_alpha(alpha):
     cap = 50
-    buf, model = make(cap, alpha=alpha, eps=0.0, seed=123), PrioritizedModel(cap, alpha, 0.0)
+    buf, model = make(cap, alpha=alpha, eps=0.0, seed=123), PrioritizedModel(cap, alpha, 0.0, K)
     fill(buf, 70)
     model.write(70)
     live = np.arange(20, 70)
@@ -344,7 +347,7 @@ def test_alpha_changes_without_rebuild():
         raw = buf.priorities(np.arange(4, 20))
         np.testing.assert_array_equal(raw, pr)
         np.testing.assert_array_equal(m[np.arange(4, 20) % 16], [math.pow(r, a) for r in pr])
-        assert buf._per.total_mass == pairwise_tree(m, 0.0, np.add)[1]
+        assert buf._per.total_mass == tree_root(m, K)
         assert buf._per.min_mass == m[m > 0].min()
 
 
@@ -360,7 +363,7 @@ def _random_updates(n_updates, cap=1000, seed=5):
     m = buf._per.masses()
     raw = buf.priorities(np.arange(cap))
     np.testing.assert_array_equal(m, [math.pow(r, 0.7) for r in raw])
-    assert buf._per.total_mass == pairwise_tree(m, 0.0, np.add)[1]  # bit for bit: no drift
+    assert buf._per.total_mass == tree_root(m, K)  # bit for bit: no drift
     assert math.isclose(buf._per.total_mass, math.fsum(m), rel_tol=1e-13)
     assert buf._per.min_mass == m.min()
 
@@ -524,7 +527,7 @@ def test_one_writer_one_sampler_threads():
     t.join()
     assert not errors
     m = buf._per.masses()
-    assert buf._per.total_mass == pairwise_tree(m, 0.0, np.add)[1]
+    assert buf._per.total_mass == tree_root(m, K)
 
 
 # ---------------------------------------------------------------- schedules

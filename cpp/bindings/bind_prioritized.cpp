@@ -30,6 +30,7 @@ void check_batch_size(std::int64_t b) {
 }  // namespace
 
 void bind_prioritized(py::module_& m) {
+  m.attr("SUM_TREE_FANOUT") = fastrl::SumTree::kFanout;
   py::class_<PrioritizedReplayBuffer>(m, "PrioritizedReplayBuffer",
                                       "Prioritized replay core (use fastrl.PrioritizedReplayBuffer).")
       .def(py::init([](const std::vector<std::tuple<std::string, std::vector<std::int64_t>, std::string>>& fields,
@@ -117,13 +118,30 @@ void bind_prioritized(py::module_& m) {
           "Prioritized sample into caller-owned arrays of the exact dtype and shape (None skips a field).")
       .def(
           "update_priorities",
-          [](PrioritizedReplayBuffer& p, const Ids& ids, const Values& priorities) {
-            if (ids.ndim() != 1 || priorities.ndim() != 1 || ids.size() != priorities.size())
-              throw py::value_error("indices and priorities must be 1-d and of the same length, got " +
-                                    std::to_string(ids.size()) + " and " + std::to_string(priorities.size()));
+          [](PrioritizedReplayBuffer& p, const py::array& ids_in, const py::array& pr_in) {
+            // Any shapes with the same number of elements; integer ids; real priorities. float32
+            // and float64 priorities are read in place, other real dtypes converted to float64.
+            const char ik = ids_in.dtype().kind(), pk = pr_in.dtype().kind();
+            if (ik != 'i' && ik != 'u')
+              throw py::type_error("indices must be integers, got dtype " + std::string(py::str(ids_in.dtype())));
+            if (pk != 'f' && pk != 'i' && pk != 'u')
+              throw py::type_error("priorities must be real numbers, got dtype " + std::string(py::str(pr_in.dtype())));
+            if (ids_in.size() != pr_in.size())
+              throw py::value_error("indices and priorities must have the same number of elements, got " +
+                                    std::to_string(ids_in.size()) + " and " + std::to_string(pr_in.size()));
+            const Ids ids = Ids::ensure(ids_in);
+            if (!ids) throw py::error_already_set();
             const std::int64_t* ip = ids.data();
-            const double* pp = priorities.data();
             const std::int64_t n = ids.size();
+            constexpr int exact = py::array::c_style;
+            if (pk == 'f' && pr_in.itemsize() == 4 && py::isinstance<py::array_t<float, exact>>(pr_in)) {
+              const float* pp = static_cast<const float*>(pr_in.data());
+              py::gil_scoped_release nogil;
+              return p.update_priorities(ip, pp, n);
+            }
+            const Values pr = Values::ensure(pr_in);
+            if (!pr) throw py::error_already_set();
+            const double* pp = pr.data();
             py::gil_scoped_release nogil;
             return p.update_priorities(ip, pp, n);
           },

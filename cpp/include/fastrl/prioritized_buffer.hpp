@@ -81,16 +81,20 @@ class PrioritizedReplayBuffer : private SlotObserver {
     check_beta(beta);
     base_.sample_with(
         batch_size,
-        [&](Rng& rng, std::int64_t total, std::int64_t* out) { draw_locked(rng, total, batch_size, beta, out, weights); },
+        [&](Rng& rng, std::int64_t total, std::int64_t* out, std::int64_t* slots) {
+          draw_locked(rng, total, batch_size, beta, out, slots, weights);
+        },
         ids, outs);
   }
 
-  // New priorities p for the rows `ids` (raw = p + eps). Stale ids are skipped; a later duplicate
-  // wins. Throws (changing nothing) for p < 0, NaN or inf, for a mass (p + eps)^alpha too large to
-  // sum, and for ids never written. Returns the number of updates applied. O(B log N).
-  std::int64_t update_priorities(const std::int64_t* ids, const double* priorities, std::int64_t n) {
+  // New priorities p (P: float or double) for the rows `ids` (raw = p + eps, in float64). Stale
+  // ids are skipped; a later duplicate wins. Throws (changing nothing) for p < 0, NaN or inf, for a
+  // mass (p + eps)^alpha too large to sum, and for ids never written. Returns the number of
+  // updates applied. O(B log N).
+  template <class P>
+  std::int64_t update_priorities(const std::int64_t* ids, const P* priorities, std::int64_t n) {
     for (std::int64_t i = 0; i < n; ++i)
-      if (!(priorities[i] >= 0.0) || !std::isfinite(priorities[i]))
+      if (!(priorities[i] >= 0) || !std::isfinite(priorities[i]))
         throw std::invalid_argument("priorities must be finite and >= 0 (pass |TD error|), got " +
                                     std::to_string(priorities[i]) + " at position " + std::to_string(i));
     return base_.with_lock([&](std::int64_t total) {
@@ -100,22 +104,31 @@ class PrioritizedReplayBuffer : private SlotObserver {
                                   std::to_string(total) + "))");
       scratch_.resize(static_cast<std::size_t>(n));
       for (std::int64_t i = 0; i < n; ++i) {
-        scratch_[i] = mass(priorities[i] + eps_);
+        scratch_[i] = mass(static_cast<double>(priorities[i]) + eps_);
         if (!(scratch_[i] <= max_leaf_))
           throw std::invalid_argument("priority " + std::to_string(priorities[i]) + " at position " +
                                       std::to_string(i) + " is too large: (p + eps)^alpha overflows the sum tree");
       }
-      const std::int64_t lo = total - std::min(total, base_.capacity());
+      // Live ids only (stale ones skipped), as slots; then both trees level by level.
+      const std::int64_t cap = base_.capacity(), lo = total - std::min(total, cap), lo_slot = lo % cap;
+      slot_scratch_.resize(static_cast<std::size_t>(2 * n));
+      std::int64_t* slots = slot_scratch_.data();
       std::int64_t applied = 0;
       for (std::int64_t i = 0; i < n; ++i) {
         if (ids[i] < lo) continue;
-        const std::int64_t slot = ids[i] % base_.capacity();
-        const double r = priorities[i] + eps_;
+        std::int64_t slot = lo_slot + (ids[i] - lo);  // == ids[i] % cap, without a division
+        if (slot >= cap) slot -= cap;
+        const double r = static_cast<double>(priorities[i]) + eps_;
         raw_.get()[slot] = r;
         max_raw_ = std::max(max_raw_, r);
-        set_leaf(slot, scratch_[i]);
+        slots[applied] = slot;
+        scratch_[applied] = scratch_[i];  // applied <= i: compacting in place is safe
         ++applied;
       }
+      sum_.set(slots, scratch_.data(), applied, slots + n);
+      for (std::int64_t q = 0; q < applied; ++q)
+        if (!(scratch_[q] > 0.0)) scratch_[q] = std::numeric_limits<double>::infinity();
+      min_.set(slots, scratch_.data(), applied, slots + n);
       return applied;
     });
   }
@@ -175,33 +188,22 @@ class PrioritizedReplayBuffer : private SlotObserver {
 
   double mass(double raw) const { return std::pow(raw, alpha_); }
 
-  void set_leaf(std::int64_t slot, double m) {
-    sum_.set(slot, m);
-    min_.set(slot, m > 0.0 ? m : std::numeric_limits<double>::infinity());
-  }
-
-  // The live id stored in `slot` (live ids are [total - size, total)).
-  std::int64_t id_of(std::int64_t slot, std::int64_t total) const {
-    const std::int64_t cap = base_.capacity();
-    if (total <= cap) return slot;
-    const std::int64_t lo = total - cap;
-    return lo + ((slot - lo % cap) + cap) % cap;
-  }
-
   template <class W>
-  void draw_locked(Rng& rng, std::int64_t total, std::int64_t b, double beta, std::int64_t* ids, W* weights) {
+  void draw_locked(Rng& rng, std::int64_t total, std::int64_t b, double beta, std::int64_t* ids, std::int64_t* slots,
+                   W* weights) {
     const double s = sum_.root();
     if (!(s > 0.0)) throw std::invalid_argument("cannot sample: every stored priority is zero (use eps > 0)");
     const double slice = s / static_cast<double>(b);
     mass_scratch_.resize(static_cast<std::size_t>(b));
-    node_scratch_.resize(static_cast<std::size_t>(b));
     for (std::int64_t i = 0; i < b; ++i) mass_scratch_[i] = (static_cast<double>(i) + rng.uniform()) * slice;
-    sum_.find_prefix(mass_scratch_.data(), b, ids, node_scratch_.data());  // slots for now
+    sum_.find_prefix(mass_scratch_.data(), b, slots);
     const double m_min = min_.root();
+    // The live id in a slot: lo + (slot - lo % cap) mod cap, with live ids [lo, total).
+    const std::int64_t cap = base_.capacity(), lo = total - std::min(total, cap), lo_slot = lo % cap;
     for (std::int64_t i = 0; i < b; ++i) {
-      const std::int64_t slot = ids[i];
+      const std::int64_t slot = slots[i];
       weights[i] = static_cast<W>(beta == 0.0 ? 1.0 : std::pow(m_min / sum_.get(slot), beta));
-      ids[i] = id_of(slot, total);
+      ids[i] = lo + (slot >= lo_slot ? slot - lo_slot : slot - lo_slot + cap);
     }
   }
 
@@ -246,7 +248,7 @@ class PrioritizedReplayBuffer : private SlotObserver {
   double max_raw_ = 1.0;  // running maximum raw priority: what new rows enter with
   double max_leaf_ = 0.0;
   std::vector<double> scratch_, mass_scratch_;  // guarded by base_'s mutex
-  std::vector<std::size_t> node_scratch_;
+  std::vector<std::int64_t> slot_scratch_;
 };
 
 }  // namespace fastrl

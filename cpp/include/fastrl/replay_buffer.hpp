@@ -170,17 +170,18 @@ class ReplayBuffer {
   // The observer must outlive the buffer's use of it (the prioritized buffer owns its buffer).
   void set_observer(SlotObserver* observer) { std::lock_guard<std::mutex> g(mu_); observer_ = observer; }
 
-  // Like `sample`, but `draw(rng, total, ids)` writes the batch_size ids, under the lock and with
-  // this buffer's generator; it must write live ids or throw before changing anything. `outs` may
-  // be null to gather nothing. Cost: the draw's plus O(B * row_bytes).
+  // Like `sample`, but `draw(rng, total, ids, slots)` writes the batch_size ids and their slots
+  // (id % capacity), under the lock and with this buffer's generator; it must write live ids or
+  // throw before changing anything. `outs` may be null to gather nothing. Cost: the draw's plus
+  // O(B * row_bytes).
   template <class Draw>
   void sample_with(std::int64_t batch_size, Draw&& draw, std::int64_t* ids, void* const* outs) {
     if (batch_size < 0) throw std::invalid_argument("batch_size must be >= 0, got " + std::to_string(batch_size));
     std::lock_guard<std::mutex> g(mu_);
     if (total_ == 0) throw std::invalid_argument("cannot sample from an empty buffer");
-    draw(rng_, total_, ids);
+    slots_.resize(static_cast<std::size_t>(batch_size));
+    draw(rng_, total_, ids, slots_.data());
     if (!outs) return;
-    to_slots_locked(ids, batch_size);
     for (std::size_t f = 0; f < specs_.size(); ++f)
       if (outs[f]) gather_slots_locked(f, slots_.data(), batch_size, outs[f]);
   }
