@@ -6,7 +6,8 @@ tutorial (written below). Transitions are float32[8] observations; capacities 1e
 Also times fastrl's prioritized sample alone against its uniform sample.
 
 Every implementation is timed in the same run, round-robin (so machine noise hits all alike);
-the table shows the median over rounds of the per-call time and the ratio to fastrl. The script
+the table shows the median over rounds of the per-call time and the ratio to fastrl, and the best
+round (the least disturbed by other processes on a shared machine). The script
 also checks results: fastrl's sampled priorities follow P(i) and its weights lie in (0, 1].
 
     python benchmarks/bench_prioritized.py [--capacities 10000 100000 1000000] [--quick]
@@ -18,7 +19,8 @@ import argparse
 import os
 import random
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -308,27 +310,31 @@ def run(capacities: list[int], batch: int, rounds: int, round_s: float) -> list[
             for c, kind, fn in jobs:
                 times[(c.name, kind)].append(per_call(fn, calls[(c.name, kind)]))
         med = {k: float(np.median(v)) for k, v in times.items()}
+        best = {k: float(np.min(v)) for k, v in times.items()}
         for c in contestants:
             rows.append({"capacity": cap, "name": c.name, "sample": med[(c.name, "sample")],
-                         "sample_update": med.get((c.name, "sample_update"))})
+                         "sample_update": med.get((c.name, "sample_update")),
+                         "sample_update_min": best.get((c.name, "sample_update"))})
         del contestants
     return rows
 
 
 def report(rows: list[dict[str, Any]], batch: int) -> str:
-    lines = [f"Prioritized replay, float32[{OBS_DIM}] observations, batch {batch}, alpha {ALPHA}, beta {BETA}; "
-             f"median per-call time over round-robin repeats (torch {torch.__version__}, {os.cpu_count()} CPUs)", ""]
+    lines = [(f"Prioritized replay, float32[{OBS_DIM}] observations, batch {batch}, alpha {ALPHA}, beta {BETA}; "
+              f"median per-call time over round-robin repeats (torch {torch.__version__}, {os.cpu_count()} CPUs)"), ""]
     lines.append(f"| {'capacity':>9} | {'implementation':<16} | {'sample+update us':>16} | {'sample us':>10} | "
-                 f"{'s+u vs fastrl':>13} |")
-    lines.append(f"|{'-' * 11}|{'-' * 18}|{'-' * 18}|{'-' * 12}|{'-' * 15}|")
+                 f"{'s+u vs fastrl':>13} | {'best-round s+u us':>17} | {'best vs fastrl':>14} |")
+    lines.append(f"|{'-' * 11}|{'-' * 18}|{'-' * 18}|{'-' * 12}|{'-' * 15}|{'-' * 19}|{'-' * 16}|")
     for cap in sorted({r["capacity"] for r in rows}):
         group = [r for r in rows if r["capacity"] == cap]
         ref = next(r for r in group if r["name"] == "fastrl")
         for r in group:
-            su = r["sample_update"]
+            su, bu = r["sample_update"], r["sample_update_min"]
             ratio = "" if su is None else f"{su / ref['sample_update']:.1f}x"
+            bratio = "" if bu is None else f"{bu / ref['sample_update_min']:.1f}x"
             lines.append(f"| {cap:>9,} | {r['name']:<16} | {'-' if su is None else f'{su * 1e6:,.1f}':>16} | "
-                         f"{r['sample'] * 1e6:>10,.1f} | {ratio:>13} |")
+                         f"{r['sample'] * 1e6:>10,.1f} | {ratio:>13} | {'-' if bu is None else f'{bu * 1e6:,.1f}':>17} | "
+                         f"{bratio:>14} |")
     lines.append("")
     lines.append("prioritized sample alone vs uniform sample (fastrl, same data):")
     for cap in sorted({r["capacity"] for r in rows}):
@@ -348,7 +354,9 @@ def report(rows: list[dict[str, Any]], batch: int) -> str:
                 lines.append(f"  sample+update >= 8x {other}: not measured ({other} not importable)")
                 continue
             x = o["sample_update"] / ref["sample_update"]
-            lines.append(f"  sample+update >= 8x {other}: {x:.1f}x  {'MET' if x >= 8 else 'NOT MET'}")
+            xb = o["sample_update_min"] / ref["sample_update_min"]
+            lines.append(f"  sample+update >= 8x {other}: {x:.1f}x on medians, {xb:.1f}x on best rounds  "
+                         f"{'MET' if min(x, xb) >= 8 else 'NOT MET'}")
         x = ref["sample"] / uni["sample"]
         lines.append(f"  prioritized sample <= 3x uniform sample: {x:.2f}x  {'MET' if x <= 3 else 'NOT MET'}")
     return "\n".join(lines)

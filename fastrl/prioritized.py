@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from fastrl import _core
-from fastrl.buffer import Batch, ReplayBuffer, _check_batch_size, _as_out_array, _to_device
+from fastrl.buffer import Batch, ReplayBuffer, _as_out_array, _check_batch_size, _to_device
 
 _N_STD = 6
 

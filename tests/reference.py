@@ -11,8 +11,6 @@ import numpy as np
 # Mirrors fastrl::PrioritizedReplayBuffer operation by operation (same generator, same pairwise
 # tree, same libm pow), so sampled ids and float64 weights can be compared exactly.
 
-import math  # noqa: E402
-
 _MASK64 = (1 << 64) - 1
 
 
@@ -24,7 +22,7 @@ class Xoshiro256:
 
     def next(self) -> int:
         s = self.s
-        rotl = lambda x, k: ((x << k) | (x >> (64 - k))) & _MASK64  # noqa: E731
+        rotl = lambda x, k: ((x << k) | (x >> (64 - k))) & _MASK64
         result = (rotl((s[1] * 5) & _MASK64, 7) * 9) & _MASK64
         t = (s[1] << 17) & _MASK64
         s[2] ^= s[0]
@@ -106,7 +104,7 @@ class PrioritizedModel:
 
     def update(self, ids, priorities) -> int:
         priorities = [float(p) for p in priorities]
-        if any(not (p >= 0 and math.isfinite(p)) for p in priorities):
+        if any(not (p >= 0 and np.isfinite(p)) for p in priorities):
             raise ValueError("bad priority")
         if any(i < 0 or i >= self.total for i in ids):
             raise IndexError("never written")
@@ -122,7 +120,7 @@ class PrioritizedModel:
     def masses(self) -> np.ndarray:
         m = np.zeros(self.capacity, dtype=np.float64)
         for s in range(self.size):
-            m[s] = math.pow(self.raw[s], self.alpha)
+            m[s] = float(self.raw[s]) ** self.alpha  # float ** float is libm pow, like std::pow
         return m
 
     def probabilities(self) -> np.ndarray:
@@ -148,7 +146,7 @@ class PrioritizedModel:
         for i in range(batch_size):
             slot = find_prefix(levels, (float(i) + rng.uniform()) * slice_, self.fanout)
             ids[i] = self.id_of(slot)
-            w[i] = 1.0 if beta == 0.0 else math.pow(m_min / m[slot], beta)
+            w[i] = 1.0 if beta == 0.0 else float(m_min / m[slot]) ** beta
         return ids, w
 
     def weights_formula(self, slots: np.ndarray, beta: float) -> np.ndarray:

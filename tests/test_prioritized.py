@@ -10,11 +10,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference import PrioritizedModel, Xoshiro256, tree_root
 
 import fastrl
-from fastrl import BetaSchedule, LinearSchedule, PrioritizedReplayBuffer
-from fastrl import _core
-from reference import PrioritizedModel, Xoshiro256, tree_root
+from fastrl import BetaSchedule, LinearSchedule, PrioritizedReplayBuffer, _core
 
 K = _core.SUM_TREE_FANOUT
 
@@ -78,6 +77,27 @@ def test_sample_stream_matches_model_exactly(num_envs):
         np.testing.assert_array_equal(batch.observations.numpy(), rows["observations"])
         np.testing.assert_array_equal(batch.observations.numpy()[:, 0], mids)  # the row with that id
         np.testing.assert_array_equal(batch.actions.numpy(), rows["actions"])
+
+
+@pytest.mark.parametrize("cap", [1, 2, 3, 4, 5, 16, 17, 65])
+def test_tree_shapes_match_model(cap):
+    """Capacities around powers of the fan-out: padding and partial levels."""
+    buf, model = make(cap, eps=0.0), PrioritizedModel(cap, 0.6, 0.0, K)
+    fill(buf, cap + 2)
+    model.write(cap + 2)
+    live = np.arange(2, cap + 2)
+    pr = np.random.default_rng(cap).exponential(size=cap) * (np.arange(cap) % 3 != 1)
+    pr[0] = 1.0  # at least one positive
+    buf.update_priorities(live, pr)
+    model.update(live.tolist(), pr)
+    check_same(buf, model)
+    assert buf._per.total_mass == tree_root(model.masses(), K)
+    for b in (1, 3, 50):
+        r = rng_of(buf)
+        ids, w = buf.sample_indices(b, 0.6)
+        mids, mw = model.sample(r, b, 0.6)
+        np.testing.assert_array_equal(ids, mids)
+        np.testing.assert_array_equal(w, mw)
 
 
 def test_weights_equal_the_paper_formula():
