@@ -13,10 +13,11 @@
 // writer and any number of readers may call them from different threads. Raw storage views
 // (`data()`) are not synchronised.
 //
-// Composites (the prioritized buffer) keep per-slot state beside the rows without changing this
-// class's layout: a SlotObserver hears of every write and reset under the lock, `sample_with`
-// lets them choose the ids with this buffer's generator, and `with_lock` runs their updates under
-// the same mutex, so the rows and the composite's state always change together.
+// Composites (the prioritized buffer) keep per-slot state beside the rows, by composition and
+// without changing the row layout: a SlotObserver hears of every write and reset under the lock
+// (any new way of appending rows must notify it too), `sample_with` lets them choose the ids with
+// this buffer's generator, and `with_lock` runs their updates under the same mutex, so the rows
+// and the composite's state always change together.
 #pragma once
 
 #include <algorithm>
