@@ -23,7 +23,8 @@ class Batch(NamedTuple):
     observations: ``obs_dtype[B, *obs_shape]``; actions: ``act_dtype[B, *action_shape]``;
     rewards: ``float32[B]``; next_observations: ``obs_dtype[B, *obs_shape]``;
     terminated, truncated: ``bool[B]``; indices: ``int64[B]`` ids of the sampled rows (the
-    slot in the storage is ``indices % capacity``); extras: the user-declared fields by name.
+    slot in the storage is ``indices % capacity``); extras: the user-declared fields by name;
+    weights: ``float32[B]`` importance weights from a prioritized buffer, None otherwise.
     """
 
     observations: torch.Tensor
@@ -34,6 +35,7 @@ class Batch(NamedTuple):
     truncated: torch.Tensor
     indices: torch.Tensor
     extras: dict[str, torch.Tensor]
+    weights: torch.Tensor | None = None
 
 
 def _seed_value(seed: int | None) -> int:
@@ -135,9 +137,13 @@ class ReplayBuffer:
         self._prepared: dict[int, tuple[Batch, int, np.ndarray, tuple[np.ndarray, ...]]] = {}
         self._staging: dict[int, Batch] = {}
         self._staging_events: dict[int, Any] = {}
-        self._impl = _core.ReplayBuffer([(f.name, list(f.shape), f.dtype) for f in self.fields],
-                                        int(capacity), int(num_envs), _seed_value(seed))
+        self._impl = self._make_impl([(f.name, list(f.shape), f.dtype) for f in self.fields],
+                                     int(capacity), int(num_envs), _seed_value(seed))
         self._config["capacity"] = self._impl.capacity
+
+    def _make_impl(self, fields: list[Any], capacity: int, num_envs: int, seed: int) -> Any:
+        """The C++ core; subclasses that wrap it in a composite (prioritized) override this."""
+        return _core.ReplayBuffer(fields, capacity, num_envs, seed)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -328,11 +334,20 @@ class ReplayBuffer:
         return {"class": type(self).__name__, "config": self._config,
                 "state": {"total": self._impl.total, "rng": rng}}
 
+    def _arrays(self, n: int, writable: bool = False) -> dict[str, np.ndarray]:
+        """Views of the first ``n`` slots of everything saved per slot (subclasses add theirs)."""
+        return {f.name: self._impl.field_view(i, writable)[:n] for i, f in enumerate(self.fields)}
+
+    def _check_arrays(self, arrays: Mapping[str, np.ndarray], where: str) -> None:
+        """Validate restored per-slot arrays' values before they are used (subclass hook)."""
+
+    def _restore(self, meta: Mapping[str, Any], where: str) -> None:
+        """Restore what a subclass adds to ``meta['state']``, after the rows and counters."""
+
     def state_dict(self) -> dict[str, Any]:
         """A snapshot: config, counters, generator state and a copy of every stored row."""
-        n = len(self)
         return {"format": serialization.FORMAT, "version": serialization.VERSION, **self._meta(),
-                "arrays": {f.name: self._impl.field_view(i)[:n].copy() for i, f in enumerate(self.fields)}}
+                "arrays": {k: v.copy() for k, v in self._arrays(len(self)).items()}}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict`; validated fully before anything changes."""
@@ -341,20 +356,22 @@ class ReplayBuffer:
         if state.get("version") != serialization.VERSION:
             raise ValueError(f"state: unsupported version {state.get('version')!r}")
         total, rng = self._check_meta(state, "state")
-        arrays = state.get("arrays")
-        if not isinstance(arrays, Mapping) or set(arrays) != {f.name for f in self.fields}:
-            raise ValueError(f"state['arrays'] must hold exactly the fields {[f.name for f in self.fields]}")
         n = min(total, self.capacity)
-        checked = []
-        for i, f in enumerate(self.fields):
-            a = np.asarray(arrays[f.name])
-            if a.dtype != np.dtype(f.dtype) or a.shape != (n, *f.shape):
-                raise ValueError(f"state['arrays'][{f.name!r}]: expected {f.dtype} {(n, *f.shape)}, "
-                                 f"got {a.dtype} {a.shape}")
-            checked.append(a)
-        for i, a in enumerate(checked):
-            self._impl.field_view(i, True)[:n] = a
+        views = self._arrays(n, writable=True)
+        arrays = state.get("arrays")
+        if not isinstance(arrays, Mapping) or set(arrays) != set(views):
+            raise ValueError(f"state['arrays'] must hold exactly {list(views)}")
+        checked = {}
+        for name, v in views.items():
+            a = np.asarray(arrays[name])
+            if a.dtype != v.dtype or a.shape != v.shape:
+                raise ValueError(f"state['arrays'][{name!r}]: expected {v.dtype} {v.shape}, got {a.dtype} {a.shape}")
+            checked[name] = a
+        self._check_arrays(checked, "state")
+        for name, a in checked.items():
+            views[name][...] = a
         self._impl.set_state(total, rng)
+        self._restore(state, "state")
 
     def _check_meta(self, meta: Mapping[str, Any], where: str) -> tuple[int, list[int]]:
         if meta.get("class") != type(self).__name__:
@@ -377,9 +394,7 @@ class ReplayBuffer:
         The stored rows are written straight from the buffer's memory; the file is written to
         ``path.tmp`` and renamed, so an interrupted save never leaves a half-written ``path``.
         """
-        n = len(self)
-        serialization.write_file(path, self._meta(),
-                                 [(f.name, self._impl.field_view(i)[:n]) for i, f in enumerate(self.fields)])
+        serialization.write_file(path, self._meta(), list(self._arrays(len(self)).items()))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "ReplayBuffer":
@@ -397,19 +412,23 @@ class ReplayBuffer:
             total, _ = buf._check_meta(header, str(path))
             n = min(total, buf.capacity)
             holder["buf"] = buf
-            return {f.name: buf._impl.field_view(i, True)[:n] for i, f in enumerate(buf.fields)}
+            holder["views"] = views = buf._arrays(n, writable=True)
+            return views
 
         header = serialization.read_arrays(path, allocate)
         buf = holder["buf"]
         total, rng = buf._check_meta(header, str(path))
+        buf._check_arrays(holder["views"], str(path))
         buf._impl.set_state(total, rng)
+        buf._restore(header, str(path))
         return buf
 
 
 def _to_device(b: Batch, device: torch.device) -> Batch:
     move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
     return Batch(move(b.observations), move(b.actions), move(b.rewards), move(b.next_observations),
-                 move(b.terminated), move(b.truncated), move(b.indices), {k: move(v) for k, v in b.extras.items()})
+                 move(b.terminated), move(b.truncated), move(b.indices), {k: move(v) for k, v in b.extras.items()},
+                 None if b.weights is None else move(b.weights))
 
 
 def _copy_batch(src: Batch, dst: Batch) -> None:
@@ -417,3 +436,5 @@ def _copy_batch(src: Batch, dst: Batch) -> None:
         d.copy_(s, non_blocking=True)
     for k, d in dst.extras.items():
         d.copy_(src.extras[k], non_blocking=True)
+    if dst.weights is not None and src.weights is not None:
+        dst.weights.copy_(src.weights, non_blocking=True)

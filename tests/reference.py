@@ -100,3 +100,134 @@ class ReferenceBuffer:
             k = self.rng.below(i + 1)
             out[i], out[k] = out[k], out[i]
         return out
+
+
+# ---------------------------------------------------------------- prioritized replay model
+# Mirrors fastrl::PrioritizedReplayBuffer operation by operation (same generator, same pairwise
+# tree, same libm pow), so sampled ids and float64 weights can be compared exactly.
+
+class Xoshiro256(ReferenceRng):
+    """The buffer's generator (ReferenceRng above) started from a saved state instead of a seed."""
+
+    def __init__(self, state):
+        self.s = [int(w) for w in state]
+
+
+def tree_levels(leaves: np.ndarray, k: int, identity: float, op) -> list[np.ndarray]:
+    """A K-ary segment tree built bottom-up from scratch: levels[0] are the leaves (padded to a
+    multiple of k with ``identity``), each parent combines its k children in order
+    ((c0 op c1) op c2) ..., levels[-1] == [root]."""
+    levels = [np.asarray(leaves, dtype=np.float64)]
+    while len(levels[-1]) > 1:
+        lv = levels[-1]
+        padded = np.full(-(-len(lv) // k) * k, identity)
+        padded[:len(lv)] = lv
+        levels[-1] = padded
+        cols = padded.reshape(-1, k)
+        acc = cols[:, 0].copy()
+        for j in range(1, k):
+            acc = op(acc, cols[:, j])
+        levels.append(acc)
+    return levels
+
+
+def tree_root(leaves: np.ndarray, k: int, identity: float = 0.0, op=np.add) -> float:
+    return float(tree_levels(leaves, k, identity, op)[-1][0])
+
+
+def find_prefix(levels: list[np.ndarray], mass: float, k: int) -> int:
+    """Leaf whose cumulative interval holds ``mass``, never a zero-mass one (as SumTree::find_prefix)."""
+    node = 0
+    for lv in reversed(levels[:-1]):
+        c = [float(x) for x in lv[node * k:(node + 1) * k]]
+        cum = before = 0.0
+        child = last_positive = 0
+        for j in range(k):
+            upto = cum + c[j]
+            if upto <= mass:
+                before = upto
+                child += 1
+            if c[j] > 0.0:
+                last_positive = j
+            cum = upto
+        if child > last_positive:
+            child = last_positive
+            before = 0.0
+            for j in range(child):
+                before += c[j]
+        mass -= before
+        node = node * k + child
+    return node
+
+
+class PrioritizedModel:
+    """Raw priorities per slot (p + eps), running max, masses r**alpha; ids and slots as the buffer's."""
+
+    def __init__(self, capacity: int, alpha: float, eps: float, fanout: int = 4):
+        self.capacity, self.alpha, self.eps, self.fanout = capacity, alpha, eps, fanout
+        self.raw = np.zeros(capacity, dtype=np.float64)
+        self.total = 0
+        self.max_raw = 1.0
+
+    @property
+    def size(self) -> int:
+        return min(self.total, self.capacity)
+
+    def write(self, rows: int) -> None:
+        for i in range(self.total, self.total + rows):
+            self.raw[i % self.capacity] = self.max_raw
+        self.total += rows
+
+    def update(self, ids, priorities) -> int:
+        priorities = [float(p) for p in priorities]
+        if any(not (p >= 0 and np.isfinite(p)) for p in priorities):
+            raise ValueError("bad priority")
+        if any(i < 0 or i >= self.total for i in ids):
+            raise IndexError("never written")
+        applied = 0
+        for i, p in zip(ids, priorities):
+            if i < self.total - self.size:
+                continue
+            self.raw[i % self.capacity] = p + self.eps
+            self.max_raw = max(self.max_raw, p + self.eps)
+            applied += 1
+        return applied
+
+    def masses(self) -> np.ndarray:
+        m = np.zeros(self.capacity, dtype=np.float64)
+        for s in range(self.size):
+            m[s] = float(self.raw[s]) ** self.alpha  # float ** float is libm pow, like std::pow
+        return m
+
+    def probabilities(self) -> np.ndarray:
+        m = self.masses()
+        return m / m.sum()
+
+    def id_of(self, slot: int) -> int:
+        if self.total <= self.capacity:
+            return slot
+        lo = self.total - self.capacity
+        return lo + (slot - lo) % self.capacity
+
+    def sample(self, rng: Xoshiro256, batch_size: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
+        """Stratified proportional ids and weights (m_min / m_i)**beta == (N P(i))**-beta / max weight."""
+        m = self.masses()
+        levels = tree_levels(m, self.fanout, 0.0, np.add)
+        s = float(levels[-1][0])
+        positive = m[m > 0]
+        m_min = positive.min()
+        slice_ = s / batch_size
+        ids = np.empty(batch_size, dtype=np.int64)
+        w = np.empty(batch_size, dtype=np.float64)
+        for i in range(batch_size):
+            slot = find_prefix(levels, (float(i) + rng.uniform()) * slice_, self.fanout)
+            ids[i] = self.id_of(slot)
+            w[i] = 1.0 if beta == 0.0 else float(m_min / m[slot]) ** beta
+        return ids, w
+
+    def weights_formula(self, slots: np.ndarray, beta: float) -> np.ndarray:
+        """The paper's formula literally: (N * P(i))**-beta / max_j (N * P(j))**-beta over stored rows."""
+        p = self.probabilities()
+        n = self.size
+        live = p[:n][p[:n] > 0]
+        return (n * p[slots]) ** -beta / ((n * live) ** -beta).max()

@@ -60,25 +60,9 @@ std::int64_t collect(const ReplayBuffer& b, const py::tuple& values, bool batche
   return rows;
 }
 
-void check_out(const ReplayBuffer& b, std::size_t f, py::handle h, std::int64_t batch) {
+void* check_out(const ReplayBuffer& b, std::size_t f, py::handle h, std::int64_t batch) {
   const auto& s = b.specs()[f];
-  const std::string what = s.name + " out";
-  if (!py::detail::npy_api::get().PyArray_Check_(h.ptr()))
-    throw py::type_error(what + ": expected a numpy array or CPU tensor");
-  auto* a = py::detail::array_proxy(h.ptr());
-  auto* d = py::detail::array_descriptor_proxy(a->descr);
-  DType t;
-  const bool native = d->byteorder == '=' || d->byteorder == '|' || d->byteorder == (PY_LITTLE_ENDIAN ? '<' : '>');
-  if (!native || !dtype_from_typenum(d->type_num, &t) || t != s.dtype)
-    throw py::type_error(what + ": expected dtype " + dtype_name(s.dtype) + " exactly (no conversion)");
-  constexpr int need = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_ALIGNED_ |
-                       py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
-  if ((a->flags & need) != need) throw py::value_error(what + ": must be C-contiguous, aligned and writable");
-  bool ok = a->nd == static_cast<int>(s.shape.size()) + 1 && a->dimensions[0] == batch;
-  for (std::size_t k = 0; ok && k < s.shape.size(); ++k) ok = a->dimensions[k + 1] == s.shape[k];
-  if (!ok)
-    throw py::value_error(what + ": expected shape " + shape_str(s.shape, batch) + ", got " +
-                          shape_str(a->dimensions, a->nd));
+  return checked_out_array(h, s.dtype, s.shape, batch, s.name + " out");
 }
 
 }  // namespace
@@ -181,8 +165,7 @@ void bind_buffer(py::module_& m) {
             std::array<void*, kMaxFields> ptrs{};
             for (std::size_t f = 0; f < b.num_fields(); ++f) {
               if (outs[f].is_none()) continue;
-              check_out(b, f, outs[f], batch_size);
-              ptrs[f] = py::detail::array_proxy(outs[f].ptr())->data;
+              ptrs[f] = check_out(b, f, outs[f], batch_size);
             }
             auto* ip = reinterpret_cast<std::int64_t*>(py::detail::array_proxy(ids_out.ptr())->data);
             py::gil_scoped_release nogil;

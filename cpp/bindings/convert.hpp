@@ -287,6 +287,29 @@ class BlockPool {
   std::size_t cached_ = 0;
 };
 
+// Checks a caller-owned output array: exactly `dtype`, shape (lead, *shape), C-contiguous, aligned,
+// writable, native byte order. Returns its data pointer. `what` names the argument in errors.
+inline void* checked_out_array(py::handle h, DType dtype, const std::vector<std::int64_t>& shape, std::int64_t lead,
+                               const std::string& what) {
+  if (!py::detail::npy_api::get().PyArray_Check_(h.ptr()))
+    throw py::type_error(what + ": expected a numpy array or CPU tensor");
+  auto* a = py::detail::array_proxy(h.ptr());
+  auto* d = py::detail::array_descriptor_proxy(a->descr);
+  DType t;
+  const bool native = d->byteorder == '=' || d->byteorder == '|' || d->byteorder == (PY_LITTLE_ENDIAN ? '<' : '>');
+  if (!native || !dtype_from_typenum(d->type_num, &t) || t != dtype)
+    throw py::type_error(what + ": expected dtype " + dtype_name(dtype) + " exactly (no conversion)");
+  constexpr int need = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_ALIGNED_ |
+                       py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  if ((a->flags & need) != need) throw py::value_error(what + ": must be C-contiguous, aligned and writable");
+  bool ok = a->nd == static_cast<int>(shape.size()) + 1 && a->dimensions[0] == lead;
+  for (std::size_t k = 0; ok && k < shape.size(); ++k) ok = a->dimensions[k + 1] == shape[k];
+  if (!ok)
+    throw py::value_error(what + ": expected shape " + shape_str(shape, lead) + ", got " +
+                          shape_str(a->dimensions, a->nd));
+  return a->data;
+}
+
 // A read-only (or writable) numpy view over shared storage; the view keeps the storage alive.
 inline py::array storage_view(std::shared_ptr<std::uint8_t> mem, DType dtype, std::vector<py::ssize_t> shape,
                               bool writable) {

@@ -12,6 +12,12 @@
 // Thread safety: `write`, `sample*`, `gather` and the state accessors lock one mutex, so one
 // writer and any number of readers may call them from different threads. Raw storage views
 // (`data()`) are not synchronised.
+//
+// Composites (the prioritized buffer) keep per-slot state beside the rows, by composition and
+// without changing the row layout: a SlotObserver hears of every write and reset under the lock
+// (any new way of appending rows must notify it too), `sample_with` lets them choose the ids with
+// this buffer's generator, and `with_lock` runs their updates under the same mutex, so the rows
+// and the composite's state always change together.
 #pragma once
 
 #include <algorithm>
@@ -49,6 +55,16 @@ struct FieldSpec {
 struct Source {
   const void* data = nullptr;
   DType dtype = DType::Float32;
+};
+
+// Told about row changes while the buffer's lock is held; must not throw or call back into the buffer.
+class SlotObserver {
+ public:
+  virtual ~SlotObserver() = default;
+  // Rows [first_id, first_id + rows) were just written (only the last `capacity` of them are kept).
+  virtual void on_write(std::int64_t first_id, std::int64_t rows) noexcept = 0;
+  // The stored rows were replaced wholesale (clear() or set_state()); `total` is the new row count.
+  virtual void on_restore(std::int64_t total) noexcept = 0;
 };
 
 class ReplayBuffer {
@@ -132,6 +148,7 @@ class ReplayBuffer {
       }
     }
     total_ += rows;
+    if (observer_) observer_->on_write(total_ - rows, rows);
   }
 
   // Draws B ids uniformly from the stored rows; with replace=false they are distinct.
@@ -148,6 +165,33 @@ class ReplayBuffer {
     to_slots_locked(ids, batch_size);
     for (std::size_t f = 0; f < specs_.size(); ++f)
       if (outs[f]) gather_slots_locked(f, slots_.data(), batch_size, outs[f]);
+  }
+
+  // --- composite hooks (see the header comment) ---
+  // The observer must outlive the buffer's use of it (the prioritized buffer owns its buffer).
+  void set_observer(SlotObserver* observer) { std::lock_guard<std::mutex> g(mu_); observer_ = observer; }
+
+  // Like `sample`, but `draw(rng, total, ids, slots)` writes the batch_size ids and their slots
+  // (id % capacity), under the lock and with this buffer's generator; it must write live ids or
+  // throw before changing anything. `outs` may be null to gather nothing. Cost: the draw's plus
+  // O(B * row_bytes).
+  template <class Draw>
+  void sample_with(std::int64_t batch_size, Draw&& draw, std::int64_t* ids, void* const* outs) {
+    if (batch_size < 0) throw std::invalid_argument("batch_size must be >= 0, got " + std::to_string(batch_size));
+    std::lock_guard<std::mutex> g(mu_);
+    if (total_ == 0) throw std::invalid_argument("cannot sample from an empty buffer");
+    slots_.resize(static_cast<std::size_t>(batch_size));
+    draw(rng_, total_, ids, slots_.data());
+    if (!outs) return;
+    for (std::size_t f = 0; f < specs_.size(); ++f)
+      if (outs[f]) gather_slots_locked(f, slots_.data(), batch_size, outs[f]);
+  }
+
+  // Runs f(total) under the lock and returns its result.
+  template <class F>
+  decltype(auto) with_lock(F&& f) const {
+    std::lock_guard<std::mutex> g(mu_);
+    return f(total_);
   }
 
   // Copies the rows of `ids` of one field into out (B * row_bytes). Ids must be live.
@@ -173,9 +217,14 @@ class ReplayBuffer {
     std::lock_guard<std::mutex> g(mu_);
     total_ = total;
     rng_.set_state(rng);
+    if (observer_) observer_->on_restore(total_);
   }
   void seed(std::uint64_t s) { std::lock_guard<std::mutex> g(mu_); rng_.seed_with(s); }
-  void clear() { std::lock_guard<std::mutex> g(mu_); total_ = 0; }
+  void clear() {
+    std::lock_guard<std::mutex> g(mu_);
+    total_ = 0;
+    if (observer_) observer_->on_restore(0);
+  }
 
  private:
   std::int64_t size_locked() const { return std::min(total_, capacity_); }
@@ -247,6 +296,7 @@ class ReplayBuffer {
   std::int64_t num_envs_ = 1;
   std::int64_t total_ = 0;
   Rng rng_;
+  SlotObserver* observer_ = nullptr;  // not owned; see set_observer
   mutable std::mutex mu_;
   mutable std::vector<std::int64_t> slots_;  // scratch, guarded by mu_
 };

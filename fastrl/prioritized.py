@@ -1,0 +1,278 @@
+"""fastrl.PrioritizedReplayBuffer: prioritized experience replay over the C++ sum / min trees."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from fastrl import _core
+from fastrl.buffer import Batch, ReplayBuffer, _as_out_array, _check_batch_size, _to_device
+
+_N_STD = 6
+
+
+def _real(name: str, value: Any, low: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    v = float(value)
+    if not math.isfinite(v) or v < low:
+        raise ValueError(f"{name} must be a finite number >= {low:g}, got {value!r}")
+    return v
+
+
+class LinearSchedule:
+    """A value moving linearly from ``start`` to ``end`` over ``horizon`` steps, then held at ``end``.
+
+    ``schedule(step)`` for ``step >= 0``; ``horizon`` is a number of steps (> 0).
+    """
+
+    def __init__(self, start: float, end: float, horizon: int) -> None:
+        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)):
+            raise TypeError(f"horizon must be an int, got {type(horizon).__name__}")
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        self.start = _real("start", start, -math.inf)
+        self.end = _real("end", end, -math.inf)
+        self.horizon = int(horizon)
+
+    def __call__(self, step: int) -> float:
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+            raise TypeError(f"step must be an int, got {type(step).__name__}")
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        frac = min(int(step), self.horizon) / self.horizon
+        return self.start + frac * (self.end - self.start)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(start={self.start}, end={self.end}, horizon={self.horizon})"
+
+
+class BetaSchedule(LinearSchedule):
+    """The importance-sampling exponent of prioritized replay: ``beta0`` to 1 over ``horizon`` steps."""
+
+    def __init__(self, beta0: float = 0.4, horizon: int = 100_000, end: float = 1.0) -> None:
+        super().__init__(_real("beta0", beta0), _real("end", end), horizon)
+
+
+_NUMPY_FLOATS = (torch.float32, torch.float64)
+
+
+def _cpu_numpy(name: str, x: Any) -> np.ndarray:
+    """A numpy view (CPU tensors, arrays) or copy (CUDA tensors, half floats, lists) of ``x``."""
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, torch.Tensor):
+        if x.device.type == "cpu" and not x.requires_grad and (x.dtype in _NUMPY_FLOATS or not x.is_floating_point()):
+            return x.numpy()
+        x = x.detach()
+        if x.is_floating_point():
+            x = x.to("cpu", torch.float64)  # also covers float16 / bfloat16, which numpy may lack
+        return x.cpu().numpy()
+    try:
+        return np.asarray(x)
+    except Exception as e:  # noqa: BLE001 - report what could not be read
+        raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__} ({e})") from None
+
+
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """Prioritized experience replay (Schaul et al., 2016) with the storage of :class:`ReplayBuffer`.
+
+    Args:
+        *args, **kwargs: as :class:`ReplayBuffer` (capacity, shapes, dtypes, num_envs, seed, ...).
+        alpha: prioritization exponent (>= 0; 0 is uniform). Changeable later: ``buf.alpha = a``.
+        eps: added to every priority passed to :meth:`update_priorities`, so a transition with a
+            zero TD error can still be sampled; fixed at construction.
+
+    A row with priority ``p`` (e.g. ``|TD error|``) has the raw priority ``r = p + eps`` and is
+    sampled with probability ``P(i) = r_i**alpha / sum_j r_j**alpha``. New rows enter with the
+    largest raw priority seen so far (1.0 before any update). Sums are float64 trees whose nodes
+    are always recomputed from their children, so they never drift. Sampling is stratified: the
+    total mass is cut into ``batch_size`` equal slices and one row is drawn in each, with the
+    buffer's one seeded generator (shared with everything else the buffer draws; saved with it).
+    """
+
+    def __init__(self, *args: Any, alpha: float = 0.6, eps: float = 1e-6, **kwargs: Any) -> None:
+        self._alpha0 = _real("alpha", alpha)
+        self._eps = _real("eps", eps)
+        self._per_prepared: dict[int, tuple[Batch, int, np.ndarray, np.ndarray, tuple[Any, ...]]] = {}
+        super().__init__(*args, **kwargs)
+        self._config["eps"] = self._eps
+
+    def _make_impl(self, fields: list[Any], capacity: int, num_envs: int, seed: int) -> Any:
+        self._per = _core.PrioritizedReplayBuffer(fields, capacity, num_envs, seed, self._alpha0, self._eps)
+        return self._per.base  # writes through it update the trees (under the buffer's lock)
+
+    # ------------------------------------------------------------------ priorities
+    @property
+    def alpha(self) -> float:
+        """Prioritization exponent; setting it recomputes every leaf from the raw priorities (O(N))."""
+        return self._per.alpha
+
+    @alpha.setter
+    def alpha(self, value: float) -> None:
+        self._per.set_alpha(_real("alpha", value))
+
+    @property
+    def eps(self) -> float:
+        return self._per.eps
+
+    @property
+    def max_priority(self) -> float:
+        """The raw priority (``p + eps``) new rows enter with: the running maximum, 1.0 at the start."""
+        return self._per.max_priority
+
+    def update_priorities(self, indices: Any, priorities: Any) -> int:
+        """Set the priorities ``p`` (e.g. ``|TD error|``) of the rows ``indices`` (``batch.indices``).
+
+        ``indices``: integer ``[B]``; ``priorities``: ``[B]`` (or any shape with B elements) of any
+        real dtype, numpy or torch, on any device (moved to CPU). Rows overwritten since they were
+        sampled are skipped, so a stale update never touches a newer transition. Negative, NaN or
+        infinite priorities raise ValueError and change nothing; so do indices never written
+        (IndexError). The GIL is released while C++ updates. Returns the number of rows updated.
+        """
+        return self._per.update_priorities(_cpu_numpy("indices", indices), _cpu_numpy("priorities", priorities))
+
+    def priorities(self, indices: Any) -> np.ndarray:
+        """Raw priorities ``p + eps`` (float64) of stored rows (IndexError if one is not stored)."""
+        ids = _cpu_numpy("indices", indices)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"indices must be integers, got dtype {ids.dtype}")
+        return self._per.priorities(np.ascontiguousarray(ids.reshape(-1), dtype=np.int64))
+
+    # ------------------------------------------------------------------ sampling
+    def sample_indices(self, batch_size: int, beta: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+        """Prioritized ids ``int64[B]`` and importance weights ``float64[B]``, gathering no rows.
+
+        Same draw as :meth:`sample` (and the same generator). To gather later, e.g. n-step
+        returns, pass the ids to the buffer's gathering methods; a row may be overwritten in
+        between if another thread writes.
+        """
+        batch_size = _check_batch_size(batch_size)
+        return self._per.sample_ids(batch_size, _real("beta", beta))
+
+    def _pbatch(self, arrays: tuple[Any, ...]) -> Batch:
+        t = tuple(map(torch.from_numpy, arrays))
+        return Batch(t[2], t[3], t[4], t[5], t[6], t[7], t[0],
+                     dict(zip(self._extra_names, t[_N_STD + 2:])), t[1])
+
+    def sample(self, batch_size: int, beta: float = 0.4, *, replace: bool = True, device: Any = None) -> Batch:
+        """Sample ``batch_size`` transitions with probability ``P(i)``, stratified.
+
+        ``batch.weights`` (``float32[B]``) are the importance weights ``(N * P(i))**-beta``
+        divided by the largest possible one, ``(N * P_min)**-beta`` (computed in float64), so
+        they lie in (0, 1]; ``batch.indices`` go to :meth:`update_priorities`. Sampling is with
+        replacement. O(B log N + B * row bytes); the GIL is released. ``device`` as in
+        :meth:`ReplayBuffer.sample`.
+        """
+        if type(batch_size) is not int or batch_size < 1:
+            batch_size = _check_batch_size(batch_size)
+        if type(beta) is not float:  # a float is range-checked in C++
+            beta = _real("beta", beta)
+        if replace is not True and not replace:
+            raise ValueError("prioritized sampling draws with replacement; replace=False is not supported")
+        if device is None or torch.device(device).type == "cpu":
+            return self._pbatch(self._per.sample(batch_size, beta))
+        device = torch.device(device)
+        staging = self.empty_batch(batch_size, pin_memory=device.type == "cuda")
+        self._per_prepared.pop(id(staging), None)
+        self.sample_into(staging, batch_size, beta=beta)
+        return _to_device(staging, device)
+
+    def empty_batch(self, batch_size: int, *, device: Any = None, pin_memory: bool = False) -> Batch:
+        """As :meth:`ReplayBuffer.empty_batch`, with a ``float32[B]`` ``weights`` tensor."""
+        b = super().empty_batch(batch_size, device=device, pin_memory=pin_memory)
+        self._prepared.pop(id(b), None)
+        idx = b.indices
+        if idx.device.type != "cpu":
+            w = torch.empty(idx.shape, dtype=torch.float32, device=idx.device)
+        elif idx.is_pinned():
+            w = torch.from_numpy(torch.empty(idx.shape, dtype=torch.float32, pin_memory=True).numpy())
+        else:
+            w = torch.from_numpy(np.empty(idx.shape, np.float32))
+        out = b._replace(weights=w)
+        if idx.device.type == "cpu":
+            arrays = tuple(t.numpy() for t in out[:_N_STD]) + tuple(out.extras[n].numpy() for n in self._extra_names)
+            if len(self._per_prepared) >= 16:
+                self._per_prepared.pop(next(iter(self._per_prepared)))
+            self._per_prepared[id(out)] = (out, len(idx), idx.numpy(), w.numpy(), arrays)
+        return out
+
+    def sample_into(self, out: Batch, batch_size: int | None = None, *, beta: float = 0.4,
+                    replace: bool = True) -> Batch:
+        """Prioritized sample into caller-owned tensors (e.g. from :meth:`empty_batch`).
+
+        As :meth:`ReplayBuffer.sample_into`; ``out.weights`` must be a ``float32[B]`` tensor.
+        Returns ``out``.
+        """
+        beta = _real("beta", beta)
+        if not replace:
+            raise ValueError("prioritized sampling draws with replacement; replace=False is not supported")
+        prepared = self._per_prepared.get(id(out))
+        if prepared is not None and prepared[0] is out and (batch_size is None or batch_size == prepared[1]):
+            self._per.sample_into(prepared[1], beta, prepared[2], prepared[3], prepared[4])
+            return out
+        if not isinstance(out, Batch):
+            raise TypeError(f"out must be a fastrl Batch (see empty_batch), got {type(out).__name__}")
+        if out.weights is None:
+            raise ValueError("out.weights is None: make out with this buffer's empty_batch")
+        batch_size = _check_batch_size(len(out.indices) if batch_size is None else batch_size)
+        if isinstance(out.indices, torch.Tensor) and out.indices.device.type != "cpu":
+            staging = self._staging.get(batch_size)
+            if staging is None:
+                staging = self._staging[batch_size] = self.empty_batch(batch_size, pin_memory=True)
+            event = self._staging_events.get(batch_size)
+            if event is not None:  # wait for the previous non-blocking copy out of the staging memory
+                event.synchronize()
+            self.sample_into(staging, batch_size, beta=beta)
+            for s, d in zip((*staging[:7], staging.weights), (*out[:7], out.weights)):
+                d.copy_(s, non_blocking=True)
+            for k, d in out.extras.items():
+                d.copy_(staging.extras[k], non_blocking=True)
+            if staging.indices.is_pinned():
+                event = torch.cuda.Event()
+                event.record()
+                self._staging_events[batch_size] = event
+            return out
+        unknown = set(out.extras) - set(self._extra_names)
+        if unknown:
+            raise ValueError(f"out.extras: unknown fields {sorted(unknown)}")
+        arrays = tuple(_as_out_array(f.name, t) for f, t in zip(self.fields, out[:_N_STD]))
+        extras = tuple(_as_out_array(n, out.extras[n]) if n in out.extras else None for n in self._extra_names)
+        self._per.sample_into(batch_size, beta, _as_out_array("indices", out.indices),
+                              _as_out_array("weights", out.weights), arrays + extras)
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def _meta(self) -> dict[str, Any]:
+        meta = super()._meta()
+        meta["state"].update(alpha=self._per.alpha, max_priority=self._per.max_priority)
+        return meta
+
+    def _arrays(self, n: int, writable: bool = False) -> dict[str, np.ndarray]:
+        return {**super()._arrays(n, writable), "priorities": self._per.priorities_view(writable)[:n]}
+
+    def _check_meta(self, meta: Mapping[str, Any], where: str) -> tuple[int, list[int]]:
+        checked = super()._check_meta(meta, where)
+        st = meta["state"]
+        try:
+            _real("alpha", st["alpha"])
+            _real("max_priority", st["max_priority"])
+            if not st["max_priority"] > 0:
+                raise ValueError
+        except (TypeError, KeyError, ValueError):
+            raise ValueError(f"{where}: damaged prioritized state {st!r}") from None
+        return checked
+
+    def _check_arrays(self, arrays: Mapping[str, np.ndarray], where: str) -> None:
+        p = arrays["priorities"]
+        if not (np.isfinite(p).all() and (p >= 0).all()):
+            raise ValueError(f"{where}: damaged priorities (negative, NaN or infinite values)")
+
+    def _restore(self, meta: Mapping[str, Any], where: str) -> None:
+        st = meta["state"]
+        self._per.set_max_priority(float(st["max_priority"]))
+        self._per.set_alpha(float(st["alpha"]))
