@@ -1,7 +1,8 @@
 """fastrl: fast, correct replay buffers and DQN-family / DDPG agents for PyTorch."""
 
 from fastrl.buffer import Batch, ReplayBuffer
+from fastrl.returns import discounted_returns, gae, lambda_returns
 from fastrl.spaces import final_observations
 
-__all__ = ["Batch", "ReplayBuffer", "final_observations"]
+__all__ = ["Batch", "ReplayBuffer", "discounted_returns", "final_observations", "gae", "lambda_returns"]
 __version__ = "0.1.0"
