@@ -74,3 +74,49 @@ def lambda_returns(rewards, next_values, terminated, truncated, gamma, lam):
             total = sum((1 - lam) * lam ** (k - 1) * kstep(k) for k in range(1, K))
             out[t, n] = total + lam ** (K - 1) * kstep(K)
     return out.reshape(np.shape(rewards))
+
+
+class ReturnsModel:
+    """Every row ever written to a time-major multi-stream circular buffer, as plain Python lists;
+    n-step targets and episode returns computed by forward scans over them (issue 3).
+
+    Row id i belongs to stream i % num_envs; the ids stored are the last `capacity` ones
+    (capacity rounded down to a multiple of num_envs)."""
+
+    def __init__(self, capacity, num_envs, episode_gamma=None):
+        self.capacity = capacity // num_envs * num_envs
+        self.num_envs = num_envs
+        self.gamma = episode_gamma
+        self.rewards, self.terminated, self.truncated = [], [], []
+
+    def extend(self, rewards, terminated, truncated):
+        self.rewards += [float(r) for r in rewards]
+        self.terminated += [bool(x) for x in terminated]
+        self.truncated += [bool(x) for x in truncated]
+
+    @property
+    def total(self):
+        return len(self.rewards)
+
+    def live_ids(self):
+        return list(range(max(0, self.total - self.capacity), self.total))
+
+    def nstep(self, i, n, gamma):
+        """(discounted reward sum, id of the last summed step, k summed) for start id i."""
+        total, k, j = 0.0, 0, i
+        while True:
+            total += gamma**k * self.rewards[j]
+            k += 1
+            if self.terminated[j] or self.truncated[j] or k == n or j + self.num_envs >= self.total:
+                return total, j, k
+            j += self.num_envs
+
+    def episode_return(self, i):
+        """(return-to-go, True) if the episode of id i has ended, else (0.0, False)."""
+        j = i
+        while j < self.total and not (self.terminated[j] or self.truncated[j]):
+            j += self.num_envs
+        if j >= self.total:
+            return 0.0, False
+        steps = range(i, j + 1, self.num_envs)
+        return sum(self.gamma**k * self.rewards[s] for k, s in enumerate(steps)), True
