@@ -172,6 +172,7 @@ class ReplayBuffer:
         self._impl = _core.ReplayBuffer([(f.name, list(f.shape), f.dtype) for f in user_fields],
                                         int(capacity), int(num_envs), _seed_value(seed),
                                         -1.0 if episode_returns_gamma is None else episode_returns_gamma)
+        self._config["capacity"] = self._impl.capacity
 
     # ------------------------------------------------------------------ construction
     @classmethod

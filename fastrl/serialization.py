@@ -36,6 +36,8 @@ _MAX_HEADER = 64 << 20
 
 
 def _crc(view: memoryview | bytes, crc: int = 0) -> int:
+    if memoryview(view).nbytes == 0:
+        return crc
     mv = memoryview(view).cast("B")
     step = 64 << 20
     for start in range(0, len(mv), step):

@@ -40,6 +40,9 @@ std::int64_t collect(const ReplayBuffer& b, const py::tuple& values, bool batche
     const auto& s = specs[f];
     Input& in = ins[f];
     to_input(values[f], s.name, in);
+    if (!kind_castable(in.dtype, s.dtype))
+      throw py::type_error(s.name + ": cannot store " + dtype_name(in.dtype) + " values in a " +
+                           dtype_name(s.dtype) + " field without losing information");
     const int lead = batched ? 1 : 0;
     bool ok = in.ndim == static_cast<int>(s.shape.size()) + lead;
     for (std::size_t d = 0; ok && d < s.shape.size(); ++d) ok = in.shape[d + lead] == s.shape[d];
@@ -163,22 +166,31 @@ void bind_buffer(py::module_& m) {
           [](ReplayBuffer& b, std::int64_t batch_size, bool replace) {
             if (batch_size < 0) throw py::value_error("batch_size must be >= 0, got " + std::to_string(batch_size));
             const auto& specs = b.specs();
-            py::tuple result(specs.size() + 1);
-            py::array_t<std::int64_t> ids(batch_size);
-            std::array<void*, kMaxFields> outs{};
+            // one pooled block for the ids and every field, 64-byte aligned pieces
+            std::array<std::size_t, kMaxFields + 1> offset{};
+            std::size_t total = static_cast<std::size_t>(batch_size) * 8;
             for (std::size_t f = 0; f < specs.size(); ++f) {
-              std::vector<py::ssize_t> shape{batch_size};
-              shape.insert(shape.end(), specs[f].shape.begin(), specs[f].shape.end());
-              py::array a(to_numpy_dtype(specs[f].dtype), shape);
-              outs[f] = a.mutable_data();
-              result[f + 1] = std::move(a);
+              total = (total + 63) / 64 * 64;
+              offset[f] = total;
+              total += static_cast<std::size_t>(batch_size) * specs[f].row_bytes();
             }
-            std::int64_t* ip = ids.mutable_data();
+            py::capsule block = BlockPool::get().take(total);
+            auto* base = static_cast<std::uint8_t*>(BlockPool::data(block));
+            py::tuple result(specs.size() + 1);
+            std::array<void*, kMaxFields> outs{};
+            std::vector<py::ssize_t> shape;
+            for (std::size_t f = 0; f < specs.size(); ++f) {
+              shape.assign(1, batch_size);
+              shape.insert(shape.end(), specs[f].shape.begin(), specs[f].shape.end());
+              outs[f] = base + offset[f];
+              result[f + 1] = py::array(to_numpy_dtype(specs[f].dtype), shape, outs[f], block);
+            }
+            auto* ip = reinterpret_cast<std::int64_t*>(base);
+            result[0] = py::array(py::dtype::of<std::int64_t>(), {batch_size}, ip, block);
             {
               py::gil_scoped_release nogil;
               b.sample(batch_size, replace, ip, outs.data());
             }
-            result[0] = std::move(ids);
             return result;
           },
           py::arg("batch_size"), py::arg("replace"),

@@ -5,8 +5,13 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <cstdlib>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -65,6 +70,51 @@ struct Input {
   const Py_intptr_t* shape = nullptr;
 };
 
+// NumPy scalars (np.float32(1.0), np.int64(3), np.True_ ...) read without going through arrays.
+// Returns false for anything else.
+inline bool scalar_kind(PyObject* o, Input& in) {
+  struct Types {
+    std::vector<PyObject*> floats, ints, uints;
+    PyObject* bool_ = nullptr;
+  };
+  static Types* types = [] {
+    auto* t = new Types;  // leaked on purpose: lives as long as the interpreter
+    py::module_ np = py::module_::import("numpy");
+    for (const char* n : {"float16", "float32", "float64"}) t->floats.push_back(py::object(np.attr(n)).release().ptr());
+    for (const char* n : {"int8", "int16", "int32", "int64"}) t->ints.push_back(py::object(np.attr(n)).release().ptr());
+    for (const char* n : {"uint8", "uint16", "uint32", "uint64"}) t->uints.push_back(py::object(np.attr(n)).release().ptr());
+    t->bool_ = py::object(np.attr("bool_")).release().ptr();
+    return t;
+  }();
+  PyObject* tp = reinterpret_cast<PyObject*>(Py_TYPE(o));
+  if (tp == types->bool_) {
+    bool v = PyObject_IsTrue(o) == 1;
+    std::memcpy(in.scalar, &v, 1);
+    in.dtype = DType::Bool;
+  } else if (std::find(types->floats.begin(), types->floats.end(), tp) != types->floats.end()) {
+    double v = PyFloat_AsDouble(o);
+    if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+    std::memcpy(in.scalar, &v, 8);
+    in.dtype = DType::Float64;
+  } else if (std::find(types->ints.begin(), types->ints.end(), tp) != types->ints.end()) {
+    py::object i = py::reinterpret_steal<py::object>(PyNumber_Index(o));
+    if (!i) throw py::error_already_set();
+    std::int64_t v = PyLong_AsLongLong(i.ptr());
+    std::memcpy(in.scalar, &v, 8);
+    in.dtype = DType::Int64;
+  } else if (std::find(types->uints.begin(), types->uints.end(), tp) != types->uints.end()) {
+    py::object i = py::reinterpret_steal<py::object>(PyNumber_Index(o));
+    if (!i) throw py::error_already_set();
+    std::uint64_t v = PyLong_AsUnsignedLongLong(i.ptr());
+    std::memcpy(in.scalar, &v, 8);
+    in.dtype = DType::UInt64;
+  } else {
+    return false;
+  }
+  in.data = in.scalar;
+  return true;
+}
+
 // Converts `obj` for field `name`. Python bool / int / float and exact-dtype C-contiguous
 // native numpy arrays are taken without copying; anything else numpy can read (lists, other
 // widths, byte-swapped or strided arrays, CPU torch tensors) goes through numpy once.
@@ -109,6 +159,7 @@ inline void to_input(py::handle obj, const std::string& name, Input& in) {
     }
     throw py::value_error(name + ": integer " + std::string(py::str(obj)) + " is out of range");
   }
+  if (scalar_kind(o, in)) return;
   auto& api = py::detail::npy_api::get();
   if (api.PyArray_Check_(o)) {
     auto* a = py::detail::array_proxy(o);
@@ -146,7 +197,7 @@ inline void to_input(py::handle obj, const std::string& name, Input& in) {
                            std::string(py::str(arr.dtype())));
   }
   if (kind == 'f' && arr.dtype().itemsize() == 4) { wide = "float32"; in.dtype = DType::Float32; }
-  py::array c = np.attr("ascontiguousarray")(arr, py::arg("dtype") = wide);
+  py::array c = np.attr("asarray")(arr, py::arg("dtype") = wide, py::arg("order") = "C");
   in.keep = c;
   auto* a = py::detail::array_proxy(c.ptr());
   in.data = a->data;
@@ -167,6 +218,74 @@ inline std::string shape_str(const std::vector<std::int64_t>& shape, std::int64_
   std::vector<Py_intptr_t> v(shape.begin(), shape.end());
   return shape_str(v.data(), static_cast<int>(v.size()), lead);
 }
+
+// Output memory for sampled batches. Fresh large allocations cost page faults on every call
+// (glibc hands blocks over 128 KiB out as new mmaps), so blocks are recycled: a batch's arrays
+// share one block, owned by a capsule that gives the block back when the last array dies.
+// Thread-safe; at most kMaxCached bytes are kept.
+class BlockPool {
+ public:
+  static BlockPool& get() {
+    static BlockPool* pool = new BlockPool;  // leaked on purpose: capsules may outlive the module
+    return *pool;
+  }
+
+  // A capsule owning a block of at least n bytes (64-byte aligned); its pointer is the block.
+  py::capsule take(std::size_t n) {
+    n = std::max<std::size_t>(64, (n + 63) / 64 * 64);
+    void* p = nullptr;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto& v = free_[n];
+      if (!v.empty()) {
+        p = v.back();
+        v.pop_back();
+        cached_ -= n;
+      }
+    }
+    if (!p) p = std::aligned_alloc(64, n);
+    if (!p) throw std::bad_alloc();
+    auto* block = new Block{p, n};
+    try {
+      return py::capsule(block, [](void* b) {
+        auto* blk = static_cast<Block*>(b);
+        BlockPool::get().give(blk->ptr, blk->size);
+        delete blk;
+      });
+    } catch (...) {
+      std::free(p);
+      delete block;
+      throw;
+    }
+  }
+
+  static void* data(const py::capsule& c) { return static_cast<Block*>(c.get_pointer())->ptr; }
+
+ private:
+  struct Block {
+    void* ptr;
+    std::size_t size;
+  };
+  static constexpr std::size_t kMaxCached = std::size_t(512) << 20;
+  static constexpr std::size_t kMaxPerSize = 8;
+
+  void give(void* p, std::size_t n) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto& v = free_[n];
+      if (cached_ + n <= kMaxCached && v.size() < kMaxPerSize) {
+        v.push_back(p);
+        cached_ += n;
+        return;
+      }
+    }
+    std::free(p);
+  }
+
+  std::mutex mu_;
+  std::unordered_map<std::size_t, std::vector<void*>> free_;
+  std::size_t cached_ = 0;
+};
 
 // A read-only (or writable) numpy view over shared storage; the view keeps the storage alive.
 inline py::array storage_view(std::shared_ptr<std::uint8_t> mem, DType dtype, std::vector<py::ssize_t> shape,

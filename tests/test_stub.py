@@ -1,0 +1,15 @@
+"""fastrl/_core.pyi matches the compiled module (mypy's stubtest)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def test_core_stub_is_honest():
+    pytest.importorskip("mypy")
+    allow = os.path.join(os.path.dirname(__file__), "stubtest-allowlist.txt")
+    r = subprocess.run([sys.executable, "-m", "mypy.stubtest", "fastrl._core", "--allowlist", allow],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
