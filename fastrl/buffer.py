@@ -405,13 +405,15 @@ class ReplayBuffer:
                 self._staging_events[key] = event
             return out
         prepared = self._prepared.get(id(out))
+        arrays: tuple[np.ndarray | None, ...]
         if prepared is not None and prepared[0] is out and batch_size == prepared[1]:
             ids, arrays = prepared[2], prepared[3]
         else:
             unknown = set(out.extras) - set(self._extra_names)
             if unknown:
                 raise ValueError(f"out.extras: unknown fields {sorted(unknown)}")
-            arrays = tuple(_as_out_array(f.name, t) for f, t in zip(self.fields, out[:_N_STD])) + tuple(
+            arrays = tuple(
+                _as_out_array(f.name, t) for f, t in zip(self.fields, out[:_N_STD])) + tuple(
                 _as_out_array(n, out.extras[n]) if n in out.extras else None for n in self._extra_names)
             ids = _as_out_array("indices", out.indices)
         disc = _as_out_array("discounts", out.discounts) if gamma is not None else None
@@ -560,8 +562,8 @@ class ReplayBuffer:
 
 def _to_device(b: Batch, device: torch.device) -> Batch:
     move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-    return Batch(*map(move, b[:7]), {k: move(v) for k, v in b.extras.items()},
-                 None if b.discounts is None else move(b.discounts))
+    return Batch._make([*map(move, b[:7]), {k: move(v) for k, v in b.extras.items()},
+                        None if b.discounts is None else move(b.discounts)])
 
 
 def _copy_batch(src: Batch, dst: Batch) -> None:

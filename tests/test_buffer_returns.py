@@ -7,9 +7,9 @@ import pytest
 import torch
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
+from reference import ReturnsModel
 
 import fastrl
-from reference import ReturnsModel
 
 GAMMAS = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0))
 
@@ -333,7 +333,7 @@ def test_batch_is_backward_compatible():
     (dict(require_return=True), ValueError, "episode_returns_gamma"),
 ])
 def test_bad_sampling_options_raise_and_change_nothing(kwargs, exc, match):
-    a, model = make(8, 1, seed=3)
+    a, _ = make(8, 1, seed=3)
     b, _ = make(8, 1, seed=3)
     for buf in (a, b):
         buf.extend(np.zeros(4, np.float32), np.zeros(4, np.int64), np.ones(4, np.float32), np.zeros(4, np.float32),
