@@ -99,19 +99,46 @@ std::int64_t* ids_out_ptr(py::handle ids_out, std::int64_t batch_size) {
   return reinterpret_cast<std::int64_t*>(a->data);
 }
 
-// Fresh output arrays for every field (rewards in nstep_dtype() for n-step), into `result`
-// from position `at`, with their data pointers in outs.
-void fresh_outputs(const ReplayBuffer& b, std::int64_t batch, bool nstep, py::tuple& result, std::size_t at,
-                   void** outs) {
+// Output arrays in one pooled block (like sample): int64 ids when `with_ids`, then every field
+// (rewards in nstep_dtype() for n-step), then the discounts when `with_discounts`. Returns the
+// arrays in that order with the data pointers of the fields in outs, of ids and discounts in
+// *ids / *discounts.
+py::tuple pooled_outputs(const ReplayBuffer& b, std::int64_t batch, bool with_ids, bool nstep, bool with_discounts,
+                         void** outs, std::int64_t** ids, void** discounts) {
   const auto& specs = b.specs();
+  const std::size_t nb = static_cast<std::size_t>(batch);
+  const std::size_t ns = dtype_size(b.nstep_dtype());
+  auto type_of = [&](std::size_t f) { return nstep && f == ReplayBuffer::kRewards ? b.nstep_dtype() : specs[f].dtype; };
+  std::array<std::size_t, kMaxFields + 2> offset{};
+  std::size_t total = with_ids ? nb * 8 : 0;
   for (std::size_t f = 0; f < specs.size(); ++f) {
-    std::vector<py::ssize_t> shape{batch};
-    shape.insert(shape.end(), specs[f].shape.begin(), specs[f].shape.end());
-    const DType t = nstep && f == ReplayBuffer::kRewards ? b.nstep_dtype() : specs[f].dtype;
-    py::array a(to_numpy_dtype(t), shape);
-    outs[f] = a.mutable_data();
-    result[at + f] = std::move(a);
+    total = (total + 63) / 64 * 64;
+    offset[f] = total;
+    total += nb * static_cast<std::size_t>(specs[f].numel()) * dtype_size(type_of(f));
   }
+  total = (total + 63) / 64 * 64;
+  const std::size_t disc_at = total;
+  if (with_discounts) total += nb * ns;
+  py::capsule block = BlockPool::get().take(total);
+  auto* base = static_cast<std::uint8_t*>(BlockPool::data(block));
+  py::tuple result(specs.size() + (with_ids ? 1 : 0) + (with_discounts ? 1 : 0));
+  std::size_t k = 0;
+  if (with_ids) {
+    *ids = reinterpret_cast<std::int64_t*>(base);
+    result[k++] = py::array(py::dtype::of<std::int64_t>(), {batch}, *ids, block);
+  }
+  std::vector<py::ssize_t> shape;
+  for (std::size_t f = 0; f < specs.size(); ++f) {
+    shape.assign(1, batch);
+    shape.insert(shape.end(), specs[f].shape.begin(), specs[f].shape.end());
+    outs[f] = base + offset[f];
+    result[k++] = py::array(to_numpy_dtype(type_of(f)), shape, outs[f], block);
+  }
+  if (with_discounts) {
+    *discounts = base + disc_at;
+    result[k++] = py::array(to_numpy_dtype(b.nstep_dtype()), {batch}, *discounts, block);
+  }
+  return result;
 }
 
 NStep make_nstep(std::int64_t n_step, double gamma) {
@@ -280,25 +307,19 @@ void bind_buffer(py::module_& m) {
           [](ReplayBuffer& b, std::int64_t batch_size, bool replace, bool require_return, std::int64_t n_step,
              std::optional<double> gamma) {
             if (batch_size < 0) throw py::value_error("batch_size must be >= 0, got " + std::to_string(batch_size));
-            const std::size_t nf = b.num_fields();
-            py::tuple result(nf + 2);
-            py::array_t<std::int64_t> ids(batch_size);
             std::array<void*, kMaxFields> outs{};
-            fresh_outputs(b, batch_size, gamma.has_value(), result, 1, outs.data());
+            std::int64_t* ip = nullptr;
             NStep ns = make_nstep(n_step, gamma.value_or(1.0));
-            py::object discounts = py::none();
-            if (gamma) {
-              py::array d(to_numpy_dtype(b.nstep_dtype()), std::vector<py::ssize_t>{batch_size});
-              ns.discounts = d.mutable_data();
-              discounts = std::move(d);
-            }
-            std::int64_t* ip = ids.mutable_data();
+            py::tuple arrays = pooled_outputs(b, batch_size, true, gamma.has_value(), gamma.has_value(), outs.data(),
+                                              &ip, &ns.discounts);
             {
               py::gil_scoped_release nogil;
               b.sample(batch_size, replace, ip, outs.data(), require_return, gamma ? &ns : nullptr);
             }
-            result[0] = std::move(ids);
-            result[nf + 1] = discounts;
+            if (gamma) return arrays;
+            py::tuple result(arrays.size() + 1);  // discounts: None
+            for (std::size_t i = 0; i < arrays.size(); ++i) result[i] = arrays[i];
+            result[arrays.size()] = py::none();
             return result;
           },
           py::arg("batch_size"), py::arg("replace"), py::arg("require_return"), py::arg("n_step"),
@@ -345,14 +366,9 @@ void bind_buffer(py::module_& m) {
           [](const ReplayBuffer& b, py::array_t<std::int64_t, py::array::c_style | py::array::forcecast> ids,
              std::int64_t n_step, double gamma) {
             const std::int64_t n = ids.size();
-            const std::size_t nf = b.num_fields();
-            py::tuple result(nf + 1);
             std::array<void*, kMaxFields> outs{};
-            fresh_outputs(b, n, true, result, 0, outs.data());
             NStep ns = make_nstep(n_step, gamma);
-            py::array d(to_numpy_dtype(b.nstep_dtype()), std::vector<py::ssize_t>{n});
-            ns.discounts = d.mutable_data();
-            result[nf] = d;
+            py::tuple result = pooled_outputs(b, n, false, true, true, outs.data(), nullptr, &ns.discounts);
             const std::int64_t* ip = ids.data();
             {
               py::gil_scoped_release nogil;
