@@ -131,6 +131,27 @@ def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
             and a.strides == b.strides and a.dtype == b.dtype)
 
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_BOOL = np.dtype(bool)
+
+
+def _fast(floats: tuple[Any, ...], flags: tuple[Any, ...]) -> np.dtype | None:
+    """The dtype when every input already is what C++ takes: contiguous numpy arrays of one shape,
+    one float dtype and bool flags (None floats are skipped). Saves the general path's checks."""
+    a0 = floats[0]
+    if type(a0) is not np.ndarray or a0.dtype not in _FLOATS or not a0.flags.c_contiguous:
+        return None
+    dt, shape = a0.dtype, a0.shape
+    for a in floats[1:]:
+        if a is not None and (type(a) is not np.ndarray or a.dtype != dt or a.shape != shape
+                              or not a.flags.c_contiguous):
+            return None
+    for a in flags:
+        if type(a) is not np.ndarray or a.dtype != _BOOL or a.shape != shape or not a.flags.c_contiguous:
+            return None
+    return dt
+
+
 def _wrap(result: np.ndarray, out: Any, any_torch: bool) -> Any:
     if out is not None:
         return out
@@ -156,6 +177,10 @@ def discounted_returns(rewards: Any, terminated: Any, truncated: Any, gamma: flo
     Returns:
         ``float[T]`` or ``float[T, N]`` returns (``out`` itself when given).
     """
+    if out is None and (dt := _fast((rewards, bootstrap), (terminated, truncated))) is not None:
+        o = np.empty(rewards.shape, dt)
+        _core.discounted_returns(rewards, terminated, truncated, _check_scalar("gamma", gamma), bootstrap, o)
+        return o
     args = _Args()
     r = args.value("rewards", rewards)
     b = args.value("bootstrap", bootstrap) if bootstrap is not None else None
@@ -190,6 +215,11 @@ def gae(rewards: Any, values: Any, next_values: Any, terminated: Any, truncated:
     Returns:
         ``(advantages, returns)``, both of the shape of ``rewards``.
     """
+    if out is None and (dt := _fast((rewards, values, next_values), (terminated, truncated))) is not None:
+        a, ret = np.empty(rewards.shape, dt), np.empty(rewards.shape, dt)
+        _core.gae(rewards, values, next_values, terminated, truncated, _check_scalar("gamma", gamma),
+                  _check_scalar("lam", lam), a, ret)
+        return a, ret
     args = _Args()
     r = args.value("rewards", rewards)
     v = args.value("values", values)
@@ -231,6 +261,11 @@ def lambda_returns(rewards: Any, next_values: Any, terminated: Any, truncated: A
         gamma, lam: in [0, 1].
         out: optional output array.
     """
+    if out is None and (dt := _fast((rewards, next_values), (terminated, truncated))) is not None:
+        o = np.empty(rewards.shape, dt)
+        _core.lambda_returns(rewards, next_values, terminated, truncated, _check_scalar("gamma", gamma),
+                             _check_scalar("lam", lam), o)
+        return o
     args = _Args()
     r = args.value("rewards", rewards)
     nv = args.value("next_values", next_values)
