@@ -166,7 +166,8 @@ class ReplayBuffer:
         }
         if episode_returns_gamma is not None:
             self._config["episode_returns_gamma"] = episode_returns_gamma
-        self._prepared: dict[int, tuple[Batch, int, np.ndarray, tuple[np.ndarray, ...]]] = {}
+        # id(batch) -> (batch, B, ids array, field arrays, discounts array or None)
+        self._prepared: dict[int, tuple[Batch, int, np.ndarray, tuple[np.ndarray, ...], np.ndarray | None]] = {}
         self._staging: dict[Any, Batch] = {}
         self._staging_events: dict[Any, Any] = {}
         self._impl = _core.ReplayBuffer([(f.name, list(f.shape), f.dtype) for f in user_fields],
@@ -326,7 +327,7 @@ class ReplayBuffer:
             arrays = tuple(x.numpy() for x in t)
             if len(self._prepared) >= 16:
                 self._prepared.pop(next(iter(self._prepared)))
-            self._prepared[id(out)] = (out, batch_size, idx.numpy(), arrays)
+            self._prepared[id(out)] = (out, batch_size, idx.numpy(), arrays, None if disc is None else disc.numpy())
         return out
 
     def sample_into(self, out: Batch, batch_size: int | None = None, *, replace: bool = True, n_step: int = 1,
@@ -379,6 +380,12 @@ class ReplayBuffer:
                         require_return: Any) -> Batch:
         n_step, gamma = _check_nstep(n_step, gamma)
         require_return = self._check_require_return(require_return)
+        prepared = self._prepared.get(id(out))
+        if (prepared is not None and prepared[0] is out and (batch_size is None or batch_size == prepared[1])
+                and (gamma is None or prepared[4] is not None)):
+            self._impl.sample_into_ex(prepared[1], bool(replace), require_return, n_step, gamma, prepared[2],
+                                      prepared[3], prepared[4] if gamma is not None else None)
+            return out
         if not isinstance(out, Batch):
             raise TypeError(f"out must be a fastrl Batch (see empty_batch), got {type(out).__name__}")
         if gamma is not None and out.discounts is None:
@@ -404,18 +411,12 @@ class ReplayBuffer:
                 event.record()
                 self._staging_events[key] = event
             return out
-        prepared = self._prepared.get(id(out))
-        arrays: tuple[np.ndarray | None, ...]
-        if prepared is not None and prepared[0] is out and batch_size == prepared[1]:
-            ids, arrays = prepared[2], prepared[3]
-        else:
-            unknown = set(out.extras) - set(self._extra_names)
-            if unknown:
-                raise ValueError(f"out.extras: unknown fields {sorted(unknown)}")
-            arrays = tuple(
-                _as_out_array(f.name, t) for f, t in zip(self.fields, out[:_N_STD])) + tuple(
-                _as_out_array(n, out.extras[n]) if n in out.extras else None for n in self._extra_names)
-            ids = _as_out_array("indices", out.indices)
+        unknown = set(out.extras) - set(self._extra_names)
+        if unknown:
+            raise ValueError(f"out.extras: unknown fields {sorted(unknown)}")
+        arrays = tuple(_as_out_array(f.name, t) for f, t in zip(self.fields, out[:_N_STD])) + tuple(
+            _as_out_array(n, out.extras[n]) if n in out.extras else None for n in self._extra_names)
+        ids = _as_out_array("indices", out.indices)
         disc = _as_out_array("discounts", out.discounts) if gamma is not None else None
         self._impl.sample_into_ex(batch_size, bool(replace), require_return, n_step, gamma, ids, arrays, disc)
         return out

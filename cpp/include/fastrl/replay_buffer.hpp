@@ -356,21 +356,40 @@ class ReplayBuffer {
   void nstep_sums_locked(const R* rewards, const std::int64_t* ids, std::int64_t b, const NStep& ns) const {
     const auto* term = storage_[kTerminated].get();
     const auto* trunc = storage_[kTruncated].get();
+    // locals: stores through the output pointers must not force reloads of the members
+    const std::int64_t n = ns.n, N = num_envs_, cap = capacity_, total = total_;
+    const double gamma = ns.gamma;
+    const std::int64_t* slots = slots_.data();
+    std::int64_t* last_slots = last_slots_.data();
+    double* sums = nstep_rewards_.data();
+    double* discounts = nstep_discounts_.data();
+    constexpr std::int64_t kAhead = 8;  // prefetch the steps of a later sample: random slots miss the cache
     for (std::int64_t i = 0; i < b; ++i) {
-      std::int64_t id = ids[i], slot = slots_[i], last = slot;
-      double sum = 0.0, disc = 1.0;
-      for (std::int64_t k = 0; k < ns.n; ++k) {
-        sum += disc * static_cast<double>(rewards[slot]);
-        disc *= ns.gamma;
-        last = slot;
-        if (term[slot] || trunc[slot]) break;
-        id += num_envs_;
-        if (id >= total_) break;
-        slot = id % capacity_;
+      if (i + kAhead < b) {
+        std::int64_t p = slots[i + kAhead];
+        for (std::int64_t k = 0; k < std::min<std::int64_t>(n, 4); ++k) {
+          __builtin_prefetch(rewards + p);
+          __builtin_prefetch(term + p);
+          __builtin_prefetch(trunc + p);
+          p += N;
+          if (p >= cap) p -= cap;
+        }
       }
-      last_slots_[i] = last;
-      nstep_rewards_[i] = sum;
-      nstep_discounts_[i] = disc;
+      // the steps of a stream are N ids (and slots) apart; ids >= total are not written
+      std::int64_t id = ids[i], slot = slots[i], last = slot;
+      double sum = 0.0, disc = 1.0;
+      for (std::int64_t k = 0; k < n; ++k) {
+        sum += disc * static_cast<double>(rewards[slot]);
+        disc *= gamma;
+        last = slot;
+        id += N;
+        if ((term[slot] | trunc[slot]) || id >= total) break;
+        slot += N;
+        if (slot >= cap) slot -= cap;
+      }
+      last_slots[i] = last;
+      sums[i] = sum;
+      discounts[i] = disc;
     }
   }
 
