@@ -46,6 +46,7 @@
 #include <utility>
 #include <vector>
 
+#include "fastrl/buffer_returns.hpp"
 #include "fastrl/dtype.hpp"
 #include "fastrl/rng.hpp"
 
@@ -347,59 +348,24 @@ class ReplayBuffer {
       throw std::invalid_argument("gamma must be in [0, 1], got " + std::to_string(ns.gamma));
   }
 
-  // Value i of a field's storage (or a source) as a double / as a flag.
+  // Element i of a field's storage or of a source, of dtype t, as a double.
   static double value_at(const void* base, DType t, std::int64_t i) {
     return detail::visit_dtype(t, [&](auto z) { return static_cast<double>(static_cast<const decltype(z)*>(base)[i]); });
   }
 
-  template <class R>
-  void nstep_sums_locked(const R* rewards, const std::int64_t* ids, std::int64_t b, const NStep& ns) const {
-    const auto* term = storage_[kTerminated].get();
-    const auto* trunc = storage_[kTruncated].get();
-    // locals: stores through the output pointers must not force reloads of the members
-    const std::int64_t n = ns.n, N = num_envs_, cap = capacity_, total = total_;
-    const double gamma = ns.gamma;
-    const std::int64_t* slots = slots_.data();
-    std::int64_t* last_slots = last_slots_.data();
-    double* sums = nstep_rewards_.data();
-    double* discounts = nstep_discounts_.data();
-    constexpr std::int64_t kAhead = 8;  // prefetch the steps of a later sample: random slots miss the cache
-    for (std::int64_t i = 0; i < b; ++i) {
-      if (i + kAhead < b) {
-        std::int64_t p = slots[i + kAhead];
-        for (std::int64_t k = 0; k < std::min<std::int64_t>(n, 4); ++k) {
-          __builtin_prefetch(rewards + p);
-          __builtin_prefetch(term + p);
-          __builtin_prefetch(trunc + p);
-          p += N;
-          if (p >= cap) p -= cap;
-        }
-      }
-      // the steps of a stream are N ids (and slots) apart; ids >= total are not written
-      std::int64_t id = ids[i], slot = slots[i], last = slot;
-      double sum = 0.0, disc = 1.0;
-      for (std::int64_t k = 0; k < n; ++k) {
-        sum += disc * static_cast<double>(rewards[slot]);
-        disc *= gamma;
-        last = slot;
-        id += N;
-        if ((term[slot] | trunc[slot]) || id >= total) break;
-        slot += N;
-        if (slot >= cap) slot -= cap;
-      }
-      last_slots[i] = last;
-      sums[i] = sum;
-      discounts[i] = disc;
-    }
-  }
+  StreamLayout layout_locked() const { return StreamLayout{num_envs_, capacity_, total_}; }
 
   void gather_nstep_locked(const std::int64_t* ids, std::int64_t b, const NStep& ns, void* const* outs) const {
     to_slots_locked(ids, b);
     last_slots_.resize(static_cast<std::size_t>(b));
     nstep_rewards_.resize(static_cast<std::size_t>(b));
     nstep_discounts_.resize(static_cast<std::size_t>(b));
+    const auto* term = storage_[kTerminated].get();
+    const auto* trunc = storage_[kTruncated].get();
     detail::visit_dtype(specs_[kRewards].dtype, [&](auto z) {
-      nstep_sums_locked(reinterpret_cast<const decltype(z)*>(storage_[kRewards].get()), ids, b, ns);
+      nstep_sums(reinterpret_cast<const decltype(z)*>(storage_[kRewards].get()), term, trunc, layout_locked(), ids,
+                 slots_.data(), b, ns.n, ns.gamma, last_slots_.data(), nstep_rewards_.data(),
+                 nstep_discounts_.data());
     });
     auto put = [&](void* out, const std::vector<double>& v) {
       if (!out) return;
@@ -415,40 +381,23 @@ class ReplayBuffer {
     }
   }
 
-  // After rows [first, total_) were written: reset their computed fields, and for each row that
-  // ends an episode fill the stored steps of that episode backwards. Rows that were skipped
-  // because the write was larger than the capacity are read from `src` for their flags only.
+  // After rows [first, total_) were written: episode returns (see buffer_returns.hpp). Flags of
+  // rows that were never stored (a write larger than the capacity) are read from `src`.
   void update_returns_locked(const Source* src, std::int64_t first) {
     const std::int64_t lo = total_ - size_locked();
-    auto* ret = reinterpret_cast<float*>(storage_[num_written_].get());
-    auto* has = storage_[num_written_ + 1].get();
     const auto* term = storage_[kTerminated].get();
     const auto* trunc = storage_[kTruncated].get();
-    const void* rewards = storage_[kRewards].get();
-    const DType rt = specs_[kRewards].dtype;
-    for (std::int64_t j = first; j < total_; ++j) {
-      bool done;
-      if (j >= lo) {
-        const std::int64_t slot = j % capacity_;
-        ret[slot] = 0.0f;
-        has[slot] = 0;
-        done = term[slot] || trunc[slot];
-      } else {
-        done = value_at(src[kTerminated].data, src[kTerminated].dtype, j - first) != 0.0 ||
-               value_at(src[kTruncated].data, src[kTruncated].dtype, j - first) != 0.0;
-      }
-      if (!done) continue;
-      const std::int64_t s = j % num_envs_;
-      const std::int64_t stop = std::max(episode_starts_[s], lo);
-      double g = 0.0;
-      for (std::int64_t i = j; i >= stop; i -= num_envs_) {
-        const std::int64_t slot = i % capacity_;
-        g = value_at(rewards, rt, slot) + returns_gamma_ * g;
-        ret[slot] = static_cast<float>(g);
-        has[slot] = 1;
-      }
-      episode_starts_[s] = j + num_envs_;
-    }
+    auto done = [&](std::int64_t j) {
+      if (j >= lo) return (term[j % capacity_] | trunc[j % capacity_]) != 0;
+      return value_at(src[kTerminated].data, src[kTerminated].dtype, j - first) != 0.0 ||
+             value_at(src[kTruncated].data, src[kTruncated].dtype, j - first) != 0.0;
+    };
+    auto* ret = reinterpret_cast<float*>(storage_[num_written_].get());
+    auto* has = storage_[num_written_ + 1].get();
+    detail::visit_dtype(specs_[kRewards].dtype, [&](auto z) {
+      fill_episode_returns(reinterpret_cast<const decltype(z)*>(storage_[kRewards].get()), layout_locked(), first,
+                           returns_gamma_, done, episode_starts_.data(), ret, has);
+    });
   }
 
   // Slots of live ids, into the scratch vector slots_ (one division per id, not per field).
