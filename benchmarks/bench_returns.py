@@ -237,14 +237,18 @@ def bench_nstep(repeats, quick):
         assert np.isclose(d, [GAMMA, GAMMA**2, GAMMA**3], rtol=1e-6).any(axis=1).all()
         assert np.isclose(d[:, 0], GAMMA**3).mean() > 0.9
         plain_out, nstep_out = buf.empty_batch(256), buf.empty_batch(256, discounts=True)
-        budget = 0.05 if quick else 0.2
-        r = {
-            "sample(256)": median_s(lambda: buf.sample(256), repeats, budget),
-            "sample(256, n_step=3)": median_s(lambda: buf.sample(256, n_step=3, gamma=GAMMA), repeats, budget),
-            "sample_into(256)": median_s(lambda: buf.sample_into(plain_out), repeats, budget),
-            "sample_into(256, n_step=3)": median_s(
-                lambda: buf.sample_into(nstep_out, n_step=3, gamma=GAMMA), repeats, budget),
+        ops = {
+            "sample(256)": lambda: buf.sample(256),
+            "sample(256, n_step=3)": lambda: buf.sample(256, n_step=3, gamma=GAMMA),
+            "sample_into(256)": lambda: buf.sample_into(plain_out),
+            "sample_into(256, n_step=3)": lambda: buf.sample_into(nstep_out, n_step=3, gamma=GAMMA),
         }
+        # interleaved rounds, so that a change of machine load hits every op alike
+        rounds: dict[str, list[float]] = {k: [] for k in ops}
+        for _ in range(repeats * 3):
+            for k, fn in ops.items():
+                rounds[k].append(median_s(fn, 1, 0.02 if quick else 0.05))
+        r = {k: statistics.median(v) for k, v in rounds.items()}
         out[N] = r
         p, n_, pi, ni = (r[k] * 1e6 for k in r)
         print(f"{N:<10}{p:>16.2f}{n_:>14.2f} ({n_ / p:.2f}x){pi:>16.2f}{ni:>14.2f} ({ni / pi:.2f}x)")
