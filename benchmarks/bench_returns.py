@@ -90,7 +90,6 @@ def discounted_competitors(d):
     """(name, setup-free callable, result-as-[T, N] callable) for each available method."""
     r, te, tr = d["rewards"], d["terminated"], d["truncated"]
     done = te | tr
-    zero = np.zeros_like(r)
     T, N = r.shape
     methods = {}
     rl = [r[:, n].tolist() for n in range(N)]
@@ -122,7 +121,6 @@ def discounted_competitors(d):
                                      lambda res: res.reshape(N, T).T)
     except ImportError:
         pass
-    del zero
     return methods
 
 
@@ -148,8 +146,10 @@ def gae_competitors(d):
         "fastrl": (lambda: fastrl.gae(r, v, nv, te, tr, GAMMA, LAM), lambda res: res[0]),
     }
     try:
-        from torchrl.objectives.value.functional import (generalized_advantage_estimate,
-                                                         vec_generalized_advantage_estimate)
+        from torchrl.objectives.value.functional import (
+            generalized_advantage_estimate,
+            vec_generalized_advantage_estimate,
+        )
 
         def tl(a):  # TorchRL layout [N, T, 1]
             return torch.from_numpy(np.ascontiguousarray(a.T))[..., None]
@@ -221,28 +221,33 @@ def run_table(title, sizes, make_methods, baseline, repeats, slow_limits):
 
 
 # ----------------------------------------------------------------------------- n-step sampling
+def nstep_ops(N):
+    """A filled buffer with N streams and the four sampling calls to compare."""
+    rng = np.random.default_rng(0)
+    buf = fastrl.ReplayBuffer(100_000, observation_shape=(8,), num_envs=N, seed=0)
+    k = 100_000
+    buf.extend(rng.normal(size=(k, 8)).astype(np.float32), rng.integers(0, 4, k),
+               rng.normal(size=k).astype(np.float32), rng.normal(size=(k, 8)).astype(np.float32),
+               rng.random(k) < 0.01, rng.random(k) < 0.002)
+    b = buf.sample(4096, n_step=3, gamma=GAMMA)  # sanity: discounts in {g, g^2, g^3}, mostly g^3
+    d = b.discounts.numpy()[:, None]
+    assert np.isclose(d, [GAMMA, GAMMA**2, GAMMA**3], rtol=1e-6).any(axis=1).all()
+    assert np.isclose(d[:, 0], GAMMA**3).mean() > 0.9
+    plain_out, nstep_out = buf.empty_batch(256), buf.empty_batch(256, discounts=True)
+    return {
+        "sample(256)": lambda: buf.sample(256),
+        "sample(256, n_step=3)": lambda: buf.sample(256, n_step=3, gamma=GAMMA),
+        "sample_into(256)": lambda: buf.sample_into(plain_out),
+        "sample_into(256, n_step=3)": lambda: buf.sample_into(nstep_out, n_step=3, gamma=GAMMA),
+    }
+
+
 def bench_nstep(repeats, quick):
     out = {}
     print("\nreplay buffer sampling, capacity 100000, obs float32[8]  (us per call; x = this / plain sample)")
     print(f"{'num_envs':<10}{'sample(256)':>16}{'n_step=3':>22}{'sample_into':>16}{'n_step=3 into':>22}")
     for N in (1, 16):
-        rng = np.random.default_rng(0)
-        buf = fastrl.ReplayBuffer(100_000, observation_shape=(8,), num_envs=N, seed=0)
-        k = 100_000
-        buf.extend(rng.normal(size=(k, 8)).astype(np.float32), rng.integers(0, 4, k),
-                   rng.normal(size=k).astype(np.float32), rng.normal(size=(k, 8)).astype(np.float32),
-                   rng.random(k) < 0.01, rng.random(k) < 0.002)
-        b = buf.sample(4096, n_step=3, gamma=GAMMA)  # sanity: discounts in {g, g^2, g^3}, mostly g^3
-        d = b.discounts.numpy()[:, None]
-        assert np.isclose(d, [GAMMA, GAMMA**2, GAMMA**3], rtol=1e-6).any(axis=1).all()
-        assert np.isclose(d[:, 0], GAMMA**3).mean() > 0.9
-        plain_out, nstep_out = buf.empty_batch(256), buf.empty_batch(256, discounts=True)
-        ops = {
-            "sample(256)": lambda: buf.sample(256),
-            "sample(256, n_step=3)": lambda: buf.sample(256, n_step=3, gamma=GAMMA),
-            "sample_into(256)": lambda: buf.sample_into(plain_out),
-            "sample_into(256, n_step=3)": lambda: buf.sample_into(nstep_out, n_step=3, gamma=GAMMA),
-        }
+        ops = nstep_ops(N)
         # interleaved rounds, so that a change of machine load hits every op alike
         rounds: dict[str, list[float]] = {k: [] for k in ops}
         for _ in range(repeats * 3):
