@@ -13,6 +13,7 @@ from fastrl import _core, serialization
 from fastrl._schema import STANDARD_FIELDS, Field, build_fields
 
 _N_STD = len(STANDARD_FIELDS)
+_RETURN_FIELDS = {"returns": "float32", "has_return": "bool"}  # computed by C++ (episode_returns_gamma)
 _TORCH_DTYPES = {"bool": torch.bool, "uint8": torch.uint8, "int32": torch.int32, "int64": torch.int64,
                  "float32": torch.float32, "float64": torch.float64}
 
@@ -23,8 +24,17 @@ class Batch(NamedTuple):
     observations: ``obs_dtype[B, *obs_shape]``; actions: ``act_dtype[B, *action_shape]``;
     rewards: ``float32[B]``; next_observations: ``obs_dtype[B, *obs_shape]``;
     terminated, truncated: ``bool[B]``; indices: ``int64[B]`` ids of the sampled rows (the
-    slot in the storage is ``indices % capacity``); extras: the user-declared fields by name;
-    weights: ``float32[B]`` importance weights from a prioritized buffer, None otherwise.
+    slot in the storage is ``indices % capacity``); extras: the user-declared fields by name,
+    plus ``returns: float32[B]`` and ``has_return: bool[B]`` when the buffer keeps episode
+    returns (``episode_returns_gamma``); weights: ``float32[B]`` importance weights from a
+    prioritized buffer, None otherwise.
+
+    With n-step sampling (``sample(..., n_step=n, gamma=g)``) ``rewards`` is the discounted sum of
+    the k <= n rewards summed (float32, or float64 for a float64 reward field);
+    ``next_observations``, ``terminated`` and ``truncated`` are those of the last summed step, and
+    ``discounts: float[B]`` is ``g ** k``, so the target is
+    ``rewards + discounts * (1 - terminated) * V(next_observations)``. ``discounts`` is None
+    without ``gamma``.
     """
 
     observations: torch.Tensor
@@ -36,6 +46,7 @@ class Batch(NamedTuple):
     indices: torch.Tensor
     extras: dict[str, torch.Tensor]
     weights: torch.Tensor | None = None
+    discounts: torch.Tensor | None = None
 
 
 def _seed_value(seed: int | None) -> int:
@@ -59,6 +70,26 @@ def available_memory() -> int:
             return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         except (ValueError, OSError, AttributeError):
             return 1 << 62
+
+
+def _check_gamma(name: str, gamma: Any) -> float:
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(gamma).__name__}")
+    if not 0.0 <= float(gamma) <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {gamma}")
+    return float(gamma)
+
+
+def _check_nstep(n_step: Any, gamma: Any) -> tuple[int, float | None]:
+    if isinstance(n_step, bool) or not isinstance(n_step, (int, np.integer)):
+        raise TypeError(f"n_step must be an int, got {type(n_step).__name__}")
+    if n_step < 1:
+        raise ValueError(f"n_step must be >= 1, got {n_step}")
+    if gamma is None:
+        if n_step > 1:
+            raise ValueError(f"n_step={n_step} needs the discount: pass gamma=")
+        return 1, None
+    return int(n_step), _check_gamma("gamma", gamma)
 
 
 def _check_batch_size(batch_size: Any) -> int:
@@ -93,6 +124,16 @@ class ReplayBuffer:
         num_envs: parallel env streams; ``extend`` takes one step of all of them at once.
         seed: seed of the buffer's own generator (random when None).
         extra_fields: ``{name: (shape, dtype)}`` stored beside the standard fields.
+        episode_returns_gamma: when given (in [0, 1]), the buffer also keeps each transition's
+            observed discounted return-to-go in a computed field ``returns`` (float32) with a flag
+            ``has_return`` (bool), both sampled in ``Batch.extras``. When an episode of a stream
+            ends (terminated or truncated), C++ fills every stored step of it in one backward pass;
+            steps of a running episode have ``returns == 0`` and ``has_return == False`` until it
+            ends (``sample(..., require_return=True)`` draws only steps that have a return). A
+            truncated episode gets its observed partial return, not bootstrapped: a lower bound
+            of the true return when rewards are non-negative (what SAIL-DQN uses). If the oldest
+            steps of a long episode are overwritten before it ends, the stored steps still get
+            their exact return-to-go (it only depends on later, still-stored rewards).
 
     Values are cast into a field's dtype only when no information of their kind is lost:
     float fields take bools, ints and floats; int fields take bools and ints that fit;
@@ -110,6 +151,7 @@ class ReplayBuffer:
         num_envs: int = 1,
         seed: int | None = None,
         extra_fields: Mapping[str, tuple[Any, Any]] | None = None,
+        episode_returns_gamma: float | None = None,
     ) -> None:
         for arg, v in (("capacity", capacity), ("num_envs", num_envs)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
@@ -118,8 +160,17 @@ class ReplayBuffer:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        self.fields: tuple[Field, ...] = build_fields(
-            observation_shape, action_shape, observation_dtype, action_dtype, reward_dtype, extra_fields)
+        user_fields = build_fields(observation_shape, action_shape, observation_dtype, action_dtype, reward_dtype,
+                                   extra_fields)
+        fields = user_fields
+        self._input_names = tuple(f.name for f in user_fields[_N_STD:])  # extras the caller supplies
+        if episode_returns_gamma is not None:
+            episode_returns_gamma = _check_gamma("episode_returns_gamma", episode_returns_gamma)
+            taken = sorted(set(self._input_names) & set(_RETURN_FIELDS))
+            if taken:
+                raise ValueError(f"extra_fields: {taken} are reserved when episode_returns_gamma is set")
+            fields = fields + tuple(Field(n, (), d) for n, d in _RETURN_FIELDS.items())
+        self.fields: tuple[Field, ...] = fields
         self._extra_names = tuple(f.name for f in self.fields[_N_STD:])
         self._row_bytes = sum(f.row_bytes for f in self.fields)
         need = (int(capacity) // int(num_envs) * int(num_envs)) * self._row_bytes
@@ -132,18 +183,22 @@ class ReplayBuffer:
             "action_shape": list(self.fields[1].shape), "observation_dtype": self.fields[0].dtype,
             "action_dtype": self.fields[1].dtype, "reward_dtype": self.fields[2].dtype,
             "num_envs": int(num_envs),
-            "extra_fields": {f.name: [list(f.shape), f.dtype] for f in self.fields[_N_STD:]},
+            "extra_fields": {f.name: [list(f.shape), f.dtype] for f in user_fields[_N_STD:]},
         }
-        self._prepared: dict[int, tuple[Batch, int, np.ndarray, tuple[np.ndarray, ...]]] = {}
-        self._staging: dict[int, Batch] = {}
-        self._staging_events: dict[int, Any] = {}
-        self._impl = self._make_impl([(f.name, list(f.shape), f.dtype) for f in self.fields],
-                                     int(capacity), int(num_envs), _seed_value(seed))
+        if episode_returns_gamma is not None:
+            self._config["episode_returns_gamma"] = episode_returns_gamma
+        # id(batch) -> (batch, B, ids array, field arrays, discounts array or None)
+        self._prepared: dict[int, tuple[Batch, int, np.ndarray, tuple[np.ndarray, ...], np.ndarray | None]] = {}
+        self._staging: dict[Any, Batch] = {}
+        self._staging_events: dict[Any, Any] = {}
+        self._impl = self._make_impl([(f.name, list(f.shape), f.dtype) for f in user_fields],
+                                     int(capacity), int(num_envs), _seed_value(seed),
+                                     -1.0 if episode_returns_gamma is None else episode_returns_gamma)
         self._config["capacity"] = self._impl.capacity
 
-    def _make_impl(self, fields: list[Any], capacity: int, num_envs: int, seed: int) -> Any:
+    def _make_impl(self, fields: list[Any], capacity: int, num_envs: int, seed: int, returns_gamma: float) -> Any:
         """The C++ core; subclasses that wrap it in a composite (prioritized) override this."""
-        return _core.ReplayBuffer(fields, capacity, num_envs, seed)
+        return _core.ReplayBuffer(fields, capacity, num_envs, seed, returns_gamma)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -175,6 +230,12 @@ class ReplayBuffer:
         """Transitions ever added; ids of stored rows are in ``[total_added - len(self), total_added)``."""
         return self._impl.total
 
+    @property
+    def episode_returns_gamma(self) -> float | None:
+        """Discount of the ``returns`` field, or None when the buffer keeps no episode returns."""
+        g = self._impl.episode_returns_gamma
+        return None if g < 0 else g
+
     def __len__(self) -> int:
         return self._impl.size
 
@@ -184,17 +245,17 @@ class ReplayBuffer:
 
     # ------------------------------------------------------------------ writing
     def _values(self, args: tuple[Any, ...], extras: dict[str, Any]) -> tuple[Any, ...]:
-        if extras.keys() != set(self._extra_names):
-            missing = sorted(set(self._extra_names) - extras.keys())
-            unknown = sorted(extras.keys() - set(self._extra_names))
+        if extras.keys() != set(self._input_names):
+            missing = sorted(set(self._input_names) - extras.keys())
+            unknown = sorted(extras.keys() - set(self._input_names))
             raise ValueError(f"extra fields: missing {missing}, unknown {unknown} "
-                             f"(this buffer declares {list(self._extra_names)})")
-        return args + tuple(extras[n] for n in self._extra_names)
+                             f"(this buffer declares {list(self._input_names)})")
+        return args + tuple(extras[n] for n in self._input_names)
 
     def add(self, obs: Any, action: Any, reward: Any, next_obs: Any, terminated: Any, truncated: Any,
             **extras: Any) -> None:
         """Store one step of one env (``num_envs == 1``). O(row bytes)."""
-        if extras or self._extra_names:
+        if extras or self._input_names:
             self._impl.add(self._values((obs, action, reward, next_obs, terminated, truncated), extras))
         else:
             self._impl.add((obs, action, reward, next_obs, terminated, truncated))
@@ -211,25 +272,51 @@ class ReplayBuffer:
         self._impl.extend(self._values((obs, action, reward, next_obs, terminated, truncated), extras))
 
     # ------------------------------------------------------------------ sampling
-    def _batch(self, arrays: tuple[Any, ...]) -> Batch:
+    def _batch(self, arrays: tuple[Any, ...], discounts: np.ndarray | None = None) -> Batch:
         t = tuple(map(torch.from_numpy, arrays))
-        return Batch(t[1], t[2], t[3], t[4], t[5], t[6], t[0],
-                     dict(zip(self._extra_names, t[_N_STD + 1:])))
+        return Batch(t[1], t[2], t[3], t[4], t[5], t[6], t[0], dict(zip(self._extra_names, t[_N_STD + 1:])),
+                     discounts=None if discounts is None else torch.from_numpy(discounts))
 
-    def sample(self, batch_size: int, *, replace: bool = True, device: Any = None) -> Batch:
+    def _check_require_return(self, require_return: Any) -> bool:
+        if require_return and self.episode_returns_gamma is None:
+            raise ValueError("require_return=True needs a buffer that keeps episode returns "
+                             "(ReplayBuffer(..., episode_returns_gamma=...))")
+        return bool(require_return)
+
+    def sample(self, batch_size: int, *, replace: bool = True, device: Any = None, n_step: int = 1,
+               gamma: float | None = None, require_return: bool = False) -> Batch:
         """Sample ``batch_size`` transitions uniformly (with replacement by default).
 
         On CPU the tensors wrap the arrays C++ allocated and filled (zero-copy). With a CUDA
         ``device`` the batch is gathered into pinned host memory and copied with
         ``non_blocking=True``. O(batch_size), independent of capacity.
+
+        n-step targets: with ``gamma`` given, each sampled start contributes the discounted sum
+        of up to ``n_step`` rewards of its own env stream. Summing stops after a terminated step
+        (nothing to bootstrap), after a truncated step (bootstrap from its true final
+        observation) and at the newest stored step of the stream; it never reads another stream
+        or an unwritten or overwritten step. ``next_observations``, ``terminated`` and
+        ``truncated`` then belong to the last summed step, and ``Batch.discounts`` is
+        ``gamma ** k`` for the k steps summed (see :class:`Batch`). O(batch_size * n_step).
+
+        ``require_return=True`` draws only transitions whose episode has ended (uniformly among
+        them), so every ``extras["has_return"]`` is True; needs ``episode_returns_gamma``.
         """
         batch_size = self._check_batch_bytes(_check_batch_size(batch_size))
+        plain = n_step == 1 and gamma is None and not require_return
+        if not plain:
+            n_step, gamma = _check_nstep(n_step, gamma)
+            require_return = self._check_require_return(require_return)
         if device is None or torch.device(device).type == "cpu":
-            return self._batch(self._impl.sample(batch_size, bool(replace)))
+            if plain:
+                return self._batch(self._impl.sample(batch_size, bool(replace)))
+            arrays = self._impl.sample_ex(batch_size, bool(replace), require_return, n_step, gamma)
+            return self._batch(arrays[:-1], arrays[-1])
         device = torch.device(device)
-        staging = self.empty_batch(batch_size, pin_memory=device.type == "cuda")
+        staging = self.empty_batch(batch_size, pin_memory=device.type == "cuda", discounts=gamma is not None)
         self._prepared.pop(id(staging), None)
-        self.sample_into(staging, batch_size, replace=replace)
+        self.sample_into(staging, batch_size, replace=replace, n_step=n_step, gamma=gamma,
+                         require_return=require_return)
         return _to_device(staging, device)
 
     def _check_batch_bytes(self, batch_size: int) -> int:
@@ -238,9 +325,12 @@ class ReplayBuffer:
             raise ValueError(f"batch_size={batch_size} needs {need / 2**30:.2f} GiB, more than the memory available")
         return batch_size
 
-    def empty_batch(self, batch_size: int, *, device: Any = None, pin_memory: bool = False) -> Batch:
+    def empty_batch(self, batch_size: int, *, device: Any = None, pin_memory: bool = False,
+                    discounts: bool = False) -> Batch:
         """Preallocated tensors shaped for :meth:`sample_into`: on CPU (pinned when asked and
-        CUDA is present) or on ``device``.
+        CUDA is present) or on ``device``. With ``discounts=True`` the batch is for n-step
+        sampling (``sample_into(..., gamma=...)``): it has a ``discounts`` tensor, and ``rewards``
+        has the n-step dtype (float32, or float64 for a float64 reward field).
 
         CPU batches made here are registered with the buffer, so :meth:`sample_into` skips
         re-validating them; their storage cannot be resized.
@@ -257,24 +347,32 @@ class ReplayBuffer:
                 if pin:
                     return torch.from_numpy(torch.empty(shape, dtype=_TORCH_DTYPES[dtype], pin_memory=True).numpy())
                 return torch.from_numpy(np.empty(shape, dtype))
-        t = [make((batch_size, *f.shape), f.dtype) for f in self.fields]
+        nstep_dtype = "float64" if self.fields[2].dtype == "float64" else "float32"
+        t = [make((batch_size, *f.shape), nstep_dtype if discounts and i == 2 else f.dtype)
+             for i, f in enumerate(self.fields)]
         idx = make((batch_size,), "int64")
-        out = Batch(t[0], t[1], t[2], t[3], t[4], t[5], idx, dict(zip(self._extra_names, t[_N_STD:])))
+        disc = make((batch_size,), nstep_dtype) if discounts else None
+        out = Batch(t[0], t[1], t[2], t[3], t[4], t[5], idx, dict(zip(self._extra_names, t[_N_STD:])), discounts=disc)
         if device.type == "cpu":
             arrays = tuple(x.numpy() for x in t)
             if len(self._prepared) >= 16:
                 self._prepared.pop(next(iter(self._prepared)))
-            self._prepared[id(out)] = (out, batch_size, idx.numpy(), arrays)
+            self._prepared[id(out)] = (out, batch_size, idx.numpy(), arrays, None if disc is None else disc.numpy())
         return out
 
-    def sample_into(self, out: Batch, batch_size: int | None = None, *, replace: bool = True) -> Batch:
+    def sample_into(self, out: Batch, batch_size: int | None = None, *, replace: bool = True, n_step: int = 1,
+                    gamma: float | None = None, require_return: bool = False) -> Batch:
         """Sample into caller-owned tensors (e.g. from :meth:`empty_batch`); allocates nothing on CPU.
 
         Every output must have the field's exact dtype and shape ``[B, *shape]`` and be
         contiguous; nothing is converted. ``extras`` entries may be left out to skip a field.
         CUDA outputs are filled through pinned staging memory with non-blocking copies.
+        ``n_step``, ``gamma`` and ``require_return`` are those of :meth:`sample`; with ``gamma``
+        the batch needs a ``discounts`` tensor (``empty_batch(..., discounts=True)``).
         Returns ``out``.
         """
+        if n_step != 1 or gamma is not None or require_return:
+            return self._sample_into_ex(out, batch_size, replace, n_step, gamma, require_return)
         prepared = self._prepared.get(id(out))
         if prepared is not None and prepared[0] is out and (batch_size is None or batch_size == prepared[1]):
             self._impl.sample_into(prepared[1], bool(replace), prepared[2], prepared[3])
@@ -308,6 +406,64 @@ class ReplayBuffer:
         self._impl.sample_into(batch_size, bool(replace), _as_out_array("indices", out.indices), arrays + extras)
         return out
 
+    def _sample_into_ex(self, out: Batch, batch_size: int | None, replace: bool, n_step: Any, gamma: Any,
+                        require_return: Any) -> Batch:
+        n_step, gamma = _check_nstep(n_step, gamma)
+        require_return = self._check_require_return(require_return)
+        prepared = self._prepared.get(id(out))
+        if (prepared is not None and prepared[0] is out and (batch_size is None or batch_size == prepared[1])
+                and (gamma is None or prepared[4] is not None)):
+            self._impl.sample_into_ex(prepared[1], bool(replace), require_return, n_step, gamma, prepared[2],
+                                      prepared[3], prepared[4] if gamma is not None else None)
+            return out
+        if not isinstance(out, Batch):
+            raise TypeError(f"out must be a fastrl Batch (see empty_batch), got {type(out).__name__}")
+        if gamma is not None and out.discounts is None:
+            raise ValueError("out.discounts: n-step sampling (gamma=...) needs a discounts tensor; "
+                             "make the batch with empty_batch(batch_size, discounts=True)")
+        if batch_size is None:
+            batch_size = len(out.indices)
+        batch_size = _check_batch_size(batch_size)
+        if isinstance(out.indices, torch.Tensor) and out.indices.device.type != "cpu":
+            key = (batch_size, gamma is not None)
+            staging = self._staging.get(key)
+            if staging is None:
+                staging = self._staging[key] = self.empty_batch(
+                    batch_size, pin_memory=True, discounts=gamma is not None)
+            if staging.indices.is_pinned():  # wait for the previous non-blocking copy out of it
+                event = self._staging_events.get(key)
+                if event is not None:
+                    event.synchronize()
+            self._sample_into_ex(staging, batch_size, replace, n_step, gamma, require_return)
+            _copy_batch(staging, out)
+            if staging.indices.is_pinned():
+                event = torch.cuda.Event()
+                event.record()
+                self._staging_events[key] = event
+            return out
+        unknown = set(out.extras) - set(self._extra_names)
+        if unknown:
+            raise ValueError(f"out.extras: unknown fields {sorted(unknown)}")
+        arrays = tuple(_as_out_array(f.name, t) for f, t in zip(self.fields, out[:_N_STD])) + tuple(
+            _as_out_array(n, out.extras[n]) if n in out.extras else None for n in self._extra_names)
+        ids = _as_out_array("indices", out.indices)
+        disc = _as_out_array("discounts", out.discounts) if gamma is not None else None
+        self._impl.sample_into_ex(batch_size, bool(replace), require_return, n_step, gamma, ids, arrays, disc)
+        return out
+
+    def gather_nstep(self, indices: Any, n_step: int, gamma: float) -> dict[str, np.ndarray]:
+        """n-step targets (as in :meth:`sample`) of the stored rows with the given ids, as numpy
+        arrays by field name plus ``discounts``; for samplers that draw their own ids."""
+        n_step, g = _check_nstep(n_step, gamma)
+        ids = np.asarray(indices)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"indices must be integers, got dtype {ids.dtype}")
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        arrays = self._impl.gather_nstep(ids, n_step, 1.0 if g is None else g)
+        out = {f.name: a for f, a in zip(self.fields, arrays)}
+        out["discounts"] = arrays[-1]
+        return out
+
     # ------------------------------------------------------------------ views
     def field(self, name: str) -> np.ndarray:
         """Read-only numpy view of one field's whole storage, indexed by slot.
@@ -331,8 +487,10 @@ class ReplayBuffer:
     # ------------------------------------------------------------------ persistence
     def _meta(self) -> dict[str, Any]:
         rng = [str(w) for w in self._impl.rng_state()]
-        return {"class": type(self).__name__, "config": self._config,
-                "state": {"total": self._impl.total, "rng": rng}}
+        state: dict[str, Any] = {"total": self._impl.total, "rng": rng}
+        if self.episode_returns_gamma is not None:
+            state["episode_starts"] = [int(s) for s in self._impl.episode_starts()]
+        return {"class": type(self).__name__, "config": self._config, "state": state}
 
     def _arrays(self, n: int, writable: bool = False) -> dict[str, np.ndarray]:
         """Views of the first ``n`` slots of everything saved per slot (subclasses add theirs)."""
@@ -356,6 +514,7 @@ class ReplayBuffer:
         if state.get("version") != serialization.VERSION:
             raise ValueError(f"state: unsupported version {state.get('version')!r}")
         total, rng = self._check_meta(state, "state")
+        starts = self._check_episode_starts(state, total, "state")
         n = min(total, self.capacity)
         views = self._arrays(n, writable=True)
         arrays = state.get("arrays")
@@ -370,8 +529,27 @@ class ReplayBuffer:
         self._check_arrays(checked, "state")
         for name, a in checked.items():
             views[name][...] = a
-        self._impl.set_state(total, rng)
+        self._set_state(total, rng, starts)
         self._restore(state, "state")
+
+    def _check_episode_starts(self, meta: Mapping[str, Any], total: int, where: str) -> list[int] | None:
+        """The first id of each stream's running episode (episode returns only), validated."""
+        if self.episode_returns_gamma is None:
+            return None
+        try:
+            starts = [int(v) for v in meta["state"]["episode_starts"]]
+        except (TypeError, KeyError, ValueError):
+            raise ValueError(f"{where}: damaged state (episode_starts)") from None
+        n = self.num_envs
+        if len(starts) != n or any(v < s or v > total + s or (v - s) % n for s, v in enumerate(starts)):
+            raise ValueError(f"{where}: damaged state (episode_starts {starts})")
+        return starts
+
+    def _set_state(self, total: int, rng: list[int], starts: list[int] | None) -> None:
+        if starts is None:
+            self._impl.set_state(total, rng)
+        else:
+            self._impl.set_full_state(total, rng, starts)
 
     def _check_meta(self, meta: Mapping[str, Any], where: str) -> tuple[int, list[int]]:
         if meta.get("class") != type(self).__name__:
@@ -410,6 +588,7 @@ class ReplayBuffer:
             except (TypeError, ValueError) as e:
                 raise ValueError(f"{path}: damaged configuration ({e})") from None
             total, _ = buf._check_meta(header, str(path))
+            buf._check_episode_starts(header, total, str(path))
             n = min(total, buf.capacity)
             holder["buf"] = buf
             holder["views"] = views = buf._arrays(n, writable=True)
@@ -419,7 +598,7 @@ class ReplayBuffer:
         buf = holder["buf"]
         total, rng = buf._check_meta(header, str(path))
         buf._check_arrays(holder["views"], str(path))
-        buf._impl.set_state(total, rng)
+        buf._set_state(total, rng, buf._check_episode_starts(header, total, str(path)))
         buf._restore(header, str(path))
         return buf
 
@@ -428,7 +607,8 @@ def _to_device(b: Batch, device: torch.device) -> Batch:
     move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
     return Batch(move(b.observations), move(b.actions), move(b.rewards), move(b.next_observations),
                  move(b.terminated), move(b.truncated), move(b.indices), {k: move(v) for k, v in b.extras.items()},
-                 None if b.weights is None else move(b.weights))
+                 weights=None if b.weights is None else move(b.weights),
+                 discounts=None if b.discounts is None else move(b.discounts))
 
 
 def _copy_batch(src: Batch, dst: Batch) -> None:
@@ -438,3 +618,5 @@ def _copy_batch(src: Batch, dst: Batch) -> None:
         d.copy_(src.extras[k], non_blocking=True)
     if dst.weights is not None and src.weights is not None:
         dst.weights.copy_(src.weights, non_blocking=True)
+    if src.discounts is not None and dst.discounts is not None:
+        dst.discounts.copy_(src.discounts, non_blocking=True)

@@ -102,8 +102,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         super().__init__(*args, **kwargs)
         self._config["eps"] = self._eps
 
-    def _make_impl(self, fields: list[Any], capacity: int, num_envs: int, seed: int) -> Any:
-        self._per = _core.PrioritizedReplayBuffer(fields, capacity, num_envs, seed, self._alpha0, self._eps)
+    def _make_impl(self, fields: list[Any], capacity: int, num_envs: int, seed: int, returns_gamma: float) -> Any:
+        self._per = _core.PrioritizedReplayBuffer(fields, capacity, num_envs, seed, self._alpha0, self._eps,
+                                                  returns_gamma)
         return self._per.base  # writes through it update the trees (under the buffer's lock)
 
     # ------------------------------------------------------------------ priorities
@@ -157,7 +158,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def _pbatch(self, arrays: tuple[Any, ...]) -> Batch:
         t = tuple(map(torch.from_numpy, arrays))
         return Batch(t[2], t[3], t[4], t[5], t[6], t[7], t[0],
-                     dict(zip(self._extra_names, t[_N_STD + 2:])), t[1])
+                     dict(zip(self._extra_names, t[_N_STD + 2:])), weights=t[1])
 
     def sample(self, batch_size: int, beta: float = 0.4, *, replace: bool = True, device: Any = None) -> Batch:
         """Sample ``batch_size`` transitions with probability ``P(i)``, stratified.

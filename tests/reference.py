@@ -231,3 +231,118 @@ class PrioritizedModel:
         n = self.size
         live = p[:n][p[:n] > 0]
         return (n * p[slots]) ** -beta / ((n * live) ** -beta).max()
+
+
+# ---------------------------------------------------------------- returns (issue 3)
+# Slow, per-stream Python loops in float64 over time-major [T] or [T, N] arrays.
+
+
+def _streams(a):
+    a = np.asarray(a)
+    return a.reshape(a.shape[0], 1 if a.ndim == 1 else a.shape[1])
+
+
+def discounted_returns(rewards, terminated, truncated, gamma, bootstrap=None):
+    """G[t] = r[t] + gamma * next; next = 0 after terminated, bootstrap[t] after truncated or at
+    the last step, G[t + 1] otherwise."""
+    r = _streams(rewards).astype(np.float64)
+    te, tr = _streams(terminated).astype(bool), _streams(truncated).astype(bool)
+    b = np.zeros_like(r) if bootstrap is None else _streams(bootstrap).astype(np.float64)
+    T, N = r.shape
+    out = np.zeros((T, N))
+    for n in range(N):
+        for t in reversed(range(T)):
+            if te[t, n]:
+                nxt = 0.0
+            elif tr[t, n] or t == T - 1:
+                nxt = b[t, n]
+            else:
+                nxt = out[t + 1, n]
+            out[t, n] = r[t, n] + gamma * nxt
+    return out.reshape(np.shape(rewards))
+
+
+def gae(rewards, values, next_values, terminated, truncated, gamma, lam):
+    """(advantages, returns) by the textbook recursion over each stream."""
+    r, v, nv = (_streams(x).astype(np.float64) for x in (rewards, values, next_values))
+    te, tr = _streams(terminated).astype(bool), _streams(truncated).astype(bool)
+    T, N = r.shape
+    adv = np.zeros((T, N))
+    for n in range(N):
+        for t in reversed(range(T)):
+            delta = r[t, n] + gamma * (0.0 if te[t, n] else nv[t, n]) - v[t, n]
+            after = 0.0 if (te[t, n] or tr[t, n] or t == T - 1) else adv[t + 1, n]
+            adv[t, n] = delta + gamma * lam * after
+    shape = np.shape(rewards)
+    return adv.reshape(shape), (adv + v).reshape(shape)
+
+
+def lambda_returns(rewards, next_values, terminated, truncated, gamma, lam):
+    """TD(lambda) returns as the explicit lambda-weighted mix of k-step returns of each episode
+    segment (not the recursion the C++ uses): G = (1-lam) sum_k lam^(k-1) G^(k) + lam^(K-1) G^(K),
+    where the segment ends K steps later (episode end or end of the rollout)."""
+    r, nv = (_streams(x).astype(np.float64) for x in (rewards, next_values))
+    te, tr = _streams(terminated).astype(bool), _streams(truncated).astype(bool)
+    T, N = r.shape
+    out = np.zeros((T, N))
+    for n in range(N):
+        for t in range(T):
+            end = t  # last step of the segment that starts at t
+            while end < T - 1 and not (te[end, n] or tr[end, n]):
+                end += 1
+            K = end - t + 1
+
+            def kstep(k):  # k-step return from t, bootstrapped from next_values[t + k - 1]
+                g = sum(gamma**i * r[t + i, n] for i in range(k))
+                last = t + k - 1
+                return g + (0.0 if te[last, n] else gamma**k * nv[last, n])
+
+            total = sum((1 - lam) * lam ** (k - 1) * kstep(k) for k in range(1, K))
+            out[t, n] = total + lam ** (K - 1) * kstep(K)
+    return out.reshape(np.shape(rewards))
+
+
+class ReturnsModel:
+    """Every row ever written to a time-major multi-stream circular buffer, as plain Python lists;
+    n-step targets and episode returns computed by forward scans over them (issue 3).
+
+    Row id i belongs to stream i % num_envs; the ids stored are the last `capacity` ones
+    (capacity rounded down to a multiple of num_envs)."""
+
+    def __init__(self, capacity, num_envs, episode_gamma=None):
+        self.capacity = capacity // num_envs * num_envs
+        self.num_envs = num_envs
+        self.gamma = episode_gamma
+        self.rewards, self.terminated, self.truncated = [], [], []
+
+    def extend(self, rewards, terminated, truncated):
+        self.rewards += [float(r) for r in rewards]
+        self.terminated += [bool(x) for x in terminated]
+        self.truncated += [bool(x) for x in truncated]
+
+    @property
+    def total(self):
+        return len(self.rewards)
+
+    def live_ids(self):
+        return list(range(max(0, self.total - self.capacity), self.total))
+
+    def nstep(self, i, n, gamma):
+        """(discounted reward sum, id of the last summed step, k summed) for start id i."""
+        total, k, j = 0.0, 0, i
+        while True:
+            total += gamma**k * self.rewards[j]
+            k += 1
+            if self.terminated[j] or self.truncated[j] or k == n or j + self.num_envs >= self.total:
+                return total, j, k
+            j += self.num_envs
+
+    def episode_return(self, i):
+        """(return-to-go, True) if the episode of id i has ended, else (0.0, False)."""
+        j = i
+        while j < self.total and not (self.terminated[j] or self.truncated[j]):
+            j += self.num_envs
+        if j >= self.total:
+            return 0.0, False
+        steps = range(i, j + 1, self.num_envs)
+        return sum(self.gamma**k * self.rewards[s] for k, s in enumerate(steps)), True

@@ -516,7 +516,7 @@ def test_sample_into_matches_sample():
 
 
 def test_batch_layout_keeps_positions_and_extras():
-    assert fastrl.Batch._fields[-2:] == ("extras", "weights") and fastrl.Batch._fields[6] == "indices"
+    assert fastrl.Batch._fields[7:] == ("extras", "weights", "discounts") and fastrl.Batch._fields[6] == "indices"
     buf = make(8, extra_fields={"ret": ((2,), np.float64)})
     buf.add(np.ones(2), 1, 0.5, np.ones(2), False, True, ret=np.array([1.0, 2.0]))
     b = buf.sample(3, device="cpu")

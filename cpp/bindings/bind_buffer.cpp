@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -21,21 +22,21 @@ namespace {
 
 constexpr std::size_t kMaxFields = 64;
 
-void check_count(const ReplayBuffer& b, const py::tuple& values) {
-  if (values.size() != b.num_fields())
-    throw py::value_error("expected " + std::to_string(b.num_fields()) + " field values, got " +
-                          std::to_string(values.size()));
+void check_count(const ReplayBuffer& b, const py::tuple& values, std::size_t n = 0) {
+  if (n == 0) n = b.num_fields();
+  if (values.size() != n)
+    throw py::value_error("expected " + std::to_string(n) + " field values, got " + std::to_string(values.size()));
 }
 
 // Converts and shape-checks every value of one add (rows == -1) or extend (rows read from data).
 std::int64_t collect(const ReplayBuffer& b, const py::tuple& values, bool batched, std::vector<Input>& ins,
                      std::vector<Source>& src) {
-  check_count(b, values);
+  check_count(b, values, b.num_written_fields());
   const auto& specs = b.specs();
-  ins.resize(specs.size());
-  src.resize(specs.size());
+  ins.resize(b.num_written_fields());
+  src.resize(b.num_written_fields());
   std::int64_t rows = batched ? -1 : 1;
-  for (std::size_t f = 0; f < specs.size(); ++f) {
+  for (std::size_t f = 0; f < b.num_written_fields(); ++f) {
     const auto& s = specs[f];
     Input& in = ins[f];
     to_input(values[f], s.name, in);
@@ -60,9 +61,75 @@ std::int64_t collect(const ReplayBuffer& b, const py::tuple& values, bool batche
   return rows;
 }
 
-void* check_out(const ReplayBuffer& b, std::size_t f, py::handle h, std::int64_t batch) {
-  const auto& s = b.specs()[f];
+void* check_out(const ReplayBuffer& b, std::size_t f, py::handle h, std::int64_t batch, bool nstep = false) {
+  FieldSpec s = b.specs()[f];
+  if (nstep && f == ReplayBuffer::kRewards) s.dtype = b.nstep_dtype();
   return checked_out_array(h, s.dtype, s.shape, batch, s.name + " out");
+}
+
+// The int64 ids output of sample_into: writable, contiguous, shape (batch,).
+std::int64_t* ids_out_ptr(py::handle ids_out, std::int64_t batch_size) {
+  auto& api = py::detail::npy_api::get();
+  if (!api.PyArray_Check_(ids_out.ptr())) throw py::type_error("indices out: expected an int64 array");
+  auto* a = py::detail::array_proxy(ids_out.ptr());
+  auto* d = py::detail::array_descriptor_proxy(a->descr);
+  DType t;
+  constexpr int need = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_ALIGNED_ |
+                       py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  if (!dtype_from_typenum(d->type_num, &t) || t != DType::Int64 || a->nd != 1 || a->dimensions[0] != batch_size ||
+      (a->flags & need) != need || d->byteorder == '>')
+    throw py::value_error("indices out: expected a writable contiguous int64 array of shape (" +
+                          std::to_string(batch_size) + ",)");
+  return reinterpret_cast<std::int64_t*>(a->data);
+}
+
+// Output arrays in one pooled block (like sample): int64 ids when `with_ids`, then every field
+// (rewards in nstep_dtype() for n-step), then the discounts when `with_discounts`. Returns the
+// arrays in that order with the data pointers of the fields in outs, of ids and discounts in
+// *ids / *discounts.
+py::tuple pooled_outputs(const ReplayBuffer& b, std::int64_t batch, bool with_ids, bool nstep, bool with_discounts,
+                         void** outs, std::int64_t** ids, void** discounts) {
+  const auto& specs = b.specs();
+  const std::size_t nb = static_cast<std::size_t>(batch);
+  const std::size_t ns = dtype_size(b.nstep_dtype());
+  auto type_of = [&](std::size_t f) { return nstep && f == ReplayBuffer::kRewards ? b.nstep_dtype() : specs[f].dtype; };
+  std::array<std::size_t, kMaxFields + 2> offset{};
+  std::size_t total = with_ids ? nb * 8 : 0;
+  for (std::size_t f = 0; f < specs.size(); ++f) {
+    total = (total + 63) / 64 * 64;
+    offset[f] = total;
+    total += nb * static_cast<std::size_t>(specs[f].numel()) * dtype_size(type_of(f));
+  }
+  total = (total + 63) / 64 * 64;
+  const std::size_t disc_at = total;
+  if (with_discounts) total += nb * ns;
+  py::capsule block = BlockPool::get().take(total);
+  auto* base = static_cast<std::uint8_t*>(BlockPool::data(block));
+  py::tuple result(specs.size() + (with_ids ? 1 : 0) + (with_discounts ? 1 : 0));
+  std::size_t k = 0;
+  if (with_ids) {
+    *ids = reinterpret_cast<std::int64_t*>(base);
+    result[k++] = py::array(py::dtype::of<std::int64_t>(), {batch}, *ids, block);
+  }
+  std::vector<py::ssize_t> shape;
+  for (std::size_t f = 0; f < specs.size(); ++f) {
+    shape.assign(1, batch);
+    shape.insert(shape.end(), specs[f].shape.begin(), specs[f].shape.end());
+    outs[f] = base + offset[f];
+    result[k++] = py::array(to_numpy_dtype(type_of(f)), shape, outs[f], block);
+  }
+  if (with_discounts) {
+    *discounts = base + disc_at;
+    result[k++] = py::array(to_numpy_dtype(b.nstep_dtype()), {batch}, *discounts, block);
+  }
+  return result;
+}
+
+NStep make_nstep(std::int64_t n_step, double gamma) {
+  NStep ns;
+  ns.n = n_step;
+  ns.gamma = gamma;
+  return ns;
 }
 
 }  // namespace
@@ -70,13 +137,14 @@ void* check_out(const ReplayBuffer& b, std::size_t f, py::handle h, std::int64_t
 void bind_buffer(py::module_& m) {
   py::class_<ReplayBuffer>(m, "ReplayBuffer", "Circular replay buffer core (use fastrl.ReplayBuffer).")
       .def(py::init([](const std::vector<std::tuple<std::string, std::vector<std::int64_t>, std::string>>& fields,
-                       std::int64_t capacity, std::int64_t num_envs, std::uint64_t seed) {
-             if (fields.size() > kMaxFields) throw py::value_error("at most 64 fields are supported");
+                       std::int64_t capacity, std::int64_t num_envs, std::uint64_t seed, double episode_returns_gamma) {
+             if (fields.size() + 2 > kMaxFields) throw py::value_error("at most 62 fields are supported");
              std::vector<FieldSpec> specs;
              for (const auto& [name, shape, dtype] : fields) specs.push_back({name, shape, dtype_from_name(dtype)});
-             return new ReplayBuffer(std::move(specs), capacity, num_envs, seed);
+             return new ReplayBuffer(std::move(specs), capacity, num_envs, seed, episode_returns_gamma);
            }),
-           py::arg("fields"), py::arg("capacity"), py::arg("num_envs"), py::arg("seed"))
+           py::arg("fields"), py::arg("capacity"), py::arg("num_envs"), py::arg("seed"),
+           py::arg("episode_returns_gamma") = -1.0)
       .def_property_readonly("capacity", &ReplayBuffer::capacity)
       .def_property_readonly("num_envs", &ReplayBuffer::num_envs)
       .def_property_readonly("size", &ReplayBuffer::size)
@@ -148,26 +216,12 @@ void bind_buffer(py::module_& m) {
           [](ReplayBuffer& b, std::int64_t batch_size, bool replace, py::handle ids_out, const py::tuple& outs) {
             if (batch_size < 0) throw py::value_error("batch_size must be >= 0, got " + std::to_string(batch_size));
             check_count(b, outs);
-            auto& api = py::detail::npy_api::get();
-            if (!api.PyArray_Check_(ids_out.ptr())) throw py::type_error("indices out: expected an int64 array");
-            {
-              auto* a = py::detail::array_proxy(ids_out.ptr());
-              auto* d = py::detail::array_descriptor_proxy(a->descr);
-              DType t;
-              constexpr int need = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
-                                   py::detail::npy_api::NPY_ARRAY_ALIGNED_ |
-                                   py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
-              if (!dtype_from_typenum(d->type_num, &t) || t != DType::Int64 || a->nd != 1 ||
-                  a->dimensions[0] != batch_size || (a->flags & need) != need || d->byteorder == '>')
-                throw py::value_error("indices out: expected a writable contiguous int64 array of shape (" +
-                                      std::to_string(batch_size) + ",)");
-            }
+            std::int64_t* ip = ids_out_ptr(ids_out, batch_size);
             std::array<void*, kMaxFields> ptrs{};
             for (std::size_t f = 0; f < b.num_fields(); ++f) {
               if (outs[f].is_none()) continue;
               ptrs[f] = check_out(b, f, outs[f], batch_size);
             }
-            auto* ip = reinterpret_cast<std::int64_t*>(py::detail::array_proxy(ids_out.ptr())->data);
             py::gil_scoped_release nogil;
             b.sample(batch_size, replace, ip, ptrs.data());
           },
@@ -212,7 +266,77 @@ void bind_buffer(py::module_& m) {
           [](ReplayBuffer& b, std::int64_t total, const std::array<std::uint64_t, 4>& rng) { b.set_state(total, rng); },
           py::arg("total"), py::arg("rng"))
       .def("seed", &ReplayBuffer::seed, py::arg("seed"))
-      .def("clear", &ReplayBuffer::clear);
+      .def("clear", &ReplayBuffer::clear)
+      // ---- n-step sampling and episode returns
+      .def_property_readonly("num_written_fields", &ReplayBuffer::num_written_fields)
+      .def_property_readonly("episode_returns_gamma", &ReplayBuffer::episode_returns_gamma)
+      .def("episode_starts", &ReplayBuffer::episode_starts)
+      .def(
+          "set_full_state",
+          [](ReplayBuffer& b, std::int64_t total, const std::array<std::uint64_t, 4>& rng,
+             const std::vector<std::int64_t>& episode_starts) { b.set_state(total, rng, episode_starts); },
+          py::arg("total"), py::arg("rng"), py::arg("episode_starts"))
+      .def(
+          "sample_ex",
+          [](ReplayBuffer& b, std::int64_t batch_size, bool replace, bool require_return, std::int64_t n_step,
+             std::optional<double> gamma) {
+            if (batch_size < 0) throw py::value_error("batch_size must be >= 0, got " + std::to_string(batch_size));
+            std::array<void*, kMaxFields> outs{};
+            std::int64_t* ip = nullptr;
+            NStep ns = make_nstep(n_step, gamma.value_or(1.0));
+            py::tuple arrays = pooled_outputs(b, batch_size, true, gamma.has_value(), gamma.has_value(), outs.data(),
+                                              &ip, &ns.discounts);
+            {
+              py::gil_scoped_release nogil;
+              b.sample(batch_size, replace, ip, outs.data(), require_return, gamma ? &ns : nullptr);
+            }
+            if (gamma) return arrays;
+            py::tuple result(arrays.size() + 1);  // discounts: None
+            for (std::size_t i = 0; i < arrays.size(); ++i) result[i] = arrays[i];
+            result[arrays.size()] = py::none();
+            return result;
+          },
+          py::arg("batch_size"), py::arg("replace"), py::arg("require_return"), py::arg("n_step"),
+          py::arg("gamma").none(true),
+          "Sample with options: (ids, field arrays..., discounts or None); n-step when gamma is given.")
+      .def(
+          "sample_into_ex",
+          [](ReplayBuffer& b, std::int64_t batch_size, bool replace, bool require_return, std::int64_t n_step,
+             std::optional<double> gamma, py::handle ids_out, const py::tuple& outs, py::handle discounts_out) {
+            if (batch_size < 0) throw py::value_error("batch_size must be >= 0, got " + std::to_string(batch_size));
+            check_count(b, outs);
+            std::int64_t* ip = ids_out_ptr(ids_out, batch_size);
+            std::array<void*, kMaxFields> ptrs{};
+            for (std::size_t f = 0; f < b.num_fields(); ++f) {
+              if (outs[f].is_none()) continue;
+              ptrs[f] = check_out(b, f, outs[f], batch_size, gamma.has_value());
+            }
+            NStep ns = make_nstep(n_step, gamma.value_or(1.0));
+            if (gamma && !discounts_out.is_none())
+              ns.discounts = checked_out_array(discounts_out, b.nstep_dtype(), {}, batch_size, "discounts out");
+            py::gil_scoped_release nogil;
+            b.sample(batch_size, replace, ip, ptrs.data(), require_return, gamma ? &ns : nullptr);
+          },
+          py::arg("batch_size"), py::arg("replace"), py::arg("require_return"), py::arg("n_step"),
+          py::arg("gamma").none(true), py::arg("indices_out"), py::arg("outs"), py::arg("discounts_out").none(true),
+          "sample_ex into caller-owned arrays of the exact dtype and shape (None skips a field).")
+      .def(
+          "gather_nstep",
+          [](const ReplayBuffer& b, py::array_t<std::int64_t, py::array::c_style | py::array::forcecast> ids,
+             std::int64_t n_step, double gamma) {
+            const std::int64_t n = ids.size();
+            std::array<void*, kMaxFields> outs{};
+            NStep ns = make_nstep(n_step, gamma);
+            py::tuple result = pooled_outputs(b, n, false, true, true, outs.data(), nullptr, &ns.discounts);
+            const std::int64_t* ip = ids.data();
+            {
+              py::gil_scoped_release nogil;
+              b.gather_nstep(ip, n, ns, outs.data());
+            }
+            return result;
+          },
+          py::arg("ids"), py::arg("n_step"), py::arg("gamma"),
+          "n-step targets of the given stored ids: (field arrays..., discounts).");
 }
 
 }  // namespace fastrl::bind

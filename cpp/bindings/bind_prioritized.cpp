@@ -34,14 +34,16 @@ void bind_prioritized(py::module_& m) {
   py::class_<PrioritizedReplayBuffer>(m, "PrioritizedReplayBuffer",
                                       "Prioritized replay core (use fastrl.PrioritizedReplayBuffer).")
       .def(py::init([](const std::vector<std::tuple<std::string, std::vector<std::int64_t>, std::string>>& fields,
-                       std::int64_t capacity, std::int64_t num_envs, std::uint64_t seed, double alpha, double eps) {
+                       std::int64_t capacity, std::int64_t num_envs, std::uint64_t seed, double alpha, double eps,
+                       double episode_returns_gamma) {
              if (fields.size() > kMaxFields) throw py::value_error("at most 64 fields are supported");
              std::vector<FieldSpec> specs;
              for (const auto& [name, shape, dtype] : fields) specs.push_back({name, shape, dtype_from_name(dtype)});
-             return new PrioritizedReplayBuffer(std::move(specs), capacity, num_envs, seed, alpha, eps);
+             return new PrioritizedReplayBuffer(std::move(specs), capacity, num_envs, seed, alpha, eps,
+                                                episode_returns_gamma);
            }),
            py::arg("fields"), py::arg("capacity"), py::arg("num_envs"), py::arg("seed"), py::arg("alpha"),
-           py::arg("eps"))
+           py::arg("eps"), py::arg("episode_returns_gamma") = -1.0)
       .def_property_readonly(
           "base", [](PrioritizedReplayBuffer& p) -> ReplayBuffer& { return p.base(); },
           py::return_value_policy::reference_internal, "The underlying ReplayBuffer core (writes go through it).")

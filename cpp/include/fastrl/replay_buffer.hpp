@@ -8,6 +8,24 @@
 // Ids. Every row gets a monotonically increasing 64-bit id; `sample` returns ids, which stay
 // meaningful after the slot is overwritten (stale ids are those < total() - size()).
 //
+// n-step sampling. `sample(..., nstep)` / `gather_nstep` return, for each start id i, the
+// discounted sum of the rewards of ids i, i + N, ..., i + (k-1) N of the same stream (k <= n),
+// stopping after a terminated or truncated step and before the first id >= total() (not written
+// yet; newer ids of a live id are always live, so nothing overwritten is read). next_observations,
+// terminated and truncated come from the last summed step, `discounts` is gamma^k; every other
+// field comes from the start id. Costs O(B * (n + row_bytes)).
+//
+// Episode returns (constructed with episode_returns_gamma >= 0). Two computed fields follow the
+// user's: `returns` (float32) and `has_return` (bool). When a step of stream s is terminated or
+// truncated, one backward pass fills every stored step of that episode with its observed
+// discounted return-to-go and sets has_return; steps of the episode still running are 0 / false.
+// A truncated episode gets its observed partial return (no bootstrap). Steps overwritten before
+// the episode ended are simply gone: the return-to-go of a stored step only needs the rewards
+// after it, which are newer and so still stored, so every stored step gets its exact value.
+// Per stream, the steps with a return are exactly the live ids below episode_starts()[s] (the
+// first id of the running episode), so `require_return` sampling is exact and O(B log N).
+// Cost: O(1) amortised per written row.
+//
 // Costs: write O(rows * row_bytes); sample O(B * row_bytes), independent of capacity.
 // Thread safety: `write`, `sample*`, `gather` and the state accessors lock one mutex, so one
 // writer and any number of readers may call them from different threads. Raw storage views
@@ -21,6 +39,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -33,6 +52,7 @@
 #include <utility>
 #include <vector>
 
+#include "fastrl/buffer_returns.hpp"
 #include "fastrl/dtype.hpp"
 #include "fastrl/rng.hpp"
 
@@ -67,12 +87,36 @@ class SlotObserver {
   virtual void on_restore(std::int64_t total) noexcept = 0;
 };
 
+// Options of n-step sampling (see the header comment).
+struct NStep {
+  std::int64_t n = 1;
+  double gamma = 1.0;
+  void* discounts = nullptr;  // B values of ReplayBuffer::nstep_dtype(): gamma^k, or null
+};
+
 class ReplayBuffer {
  public:
+  // Field indices of the standard fields.
+  static constexpr std::size_t kObs = 0, kRewards = 2, kNextObs = 3, kTerminated = 4, kTruncated = 5;
+
+  // episode_returns_gamma < 0 disables episode returns; in [0, 1] appends `returns` and `has_return`.
   ReplayBuffer(std::vector<FieldSpec> specs, std::int64_t capacity, std::int64_t num_envs,
-               std::uint64_t seed)
+               std::uint64_t seed, double episode_returns_gamma = -1.0)
       : specs_(std::move(specs)), num_envs_(num_envs), rng_(seed) {
     if (num_envs < 1) throw std::invalid_argument("num_envs must be >= 1, got " + std::to_string(num_envs));
+    if (std::isnan(episode_returns_gamma) || episode_returns_gamma > 1.0)
+      throw std::invalid_argument("episode_returns_gamma must be in [0, 1], got " +
+                                  std::to_string(episode_returns_gamma));
+    num_written_ = specs_.size();
+    if (episode_returns_gamma >= 0.0) {
+      if (specs_.size() <= kTruncated || specs_[kRewards].name != "rewards" || specs_[kTruncated].name != "truncated")
+        throw std::invalid_argument("episode returns need the standard fields first");
+      returns_gamma_ = episode_returns_gamma;
+      specs_.push_back({"returns", {}, DType::Float32});
+      specs_.push_back({"has_return", {}, DType::Bool});
+      episode_starts_.resize(static_cast<std::size_t>(num_envs));
+      for (std::int64_t s = 0; s < num_envs; ++s) episode_starts_[s] = s;
+    }
     if (capacity < num_envs)
       throw std::invalid_argument("capacity must be >= num_envs (" + std::to_string(num_envs) +
                                   "), got " + std::to_string(capacity));
@@ -102,6 +146,16 @@ class ReplayBuffer {
   std::int64_t total() const { std::lock_guard<std::mutex> g(mu_); return total_; }
   std::int64_t size() const { std::lock_guard<std::mutex> g(mu_); return size_locked(); }
   std::size_t num_fields() const { return specs_.size(); }
+  // Fields a write supplies (the computed `returns` / `has_return` are not among them).
+  std::size_t num_written_fields() const { return num_written_; }
+  bool has_episode_returns() const { return returns_gamma_ >= 0.0; }
+  double episode_returns_gamma() const { return returns_gamma_; }
+  // First id of the running episode of each stream (empty without episode returns).
+  std::vector<std::int64_t> episode_starts() const { std::lock_guard<std::mutex> g(mu_); return episode_starts_; }
+  // dtype of n-step rewards and discounts: float64 when the reward field is, else float32.
+  DType nstep_dtype() const {
+    return specs_.size() > kRewards && specs_[kRewards].dtype == DType::Float64 ? DType::Float64 : DType::Float32;
+  }
   int field_index(const std::string& name) const {
     for (std::size_t i = 0; i < specs_.size(); ++i)
       if (specs_[i].name == name) return static_cast<int>(i);
@@ -113,13 +167,13 @@ class ReplayBuffer {
     return static_cast<std::size_t>(capacity_) * specs_.at(field).row_bytes();
   }
 
-  // Appends `rows` rows (a multiple of num_envs), one Source per field in field order.
+  // Appends `rows` rows (a multiple of num_envs), one Source per written field in field order.
   // Every cast is checked before anything is written. O(rows * row_bytes).
   void write(const Source* src, std::int64_t rows) {
     if (rows < 0 || rows % num_envs_ != 0)
       throw std::invalid_argument("number of rows must be a multiple of num_envs (" +
                                   std::to_string(num_envs_) + "), got " + std::to_string(rows));
-    for (std::size_t f = 0; f < specs_.size(); ++f) {
+    for (std::size_t f = 0; f < num_written_; ++f) {
       const auto& s = specs_[f];
       if (!kind_castable(src[f].dtype, s.dtype))
         throw std::invalid_argument(s.name + ": cannot store " + dtype_name(src[f].dtype) +
@@ -132,7 +186,7 @@ class ReplayBuffer {
     std::lock_guard<std::mutex> g(mu_);
     // Only the last `capacity` rows can survive; skip the ones that would be overwritten at once.
     std::int64_t skip = rows > capacity_ ? rows - capacity_ : 0;
-    for (std::size_t f = 0; f < specs_.size(); ++f) {
+    for (std::size_t f = 0; f < num_written_; ++f) {
       const auto& s = specs_[f];
       const std::size_t rb = s.row_bytes();
       const std::size_t in_rb = static_cast<std::size_t>(s.numel()) * dtype_size(src[f].dtype);
@@ -147,7 +201,9 @@ class ReplayBuffer {
         left -= n;
       }
     }
+    const std::int64_t first = total_;
     total_ += rows;
+    if (has_episode_returns()) update_returns_locked(src, first);
     if (observer_) observer_->on_write(total_ - rows, rows);
   }
 
@@ -187,11 +243,35 @@ class ReplayBuffer {
       if (outs[f]) gather_slots_locked(f, slots_.data(), batch_size, outs[f]);
   }
 
+  // The general sample: with require_return only steps whose episode has ended are drawn
+  // (uniformly among them); with nstep the batch holds n-step targets (outs[kRewards] then has
+  // nstep_dtype()). Everything is checked before the generator advances. One lock.
+  void sample(std::int64_t batch_size, bool replace, std::int64_t* ids, void* const* outs, bool require_return,
+              const NStep* nstep) {
+    if (nstep) check_nstep(*nstep);
+    std::lock_guard<std::mutex> g(mu_);
+    if (require_return) sample_with_return_locked(batch_size, replace, ids);
+    else sample_ids_locked(batch_size, replace, ids);
+    if (nstep) return gather_nstep_locked(ids, batch_size, *nstep, outs);
+    to_slots_locked(ids, batch_size);
+    for (std::size_t f = 0; f < specs_.size(); ++f)
+      if (outs[f]) gather_slots_locked(f, slots_.data(), batch_size, outs[f]);
+  }
+
   // Runs f(total) under the lock and returns its result.
   template <class F>
   decltype(auto) with_lock(F&& f) const {
     std::lock_guard<std::mutex> g(mu_);
     return f(total_);
+  }
+
+  // n-step targets for the given ids (which must be stored) into outs (null entries are skipped;
+  // outs[kRewards] has nstep_dtype()). For samplers that draw their own ids (prioritized replay).
+  void gather_nstep(const std::int64_t* ids, std::int64_t n, const NStep& nstep, void* const* outs) const {
+    check_nstep(nstep);
+    std::lock_guard<std::mutex> g(mu_);
+    check_live_locked(ids, n);
+    gather_nstep_locked(ids, n, nstep, outs);
   }
 
   // Copies the rows of `ids` of one field into out (B * row_bytes). Ids must be live.
@@ -210,19 +290,33 @@ class ReplayBuffer {
 
   // --- state (for save / load) ---
   Rng::State rng_state() const { std::lock_guard<std::mutex> g(mu_); return rng_.state(); }
-  void set_state(std::int64_t total, const Rng::State& rng) {
+  // episode_starts: one per stream with episode returns (stream s: s + k * num_envs, at most
+  // total + s), empty without.
+  void set_state(std::int64_t total, const Rng::State& rng, const std::vector<std::int64_t>& episode_starts = {}) {
     if (total < 0) throw std::invalid_argument("total must be >= 0");
     if (total % num_envs_ != 0) throw std::invalid_argument("total must be a multiple of num_envs");
     if ((rng[0] | rng[1] | rng[2] | rng[3]) == 0) throw std::invalid_argument("rng state must not be all zero");
+    if (episode_starts.size() != episode_starts_.size())
+      throw std::invalid_argument("episode_starts: expected " + std::to_string(episode_starts_.size()) +
+                                  " values, got " + std::to_string(episode_starts.size()));
+    for (std::size_t s = 0; s < episode_starts.size(); ++s) {
+      const std::int64_t v = episode_starts[s], si = static_cast<std::int64_t>(s);
+      if (v < si || v > total + si || (v - si) % num_envs_ != 0)
+        throw std::invalid_argument("episode_starts[" + std::to_string(s) + "] = " + std::to_string(v) +
+                                    " is not an id of stream " + std::to_string(s) + " in [" + std::to_string(s) +
+                                    ", total + " + std::to_string(s) + "]");
+    }
     std::lock_guard<std::mutex> g(mu_);
     total_ = total;
     rng_.set_state(rng);
+    episode_starts_ = episode_starts;
     if (observer_) observer_->on_restore(total_);
   }
   void seed(std::uint64_t s) { std::lock_guard<std::mutex> g(mu_); rng_.seed_with(s); }
   void clear() {
     std::lock_guard<std::mutex> g(mu_);
     total_ = 0;
+    for (std::size_t s = 0; s < episode_starts_.size(); ++s) episode_starts_[s] = static_cast<std::int64_t>(s);
     if (observer_) observer_->on_restore(0);
   }
 
@@ -245,10 +339,16 @@ class ReplayBuffer {
       throw std::invalid_argument("batch_size " + std::to_string(batch_size) +
                                   " is larger than the number of stored transitions (" + std::to_string(n) +
                                   ") and replace=False");
+    draw_locked(n, batch_size, replace, out);
     const std::int64_t lo = total_ - n;
+    for (std::int64_t i = 0; i < batch_size; ++i) out[i] += lo;
+  }
+
+  // B uniform draws from [0, n): independent with replace, else a uniform ordered subset.
+  void draw_locked(std::int64_t n, std::int64_t batch_size, bool replace, std::int64_t* out) {
     if (replace) {
       for (std::int64_t i = 0; i < batch_size; ++i)
-        out[i] = lo + static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(n)));
+        out[i] = static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(n)));
       return;
     }
     // Floyd's algorithm for a uniform subset, then a Fisher-Yates shuffle for a uniform order.
@@ -258,10 +358,92 @@ class ReplayBuffer {
     for (std::int64_t j = n - batch_size; j < n; ++j) {
       const std::int64_t t = static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(j + 1)));
       const std::int64_t pick = chosen.insert(t).second ? t : (chosen.insert(j), j);
-      out[k++] = lo + pick;
+      out[k++] = pick;
     }
     for (std::int64_t i = batch_size - 1; i > 0; --i)
       std::swap(out[i], out[static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(i + 1)))]);
+  }
+
+  // Uniform draws among the live ids whose episode has ended: per stream s the live ids below
+  // episode_starts_[s]. O(N + B log N).
+  void sample_with_return_locked(std::int64_t batch_size, bool replace, std::int64_t* out) {
+    if (!has_episode_returns())
+      throw std::invalid_argument("require_return needs a buffer built with episode_returns_gamma");
+    if (batch_size < 0) throw std::invalid_argument("batch_size must be >= 0, got " + std::to_string(batch_size));
+    const std::int64_t lo = total_ - size_locked();
+    prefix_.assign(static_cast<std::size_t>(num_envs_) + 1, 0);
+    for (std::int64_t s = 0; s < num_envs_; ++s)  // count of ids lo + s + k N below episode_starts_[s]
+      prefix_[s + 1] = prefix_[s] + std::max<std::int64_t>(0, (episode_starts_[s] - lo - s) / num_envs_);
+    const std::int64_t n = prefix_.back();
+    if (n == 0)
+      throw std::invalid_argument("no stored transition has an episode return yet (require_return=True)");
+    if (!replace && batch_size > n)
+      throw std::invalid_argument("batch_size " + std::to_string(batch_size) +
+                                  " is larger than the number of stored transitions with a return (" +
+                                  std::to_string(n) + ") and replace=False");
+    draw_locked(n, batch_size, replace, out);
+    for (std::int64_t i = 0; i < batch_size; ++i) {
+      const std::int64_t s = std::upper_bound(prefix_.begin(), prefix_.end(), out[i]) - prefix_.begin() - 1;
+      out[i] = lo + s + (out[i] - prefix_[s]) * num_envs_;
+    }
+  }
+
+  static void check_nstep(const NStep& ns) {
+    if (ns.n < 1) throw std::invalid_argument("n_step must be >= 1, got " + std::to_string(ns.n));
+    if (!(ns.gamma >= 0.0 && ns.gamma <= 1.0))
+      throw std::invalid_argument("gamma must be in [0, 1], got " + std::to_string(ns.gamma));
+  }
+
+  // Element i of a field's storage or of a source, of dtype t, as a double.
+  static double value_at(const void* base, DType t, std::int64_t i) {
+    return detail::visit_dtype(t, [&](auto z) { return static_cast<double>(static_cast<const decltype(z)*>(base)[i]); });
+  }
+
+  StreamLayout layout_locked() const { return StreamLayout{num_envs_, capacity_, total_}; }
+
+  void gather_nstep_locked(const std::int64_t* ids, std::int64_t b, const NStep& ns, void* const* outs) const {
+    to_slots_locked(ids, b);
+    last_slots_.resize(static_cast<std::size_t>(b));
+    nstep_rewards_.resize(static_cast<std::size_t>(b));
+    nstep_discounts_.resize(static_cast<std::size_t>(b));
+    const auto* term = storage_[kTerminated].get();
+    const auto* trunc = storage_[kTruncated].get();
+    detail::visit_dtype(specs_[kRewards].dtype, [&](auto z) {
+      nstep_sums(reinterpret_cast<const decltype(z)*>(storage_[kRewards].get()), term, trunc, layout_locked(), ids,
+                 slots_.data(), b, ns.n, ns.gamma, last_slots_.data(), nstep_rewards_.data(),
+                 nstep_discounts_.data());
+    });
+    auto put = [&](void* out, const std::vector<double>& v) {
+      if (!out) return;
+      if (nstep_dtype() == DType::Float64) std::memcpy(out, v.data(), v.size() * sizeof(double));
+      else std::copy(v.begin(), v.end(), static_cast<float*>(out));
+    };
+    put(outs[kRewards], nstep_rewards_);
+    put(ns.discounts, nstep_discounts_);
+    for (std::size_t f = 0; f < specs_.size(); ++f) {
+      if (!outs[f] || f == kRewards) continue;
+      const bool from_last = f == kNextObs || f == kTerminated || f == kTruncated;
+      gather_slots_locked(f, from_last ? last_slots_.data() : slots_.data(), b, outs[f]);
+    }
+  }
+
+  // After rows [first, total_) were written: episode returns (see buffer_returns.hpp). Flags of
+  // rows that were never stored (a write larger than the capacity) are read from `src`.
+  void update_returns_locked(const Source* src, std::int64_t first) {
+    const std::int64_t lo = total_ - size_locked();
+    const auto* term = storage_[kTerminated].get();
+    const auto* trunc = storage_[kTruncated].get();
+    auto done = [&](std::int64_t j) {
+      if (j >= lo) return (term[j % capacity_] | trunc[j % capacity_]) != 0;
+      return value_at(src[kTerminated].data, src[kTerminated].dtype, j - first) != 0.0 ||
+             value_at(src[kTruncated].data, src[kTruncated].dtype, j - first) != 0.0;
+    };
+    auto* ret = reinterpret_cast<float*>(storage_[num_written_].get());
+    auto* has = storage_[num_written_ + 1].get();
+    detail::visit_dtype(specs_[kRewards].dtype, [&](auto z) {
+      fill_episode_returns(reinterpret_cast<const decltype(z)*>(storage_[kRewards].get()), layout_locked(), first,
+                           returns_gamma_, done, episode_starts_.data(), ret, has);
+    });
   }
 
   // Slots of live ids, into the scratch vector slots_ (one division per id, not per field).
@@ -299,6 +481,13 @@ class ReplayBuffer {
   SlotObserver* observer_ = nullptr;  // not owned; see set_observer
   mutable std::mutex mu_;
   mutable std::vector<std::int64_t> slots_;  // scratch, guarded by mu_
+  // n-step and episode returns
+  std::size_t num_written_ = 0;
+  double returns_gamma_ = -1.0;
+  std::vector<std::int64_t> episode_starts_;
+  std::vector<std::int64_t> prefix_;  // scratch, guarded by mu_
+  mutable std::vector<std::int64_t> last_slots_;  // scratch, guarded by mu_
+  mutable std::vector<double> nstep_rewards_, nstep_discounts_;  // scratch, guarded by mu_
 };
 
 }  // namespace fastrl
