@@ -602,3 +602,21 @@ def test_nstep_draw_equals_plain_draw():
         buf.update_priorities(np.arange(4, 20), np.arange(16) / 3.0)
     x, y = a.sample(32, beta=0.4), b.sample(32, beta=0.4, n_step=2, gamma=0.5)
     assert torch.equal(x.indices, y.indices) and torch.equal(x.weights, y.weights)
+
+
+def test_episode_returns_with_prioritized_sampling(tmp_path):
+    buf = fastrl.PrioritizedReplayBuffer(16, observation_shape=(1,), seed=2, episode_returns_gamma=0.5)
+    for i in range(6):  # one episode of 4 steps (rewards 1), then 2 steps of an unfinished one
+        buf.add(np.array([i], np.float32), 0, 1.0, np.array([i + 1], np.float32), i == 3, False)
+    b = buf.sample(64, beta=0.4)
+    has, ret = b.extras["has_return"].numpy(), b.extras["returns"].numpy()
+    ids = b.indices.numpy()
+    np.testing.assert_array_equal(has, ids <= 3)
+    expected = {0: 1 + 0.5 + 0.25 + 0.125, 1: 1 + 0.5 + 0.25, 2: 1.5, 3: 1.0}
+    for i, h, r in zip(ids, has, ret):
+        if h:
+            assert r == pytest.approx(expected[int(i)])
+    p = tmp_path / "per.frb"
+    buf.save(p)
+    again = fastrl.PrioritizedReplayBuffer.load(p)
+    np.testing.assert_array_equal(again.get(range(6))["returns"], buf.get(range(6))["returns"])
