@@ -235,32 +235,12 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             raise ValueError("out.weights is None: make out with this buffer's empty_batch")
         batch_size = _check_batch_size(len(out.indices) if batch_size is None else batch_size)
         if isinstance(out.indices, torch.Tensor) and out.indices.device.type != "cpu":
-            key = (batch_size, out.discounts is not None)
-            staging = self._staging.get(key)
-            if staging is None:
-                staging = self._staging[key] = self.empty_batch(batch_size, pin_memory=True, discounts=key[1])
-            event = self._staging_events.get(key)
-            if event is not None:  # wait for the previous non-blocking copy out of the staging memory
-                event.synchronize()
-            self.sample_into(staging, batch_size, beta=beta, n_step=n_step, gamma=gamma)
-            for s, d in zip((*staging[:7], staging.weights, staging.discounts), (*out[:7], out.weights, out.discounts)):
-                if d is not None and s is not None:
-                    d.copy_(s, non_blocking=True)
-            for k, d in out.extras.items():
-                d.copy_(staging.extras[k], non_blocking=True)
-            if staging.indices.is_pinned():
-                event = torch.cuda.Event()
-                event.record()
-                self._staging_events[key] = event
-            return out
-        unknown = set(out.extras) - set(self._extra_names)
-        if unknown:
-            raise ValueError(f"out.extras: unknown fields {sorted(unknown)}")
-        arrays = tuple(_as_out_array(f.name, t) for f, t in zip(self.fields, out[:_N_STD]))
-        extras = tuple(_as_out_array(n, out.extras[n]) if n in out.extras else None for n in self._extra_names)
+            return self._through_staging(out, batch_size, out.discounts is not None, lambda staging: self.sample_into(
+                staging, batch_size, beta=beta, n_step=n_step, gamma=gamma))
+        arrays = self._out_arrays(out)
         disc = None if gamma is None else _as_out_array("discounts", out.discounts)
         self._per.sample_into(batch_size, beta, _as_out_array("indices", out.indices),
-                              _as_out_array("weights", out.weights), arrays + extras, n_step, gamma, disc)
+                              _as_out_array("weights", out.weights), arrays, n_step, gamma, disc)
         return out
 
     # ------------------------------------------------------------------ persistence
