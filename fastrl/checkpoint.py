@@ -1,12 +1,15 @@
 """Checkpoint files: written atomically (temp file, fsync, rename), read with ``weights_only=True``.
 
-A checkpoint is a dict of tensors, numbers, strings, lists and dicts (no pickled objects). The
+A checkpoint is a dict of tensors, numbers, strings, lists and dicts (no pickled objects) with a
+BLAKE2 digest of all of it, checked on load: damage anywhere (even inside tensor data, which the
+zip container does not check) is reported instead of loading wrong weights. The
 replay buffer is stored beside it in its own format (:meth:`fastrl.ReplayBuffer.save`), under a
 name the checkpoint records, so a checkpoint never points at a buffer from another moment.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -26,8 +29,10 @@ def save(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    state = {"format": FORMAT, "version": VERSION, **state}
+    state["digest"] = _digest(state)
     with open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+        torch.save(state, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -48,7 +53,38 @@ def load(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, A
         raise CheckpointError(f"{path} is not a fastrl checkpoint")
     if state.get("version") != VERSION:
         raise CheckpointError(f"{path}: unsupported checkpoint version {state.get('version')!r}")
+    digest = state.pop("digest", None)
+    if digest != _digest(state):
+        raise CheckpointError(f"{path} is damaged (checksum mismatch); use another checkpoint of the run "
+                              "(checkpoints/step_*.pt)")
     return state
+
+
+def _digest(obj: Any) -> str:
+    """BLAKE2b over every value of a nested checkpoint dict (tensors by dtype, shape and bytes)."""
+    h = hashlib.blake2b(digest_size=20)
+
+    def walk(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(x, dict):
+            h.update(b"{")
+            for k in sorted(x, key=str):
+                h.update(repr(k).encode())
+                walk(x[k])
+            h.update(b"}")
+        elif isinstance(x, (list, tuple)):
+            h.update(b"[")
+            for v in x:
+                walk(v)
+            h.update(b"]")
+        else:
+            h.update(repr(x).encode())
+
+    walk(obj)
+    return h.hexdigest()
 
 
 def find(run_or_file: str | os.PathLike[str], prefer: tuple[str, ...] = ("last.pt",)) -> Path:

@@ -114,16 +114,23 @@ class DQN:
         device: torch device of the networks.
         pixels: use the Nature CNN torso (observations ``uint8[B, C, H, W]``).
         seed: seeds the exploration generator (numpy) used by :meth:`act`.
+        network: your own Q-network (``[B, *obs_shape] -> float32[B, n_actions]``) instead of
+            :class:`fastrl.nets.QNetwork`; the target network is a deep copy of it.
     """
 
     def __init__(self, obs_shape: Sequence[int], n_actions: int, config: DQNConfig | None = None,
-                 device: Any = "cpu", pixels: bool = False, seed: int | None = None) -> None:
+                 device: Any = "cpu", pixels: bool = False, seed: int | None = None,
+                 network: torch.nn.Module | None = None) -> None:
         self.config = cfg = config if config is not None else DQNConfig()
         self.device = torch.device(device)
         self.n_actions = int(n_actions)
-        self.q = QNetwork(obs_shape, n_actions, cfg.hidden_sizes, cfg.dueling, pixels).to(self.device)
+        if network is None:
+            network = QNetwork(obs_shape, n_actions, cfg.hidden_sizes, cfg.dueling, pixels)
+        self.q = network.to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.optimizer = _adam(self.q.parameters(), cfg.learning_rate, cfg.adam_eps, self.device)
+        self._params = list(self.q.parameters())
+        self._target_params = list(self.q_target.parameters())
+        self.optimizer = _adam(self._params, cfg.learning_rate, cfg.adam_eps, self.device)
         self.exploration = cfg.make_schedule()
         self.rng = np.random.default_rng(seed)
         self.updates = 0
@@ -202,9 +209,9 @@ class DQN:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.clip_grad_value > 0:
-            torch.nn.utils.clip_grad_value_(self.q.parameters(), self.config.clip_grad_value)
+            torch.nn.utils.clip_grad_value_(self._params, self.config.clip_grad_value)
         if self.config.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.q.parameters(), self.config.max_grad_norm, foreach=True)
+            torch.nn.utils.clip_grad_norm_(self._params, self.config.max_grad_norm, foreach=True)
         self.optimizer.step()
 
         self.updates += 1
@@ -216,11 +223,10 @@ class DQN:
     @torch.no_grad()
     def update_target(self) -> None:
         """Hard copy (tau == 1) or Polyak step (tau < 1) of the online into the target network."""
-        online, target = list(self.q.parameters()), list(self.q_target.parameters())
         if self.config.tau >= 1.0:
-            torch._foreach_copy_(target, online)
+            torch._foreach_copy_(self._target_params, self._params)
         else:
-            torch._foreach_lerp_(target, online, self.config.tau)
+            torch._foreach_lerp_(self._target_params, self._params, self.config.tau)
         for b_t, b in zip(self.q_target.buffers(), self.q.buffers()):
             b_t.copy_(b)
 
