@@ -7,19 +7,23 @@ from typing import Any
 from fastrl.config import ConfigError, with_overrides
 
 PRESETS: dict[tuple[str, str], dict[str, Any]] = {
+    # RL-Zoo's schedule (bursts of 128 gradient steps every 256 env steps, target fixed within a burst)
     ("dqn", "CartPole-v1"): dict(
-        total_steps=60_000, buffer_size=50_000, batch_size=64, learning_starts=1_000,
-        train_freq=1, gradient_steps=1, hidden_sizes=(128, 128), double_dqn=True,
-        learning_rate=1e-3, gamma=0.99, target_update_interval=500, tau=1.0, loss="huber",
-        epsilon_schedule="linear", epsilon_start=1.0, epsilon_end=0.02, epsilon_duration=10_000,
-        eval_every=2_000, eval_episodes=20, solved_threshold=500.0, solve_on="eval",
+        total_steps=60_000, buffer_size=100_000, batch_size=64, learning_starts=1_000,
+        train_freq=256, gradient_steps=128, hidden_sizes=(256, 256), double_dqn=False,
+        learning_rate=2.3e-3, gamma=0.99, target_update_interval=128, tau=1.0, loss="huber",
+        max_grad_norm=10.0, epsilon_schedule="linear", epsilon_start=1.0, epsilon_end=0.04,
+        epsilon_duration=8_000, eval_every=2_000, eval_episodes=20, solved_threshold=500.0,
+        solve_on="eval",
     ),
+    # Double DQN, Polyak target (tau 0.005 after every gradient step), epsilon decayed per episode
     ("dqn", "LunarLander-v3"): dict(
-        total_steps=300_000, buffer_size=100_000, batch_size=128, learning_starts=2_000,
-        train_freq=4, gradient_steps=1, hidden_sizes=(256, 256), double_dqn=True, dueling=False,
-        learning_rate=6.3e-4, gamma=0.99, target_update_interval=250, tau=1.0, loss="huber",
-        epsilon_schedule="linear", epsilon_start=1.0, epsilon_end=0.05, epsilon_duration=30_000,
-        eval_every=10_000, eval_episodes=20, solved_threshold=200.0, solve_on="eval",
+        total_steps=300_000, buffer_size=100_000, batch_size=64, learning_starts=2_000,
+        train_freq=2, gradient_steps=1, hidden_sizes=(128, 128), double_dqn=True, dueling=False,
+        learning_rate=5e-4, gamma=0.99, target_update_interval=1, tau=0.005, loss="mse",
+        max_grad_norm=10.0, epsilon_schedule="exponential", epsilon_unit="episode", epsilon_start=1.0,
+        epsilon_end=0.01, epsilon_decay=0.98, eval_every=10_000, eval_episodes=20,
+        solved_threshold=200.0, solve_on="eval",
     ),
 }
 

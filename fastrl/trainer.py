@@ -48,7 +48,8 @@ def resolve_device(device: str) -> torch.device:
 
 @dataclass
 class TrainResult:
-    """What a run did. ``evals`` rows: ``{"step", "train_seconds", "mean", "std"}``."""
+    """What a run did. ``evals`` rows: ``{"step", "episodes", "train_seconds", "mean", "std"}``
+    (``train_seconds``: wall time spent training so far, evaluations and checkpoints excluded)."""
 
     run_dir: Path
     env_steps: int
@@ -286,7 +287,7 @@ class Trainer:
         # Seeds depend only on (seed, step): evaluation never touches the training generators.
         seed = int(np.random.SeedSequence([cfg.seed, self.env_steps, 7]).generate_state(1)[0]) % 2**31
         returns = evaluate(self.agent.greedy, lambda: None, cfg.eval_episodes, seed, envs=self._eval_envs)
-        row = {"step": self.env_steps, "train_seconds": self.train_seconds,
+        row = {"step": self.env_steps, "episodes": self.episodes, "train_seconds": self.train_seconds,
                "mean": float(returns.mean()), "std": float(returns.std())}
         self.evals.append(row)
         self.logger.log(self.env_steps, **{"eval/mean_return": row["mean"], "eval/std_return": row["std"]})
