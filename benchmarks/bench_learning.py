@@ -33,14 +33,34 @@ FINAL_EVAL_SEED = 987_654
 
 # rl-baselines3-zoo hyperparams/dqn.yml (LunarLander-v2 entry used for v3)
 ZOO = {
-    "CartPole-v1": dict(n_timesteps=50_000, learning_rate=2.3e-3, batch_size=64, buffer_size=100_000,
-                        learning_starts=1000, gamma=0.99, target_update_interval=10, train_freq=256,
-                        gradient_steps=128, exploration_fraction=0.16, exploration_final_eps=0.04,
-                        policy_kwargs=dict(net_arch=[256, 256])),
-    "LunarLander-v3": dict(n_timesteps=100_000, learning_rate=6.3e-4, batch_size=128, buffer_size=50_000,
-                           learning_starts=0, gamma=0.99, target_update_interval=250, train_freq=4,
-                           gradient_steps=-1, exploration_fraction=0.12, exploration_final_eps=0.1,
-                           policy_kwargs=dict(net_arch=[256, 256])),
+    "CartPole-v1": dict(
+        n_timesteps=50_000,
+        learning_rate=2.3e-3,
+        batch_size=64,
+        buffer_size=100_000,
+        learning_starts=1000,
+        gamma=0.99,
+        target_update_interval=10,
+        train_freq=256,
+        gradient_steps=128,
+        exploration_fraction=0.16,
+        exploration_final_eps=0.04,
+        policy_kwargs=dict(net_arch=[256, 256]),
+    ),
+    "LunarLander-v3": dict(
+        n_timesteps=100_000,
+        learning_rate=6.3e-4,
+        batch_size=128,
+        buffer_size=50_000,
+        learning_starts=0,
+        gamma=0.99,
+        target_update_interval=250,
+        train_freq=4,
+        gradient_steps=-1,
+        exploration_fraction=0.12,
+        exploration_final_eps=0.1,
+        policy_kwargs=dict(net_arch=[256, 256]),
+    ),
 }
 
 
@@ -56,7 +76,9 @@ def run_fastrl(env_id: str, seed: int, out_dir: Path) -> dict:
         final = evaluate(trainer.agent.greedy, lambda: make_env(env_id), 20, FINAL_EVAL_SEED + seed)
     finally:
         trainer.close()
-    return summarize(env_id, "fastrl", seed, r.evals, r.env_steps, r.train_seconds, float(final.mean()))
+    return summarize(
+        env_id, "fastrl", seed, r.evals, r.env_steps, r.train_seconds, float(final.mean())
+    )
 
 
 def run_sb3(env_id: str, seed: int, eval_every: int, stop_at: float) -> dict:
@@ -79,28 +101,56 @@ def run_sb3(env_id: str, seed: int, eval_every: int, stop_at: float) -> dict:
                 return True
             t = time.perf_counter()
             trained = t - start - clock["eval"]  # wall time so far minus earlier evaluations
-            ret = evaluate(lambda o: model.predict(o, deterministic=True)[0], lambda: None, 20,
-                           eval_seed(seed, self.num_timesteps), envs=eval_envs)
+            ret = evaluate(
+                lambda o: model.predict(o, deterministic=True)[0],
+                lambda: None,
+                20,
+                eval_seed(seed, self.num_timesteps),
+                envs=eval_envs,
+            )
             clock["eval"] += time.perf_counter() - t
-            evals.append({"step": self.num_timesteps, "episodes": clock["episodes"], "train_seconds": trained,
-                          "mean": float(ret.mean()), "std": float(ret.std())})
+            evals.append(
+                {
+                    "step": self.num_timesteps,
+                    "episodes": clock["episodes"],
+                    "train_seconds": trained,
+                    "mean": float(ret.mean()),
+                    "std": float(ret.std()),
+                }
+            )
             return evals[-1]["mean"] < stop_at
 
     eval_envs = [make_env(env_id) for _ in range(20)]
     start = time.perf_counter()
     model.learn(n_timesteps, callback=Evaluator())
     train_seconds = time.perf_counter() - start - clock["eval"]
-    final = evaluate(lambda o: model.predict(o, deterministic=True)[0], lambda: make_env(env_id), 20,
-                     FINAL_EVAL_SEED + seed)
-    return summarize(env_id, "sb3", seed, evals, int(model.num_timesteps), train_seconds, float(final.mean()))
+    final = evaluate(
+        lambda o: model.predict(o, deterministic=True)[0],
+        lambda: make_env(env_id),
+        20,
+        FINAL_EVAL_SEED + seed,
+    )
+    return summarize(
+        env_id, "sb3", seed, evals, int(model.num_timesteps), train_seconds, float(final.mean())
+    )
 
 
-def summarize(env_id: str, lib: str, seed: int, evals: list[dict], steps: int, seconds: float,
-              final: float) -> dict:
+def summarize(
+    env_id: str, lib: str, seed: int, evals: list[dict], steps: int, seconds: float, final: float
+) -> dict:
     first = next((e for e in evals if e["mean"] >= THRESHOLD[env_id]), None)
-    return {"env": env_id, "lib": lib, "seed": seed, "steps_to": first and first["step"],
-            "episodes_to": first and first["episodes"], "time_to": first and first["train_seconds"],
-            "final": final, "sps": steps / max(seconds, 1e-9), "steps": steps, "evals": evals}
+    return {
+        "env": env_id,
+        "lib": lib,
+        "seed": seed,
+        "steps_to": first and first["step"],
+        "episodes_to": first and first["episodes"],
+        "time_to": first and first["train_seconds"],
+        "final": final,
+        "sps": steps / max(seconds, 1e-9),
+        "steps": steps,
+        "evals": evals,
+    }
 
 
 def fmt(v, spec: str) -> str:
@@ -115,41 +165,57 @@ def median(rows: list[dict], key: str):
 
 
 def report(rows: list[dict]) -> str:
-    head = (f"{'env':<15} {'lib':<7} {'seed':>6} {'steps to thr':>12} {'episodes':>8} {'time to thr s':>13} "
-            f"{'final eval':>10} {'steps/s':>8}")
+    head = (
+        f"{'env':<15} {'lib':<7} {'seed':>6} {'steps to thr':>12} {'episodes':>8} {'time to thr s':>13} "
+        f"{'final eval':>10} {'steps/s':>8}"
+    )
     lines = [head, "-" * len(head)]
     for env_id in dict.fromkeys(r["env"] for r in rows):
         for lib in dict.fromkeys(r["lib"] for r in rows if r["env"] == env_id):
             sub = [r for r in rows if r["env"] == env_id and r["lib"] == lib]
             for r in sub:
-                lines.append(f"{env_id:<15} {lib:<7} {r['seed']:>6} {fmt(r['steps_to'], 'd'):>12} "
-                             f"{fmt(r['episodes_to'], 'd'):>8} {fmt(r['time_to'], '.1f'):>13} "
-                             f"{r['final']:>10.1f} {r['sps']:>8.0f}")
-            lines.append(f"{env_id:<15} {lib:<7} {'median':>6} {fmt(median(sub, 'steps_to'), '.0f'):>12} "
-                         f"{fmt(median(sub, 'episodes_to'), '.0f'):>8} {fmt(median(sub, 'time_to'), '.1f'):>13} "
-                         f"{statistics.median(r['final'] for r in sub):>10.1f} "
-                         f"{statistics.median(r['sps'] for r in sub):>8.0f}")
+                lines.append(
+                    f"{env_id:<15} {lib:<7} {r['seed']:>6} {fmt(r['steps_to'], 'd'):>12} "
+                    f"{fmt(r['episodes_to'], 'd'):>8} {fmt(r['time_to'], '.1f'):>13} "
+                    f"{r['final']:>10.1f} {r['sps']:>8.0f}"
+                )
+            lines.append(
+                f"{env_id:<15} {lib:<7} {'median':>6} {fmt(median(sub, 'steps_to'), '.0f'):>12} "
+                f"{fmt(median(sub, 'episodes_to'), '.0f'):>8} {fmt(median(sub, 'time_to'), '.1f'):>13} "
+                f"{statistics.median(r['final'] for r in sub):>10.1f} "
+                f"{statistics.median(r['sps'] for r in sub):>8.0f}"
+            )
         lines.append("")
-    lines.append("checks (threshold: CartPole 475, LunarLander 200; time = training wall time, evaluation excluded):")
+    lines.append(
+        "checks (threshold: CartPole 475, LunarLander 200; time = training wall time, evaluation excluded):"
+    )
     for env_id in dict.fromkeys(r["env"] for r in rows):
         ours = [r for r in rows if r["env"] == env_id and r["lib"] == "fastrl"]
         theirs = [r for r in rows if r["env"] == env_id and r["lib"] == "sb3"]
         thr = THRESHOLD[env_id]
-        reached = sum(r["steps_to"] is not None and r["episodes_to"] <= MAX_EPISODES.get(env_id, 10**9)
-                      for r in ours)
+        reached = sum(
+            r["steps_to"] is not None and r["episodes_to"] <= MAX_EPISODES.get(env_id, 10**9)
+            for r in ours
+        )
         final_ok = sum(r["final"] >= thr for r in ours)
         limit = f" within {MAX_EPISODES[env_id]} episodes" if env_id in MAX_EPISODES else ""
-        lines.append(f"  {env_id}: eval >= {thr:g}{limit} on {reached}/{len(ours)} seeds "
-                     f"[{'PASS' if reached == len(ours) else 'FAIL'}]; final policy >= {thr:g} on "
-                     f"{final_ok}/{len(ours)} [{'PASS' if final_ok == len(ours) else 'FAIL'}]")
+        lines.append(
+            f"  {env_id}: eval >= {thr:g}{limit} on {reached}/{len(ours)} seeds "
+            f"[{'PASS' if reached == len(ours) else 'FAIL'}]; final policy >= {thr:g} on "
+            f"{final_ok}/{len(ours)} [{'PASS' if final_ok == len(ours) else 'FAIL'}]"
+        )
         if theirs:
             a, b = median(ours, "time_to"), median(theirs, "time_to")
             if a is not None and b is not None:
-                lines.append(f"  {env_id}: median time to threshold fastrl {a:.1f} s vs SB3 {b:.1f} s: ratio "
-                             f"{a / b:.2f} (target <= 0.33) [{'PASS' if a <= b / 3 else 'FAIL'}]")
+                lines.append(
+                    f"  {env_id}: median time to threshold fastrl {a:.1f} s vs SB3 {b:.1f} s: ratio "
+                    f"{a / b:.2f} (target <= 0.33) [{'PASS' if a <= b / 3 else 'FAIL'}]"
+                )
             else:
-                lines.append(f"  {env_id}: median time ratio undefined (fastrl {fmt(a, '.1f')} s, SB3 "
-                             f"{fmt(b, '.1f')} s: a library did not reach the threshold on every seed)")
+                lines.append(
+                    f"  {env_id}: median time ratio undefined (fastrl {fmt(a, '.1f')} s, SB3 "
+                    f"{fmt(b, '.1f')} s: a library did not reach the threshold on every seed)"
+                )
     return "\n".join(lines)
 
 
@@ -160,13 +226,20 @@ def plot(rows: list[dict], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     envs = list(dict.fromkeys(r["env"] for r in rows))
-    fig, axes = plt.subplots(1, len(envs), figsize=(6 * len(envs), 4), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        1, len(envs), figsize=(6 * len(envs), 4), squeeze=False, constrained_layout=True
+    )
     colors = {"fastrl": "tab:blue", "sb3": "tab:orange"}
     for ax, env_id in zip(axes[0], envs):
         for r in (r for r in rows if r["env"] == env_id):
             e = r["evals"]
-            ax.plot([x["train_seconds"] for x in e], [x["mean"] for x in e], color=colors[r["lib"]], alpha=0.8,
-                    label=f"{r['lib']} seed {r['seed']}")
+            ax.plot(
+                [x["train_seconds"] for x in e],
+                [x["mean"] for x in e],
+                color=colors[r["lib"]],
+                alpha=0.8,
+                label=f"{r['lib']} seed {r['seed']}",
+            )
         ax.axhline(THRESHOLD[env_id], color="gray", linestyle="--")
         ax.set_title(f"{env_id}: greedy evaluation (20 episodes)")
         ax.set_xlabel("training wall time (s)")
@@ -177,7 +250,9 @@ def plot(rows: list[dict], out: Path) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--envs", nargs="+", default=list(THRESHOLD))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--no-sb3", action="store_true")
@@ -187,6 +262,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         import stable_baselines3  # noqa: F401
+
         have_sb3 = not args.no_sb3
     except ImportError:
         have_sb3 = False
@@ -197,10 +273,16 @@ def main() -> int:
             cfg = preset("dqn", env_id)
             for seed in args.seeds:
                 rows.append(run_fastrl(env_id, seed, Path(tmp)))
-                print(f"fastrl {env_id} seed {seed}: {fmt(rows[-1]['time_to'], '.1f')} s", file=sys.stderr)
+                print(
+                    f"fastrl {env_id} seed {seed}: {fmt(rows[-1]['time_to'], '.1f')} s",
+                    file=sys.stderr,
+                )
                 if have_sb3:
                     rows.append(run_sb3(env_id, seed, cfg.eval_every, cfg.solved_threshold))
-                    print(f"sb3    {env_id} seed {seed}: {fmt(rows[-1]['time_to'], '.1f')} s", file=sys.stderr)
+                    print(
+                        f"sb3    {env_id} seed {seed}: {fmt(rows[-1]['time_to'], '.1f')} s",
+                        file=sys.stderr,
+                    )
     rows.sort(key=lambda r: (r["env"], r["lib"] != "fastrl", r["seed"]))
     text = report(rows)
     print(text)

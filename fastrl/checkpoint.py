@@ -47,16 +47,20 @@ def load(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, A
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... on damage
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path} is damaged or not a fastrl checkpoint ({first[:200]}); "
-                              "use another checkpoint of the run (checkpoints/step_*.pt)") from None
+        raise CheckpointError(
+            f"{path} is damaged or not a fastrl checkpoint ({first[:200]}); "
+            "use another checkpoint of the run (checkpoints/step_*.pt)"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a fastrl checkpoint")
     if state.get("version") != VERSION:
         raise CheckpointError(f"{path}: unsupported checkpoint version {state.get('version')!r}")
     digest = state.pop("digest", None)
     if digest != _digest(state):
-        raise CheckpointError(f"{path} is damaged (checksum mismatch); use another checkpoint of the run "
-                              "(checkpoints/step_*.pt)")
+        raise CheckpointError(
+            f"{path} is damaged (checksum mismatch); use another checkpoint of the run "
+            "(checkpoints/step_*.pt)"
+        )
     return state
 
 
@@ -98,4 +102,6 @@ def find(run_or_file: str | os.PathLike[str], prefer: tuple[str, ...] = ("last.p
         for cand in (p / "checkpoints" / name, p / name):
             if cand.is_file():
                 return cand
-    raise CheckpointError(f"{p}: no checkpoint found (looked for {', '.join(prefer)} in checkpoints/)")
+    raise CheckpointError(
+        f"{p}: no checkpoint found (looked for {', '.join(prefer)} in checkpoints/)"
+    )

@@ -61,8 +61,8 @@ class TrainConfig:
     """Stop when this return is reached (see solve_on); None trains for total_steps."""
     solve_on: Literal["eval", "rolling"] = "eval"
     """eval: mean greedy evaluation return; rolling: mean of the last 100 training episodes."""
-    checkpoint_every: int = 0
-    """Env steps between periodic checkpoints (0: only best and last)."""
+    checkpoint_every: int = 50_000
+    """Env steps between periodic (resumable) checkpoints; 0: only best and, at the end, last."""
     save_buffer: bool = True
     """Save the replay buffer with the resumable checkpoint (needed for an exact resume)."""
     log_every: int = 1_000
@@ -87,9 +87,13 @@ def field_docs(cls: type) -> dict[str, str]:
             continue
         body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
         for node, nxt in zip(body, body[1:]):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
-                    and isinstance(nxt.value.value, str)):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
                 docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
 
@@ -101,7 +105,9 @@ def describe(cls: type, config: Any | None = None) -> str:
     lines = []
     for f in dataclasses.fields(cls):
         value = getattr(config, f.name) if config is not None else f.default
-        lines.append(f"  {f.name} ({_type_name(hints[f.name])}, {_show(value)}): {docs.get(f.name, '')}")
+        lines.append(
+            f"  {f.name} ({_type_name(hints[f.name])}, {_show(value)}): {docs.get(f.name, '')}"
+        )
     return "\n".join(lines)
 
 
@@ -131,7 +137,9 @@ def parse_value(cls: type, key: str, value: Any) -> Any:
     try:
         return _convert(hints[key], value)
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"bad value for {key}: {value!r} ({e}); expected {_type_name(hints[key])}") from None
+        raise ConfigError(
+            f"bad value for {key}: {value!r} ({e}); expected {_type_name(hints[key])}"
+        ) from None
 
 
 def _convert(tp: Any, v: Any) -> Any:
@@ -208,7 +216,9 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
 
 def to_dict(config: Any) -> dict[str, Any]:
     """JSON-ready dict of a config (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
+    }
 
 
 def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
@@ -218,12 +228,27 @@ def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
 
 def check_common(cfg: TrainConfig) -> None:
     """Range checks of the loop settings (ConfigError naming the field)."""
-    positive = ("total_steps", "num_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps",
-                "eval_episodes", "frame_stack", "log_every")
+    positive = (
+        "total_steps",
+        "num_envs",
+        "buffer_size",
+        "batch_size",
+        "train_freq",
+        "gradient_steps",
+        "eval_episodes",
+        "frame_stack",
+        "log_every",
+    )
     for name in positive:
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    for name in ("learning_starts", "eval_every", "checkpoint_every", "max_episode_steps", "torch_threads"):
+    for name in (
+        "learning_starts",
+        "eval_every",
+        "checkpoint_every",
+        "max_episode_steps",
+        "torch_threads",
+    ):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.seed < 0:

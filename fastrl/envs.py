@@ -10,8 +10,9 @@ import numpy as np
 from fastrl.config import ConfigError
 
 
-def make_env(env_id: str, max_episode_steps: int = 0, frame_stack: int = 1,
-             render_mode: str | None = None) -> gym.Env:
+def make_env(
+    env_id: str, max_episode_steps: int = 0, frame_stack: int = 1, render_mode: str | None = None
+) -> gym.Env:
     """``gym.make`` with fastrl's options; ConfigError (one line, what to do) for an unknown id."""
     kwargs: dict[str, Any] = {}
     if max_episode_steps > 0:
@@ -22,8 +23,10 @@ def make_env(env_id: str, max_episode_steps: int = 0, frame_stack: int = 1,
         env = gym.make(env_id, **kwargs)
     except gym.error.Error as e:
         msg = str(e).splitlines()[0]
-        raise ConfigError(f"cannot make env {env_id!r}: {msg} (list ids with "
-                          "`python -c \"import gymnasium; gymnasium.pprint_registry()\"`)") from None
+        raise ConfigError(
+            f"cannot make env {env_id!r}: {msg} (list ids with "
+            '`python -c "import gymnasium; gymnasium.pprint_registry()"`)'
+        ) from None
     except ImportError as e:
         raise ConfigError(f"env {env_id!r} needs a missing package: {e}") from None
     if frame_stack > 1:
@@ -57,8 +60,11 @@ class Replayable(gym.Wrapper):
         return self.env.step(action)
 
     def fastrl_state(self) -> dict[str, Any]:
-        return {"seed": self._record["seed"], "rng": self._record["rng"],
-                "actions": list(self._record["actions"])}
+        return {
+            "seed": self._record["seed"],
+            "rng": self._record["rng"],
+            "actions": list(self._record["actions"]),
+        }
 
     def fastrl_restore(self) -> Any:
         """Apply ``fastrl_pending`` (set with ``set_attr``): reset as recorded, replay the actions."""
@@ -75,8 +81,13 @@ class Replayable(gym.Wrapper):
         return obs
 
 
-def make_vec_env(env_id: str, num_envs: int = 1, mode: str = "sync", max_episode_steps: int = 0,
-                 frame_stack: int = 1) -> gym.vector.VectorEnv:
+def make_vec_env(
+    env_id: str,
+    num_envs: int = 1,
+    mode: str = "sync",
+    max_episode_steps: int = 0,
+    frame_stack: int = 1,
+) -> gym.vector.VectorEnv:
     """A vector env with ``AutoresetMode.SAME_STEP`` (so ``infos["final_obs"]`` holds true final
     observations) whose sub-envs are :class:`Replayable`."""
     make_env(env_id, max_episode_steps, frame_stack).close()  # fail early, in this process
@@ -98,8 +109,13 @@ def restore_env_states(envs: gym.vector.VectorEnv, states: list[dict[str, Any]])
     return np.stack(envs.call("fastrl_restore"))
 
 
-def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_fn: Callable[[], gym.Env], episodes: int,
-             seed: int, envs: list[gym.Env] | None = None) -> np.ndarray:
+def evaluate(
+    policy: Callable[[np.ndarray], np.ndarray],
+    env_fn: Callable[[], gym.Env],
+    episodes: int,
+    seed: int,
+    envs: list[gym.Env] | None = None,
+) -> np.ndarray:
     """Returns ``float64[episodes]``: one episode on each of ``episodes`` envs, stepped in lockstep.
 
     ``policy`` maps a batch of observations ``[k, *obs_shape]`` to actions ``[k]``; only envs still

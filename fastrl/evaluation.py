@@ -27,18 +27,26 @@ def load_agent(path: str | Path, device: Any = "cpu") -> tuple[Any, Any]:
         obs_space, act_space = env.observation_space, env.action_space
         env.close()
         if not isinstance(act_space, gym.spaces.Discrete):
-            raise checkpoint.CheckpointError(f"{path}: env {cfg.env_id} has no discrete action space")
-        pixels = cfg.network == "cnn" or (cfg.network == "auto" and obs_space.dtype == np.uint8
-                                          and len(obs_space.shape) == 3)
-        agent = agent_cls(obs_space.shape, int(act_space.n), cfg, resolve_device(device), pixels=pixels, seed=0)
+            raise checkpoint.CheckpointError(
+                f"{path}: env {cfg.env_id} has no discrete action space"
+            )
+        pixels = cfg.network == "cnn" or (
+            cfg.network == "auto" and obs_space.dtype == np.uint8 and len(obs_space.shape) == 3
+        )
+        agent = agent_cls(
+            obs_space.shape, int(act_space.n), cfg, resolve_device(device), pixels=pixels, seed=0
+        )
         agent.load_state_dict(state["agent"])
     except (KeyError, TypeError, RuntimeError) as e:
-        raise checkpoint.CheckpointError(f"{path}: bad checkpoint contents ({str(e).splitlines()[0][:200]})") from None
+        raise checkpoint.CheckpointError(
+            f"{path}: bad checkpoint contents ({str(e).splitlines()[0][:200]})"
+        ) from None
     return agent, cfg
 
 
-def record_video(agent: Any, cfg: Any, out_stem: str | Path, seed: int = 0, fps: int = 30,
-                 max_frames: int = 3000) -> Path:
+def record_video(
+    agent: Any, cfg: Any, out_stem: str | Path, seed: int = 0, fps: int = 30, max_frames: int = 3000
+) -> Path:
     """Play one greedy episode rendered offscreen (``render_mode="rgb_array"``) and write it as
     ``<out_stem>.mp4`` (imageio-ffmpeg) or, without it, ``<out_stem>.gif`` (Pillow)."""
     env = make_env(cfg.env_id, cfg.max_episode_steps, cfg.frame_stack, render_mode="rgb_array")
@@ -62,7 +70,9 @@ def record_video(agent: Any, cfg: Any, out_stem: str | Path, seed: int = 0, fps:
 
         out = out_stem.with_name(out_stem.name + ".gif")
         images = [Image.fromarray(np.asarray(f)) for f in frames[::2]]
-        images[0].save(out, save_all=True, append_images=images[1:], duration=int(2000 / fps), loop=0)
+        images[0].save(
+            out, save_all=True, append_images=images[1:], duration=int(2000 / fps), loop=0
+        )
         return out
     out = out_stem.with_name(out_stem.name + ".mp4")
     h, w = np.asarray(frames[0]).shape[:2]

@@ -33,9 +33,12 @@ class NatureCNN(nn.Module):
             raise ValueError(f"NatureCNN: obs_shape must be (C, H, W), got {tuple(obs_shape)}")
         c, h, w = (int(s) for s in obs_shape)
         self.conv = nn.Sequential(
-            nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Conv2d(c, 32, 8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1),
+            nn.ReLU(),
             nn.Flatten(),
         )
         with torch.no_grad():
@@ -57,8 +60,14 @@ class QNetwork(nn.Module):
     each stream a hidden layer of ``hidden_sizes[-1]`` units.
     """
 
-    def __init__(self, obs_shape: Sequence[int], n_actions: int, hidden_sizes: Sequence[int] = (128, 128),
-                 dueling: bool = False, pixels: bool = False) -> None:
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        n_actions: int,
+        hidden_sizes: Sequence[int] = (128, 128),
+        dueling: bool = False,
+        pixels: bool = False,
+    ) -> None:
         super().__init__()
         hidden_sizes = tuple(int(h) for h in hidden_sizes)
         if pixels:

@@ -48,7 +48,7 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
                 ax.plot(steps, values, alpha=0.15, linewidth=0.8)
                 ax.plot(steps, _smooth(values, 10), label=run.name, color=ax.lines[-1].get_color())
             elif key == "eval/mean_return":
-                line, = ax.plot(steps, values, marker="o", markersize=3, label=run.name)
+                (line,) = ax.plot(steps, values, marker="o", markersize=3, label=run.name)
                 std = data.get("eval/std_return")
                 if std is not None and len(std[1]) == len(values):
                     v, s = np.asarray(values), np.asarray(std[1])

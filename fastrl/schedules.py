@@ -52,7 +52,7 @@ class Schedule:
         if self.kind == "linear":
             frac = min(1.0, self.t / self.duration)
             return self.start + frac * (self.end - self.start)
-        return max(self.end, self.start * self.decay ** self.t)
+        return max(self.end, self.start * self.decay**self.t)
 
     def next_step(self, n: int = 1) -> float:
         """Account for ``n`` env steps (one vector-env step of ``n`` envs); returns the new value."""

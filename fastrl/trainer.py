@@ -38,9 +38,13 @@ def resolve_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        raise ConfigError(
+            f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for but torch sees no CUDA GPU; use --device cpu")
+        raise ConfigError(
+            f"device {device!r} asked for but torch sees no CUDA GPU; use --device cpu"
+        )
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"device {device!r} asked for but MPS is not available; use --device cpu")
     return dev
@@ -86,12 +90,16 @@ def _make_buffer(cfg: Any, envs: gym.vector.VectorEnv, seed: int) -> ReplayBuffe
 
         cls = getattr(buffer_module, "PrioritizedReplayBuffer", None)
         if cls is None:
-            raise ConfigError("prioritized=true: PrioritizedReplayBuffer is not available yet in this "
-                              "fastrl build; set prioritized=false")
+            raise ConfigError(
+                "prioritized=true: PrioritizedReplayBuffer is not available yet in this "
+                "fastrl build; set prioritized=false"
+            )
         return cls.from_env(envs, cfg.buffer_size, seed=seed, alpha=cfg.per_alpha)
     if cfg.n_step > 1 and "n_step" not in inspect.signature(ReplayBuffer.sample).parameters:
-        raise ConfigError(f"n_step={cfg.n_step}: n-step sampling is not available yet in this fastrl "
-                          "build; set n_step=1")
+        raise ConfigError(
+            f"n_step={cfg.n_step}: n-step sampling is not available yet in this fastrl "
+            "build; set n_step=1"
+        )
     return ReplayBuffer.from_env(envs, cfg.buffer_size, seed=seed)
 
 
@@ -100,8 +108,16 @@ class Trainer:
     checkpoint file) the run continues from that checkpoint, with ``config`` (if given) replacing
     the saved one (e.g. to train for more steps)."""
 
-    def __init__(self, config: Any = None, *, algo: str = "dqn", run_dir: str | Path | None = None,
-                 resume: str | Path | None = None, progress: bool = True, tensorboard: bool = True) -> None:
+    def __init__(
+        self,
+        config: Any = None,
+        *,
+        algo: str = "dqn",
+        run_dir: str | Path | None = None,
+        resume: str | Path | None = None,
+        progress: bool = True,
+        tensorboard: bool = True,
+    ) -> None:
         from fastrl.agents import ALGOS
 
         ckpt = None
@@ -109,7 +125,11 @@ class Trainer:
             ckpt_path = checkpoint.find(resume)
             ckpt = checkpoint.load(ckpt_path)
             algo = ckpt["algo"]
-            run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+            run_dir = (
+                ckpt_path.parent.parent
+                if ckpt_path.parent.name == "checkpoints"
+                else ckpt_path.parent
+            )
             if config is None:
                 config = from_dict(ALGOS[algo][0], ckpt["config"])
         if algo not in ALGOS:
@@ -129,18 +149,23 @@ class Trainer:
         seeds = np.random.SeedSequence(cfg.seed).generate_state(3, dtype=np.uint64)
         torch.manual_seed(int(seeds[0]) & (2**63 - 1))
 
-        self.envs = make_vec_env(cfg.env_id, cfg.num_envs, cfg.vector_mode, cfg.max_episode_steps,
-                                 cfg.frame_stack)
+        self.envs = make_vec_env(
+            cfg.env_id, cfg.num_envs, cfg.vector_mode, cfg.max_episode_steps, cfg.frame_stack
+        )
         act_space, obs_space = self.envs.single_action_space, self.envs.single_observation_space
         if not isinstance(act_space, gym.spaces.Discrete):
             self.envs.close()
-            raise ConfigError(f"{algo} needs a discrete action space but {cfg.env_id} has "
-                              f"{type(act_space).__name__}; pick an env with Discrete actions")
-        pixels = cfg.network == "cnn" or (cfg.network == "auto" and obs_space.dtype == np.uint8
-                                          and len(obs_space.shape) == 3)
+            raise ConfigError(
+                f"{algo} needs a discrete action space but {cfg.env_id} has "
+                f"{type(act_space).__name__}; pick an env with Discrete actions"
+            )
+        pixels = cfg.network == "cnn" or (
+            cfg.network == "auto" and obs_space.dtype == np.uint8 and len(obs_space.shape) == 3
+        )
         self.buffer = _make_buffer(cfg, self.envs, int(seeds[1]))
-        self.agent = agent_cls(obs_space.shape, int(act_space.n), cfg, self.device, pixels=pixels,
-                               seed=int(seeds[2]))
+        self.agent = agent_cls(
+            obs_space.shape, int(act_space.n), cfg, self.device, pixels=pixels, seed=int(seeds[2])
+        )
 
         # Counters and episode statistics (all saved in checkpoints).
         self.env_steps = self.iterations = self.episodes = 0
@@ -161,7 +186,9 @@ class Trainer:
             self.run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(cfg, algo)
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.obs, _ = self.envs.reset(seed=cfg.seed)
-        (self.run_dir / "config.json").write_text(json.dumps({"algo": algo, **to_dict(cfg)}, indent=2))
+        (self.run_dir / "config.json").write_text(
+            json.dumps({"algo": algo, **to_dict(cfg)}, indent=2)
+        )
         self.logger = Logger(self.run_dir, tensorboard=tensorboard, append=ckpt is not None)
 
     # ------------------------------------------------------------------ the loop
@@ -182,8 +209,14 @@ class Trainer:
 
                 # 2. step the envs and store the transitions (true final observations where episodes end)
                 next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
-                buffer.extend(self.obs, actions, rewards,
-                              final_observations(next_obs, terminated, truncated, infos), terminated, truncated)
+                buffer.extend(
+                    self.obs,
+                    actions,
+                    rewards,
+                    final_observations(next_obs, terminated, truncated, infos),
+                    terminated,
+                    truncated,
+                )
                 self.obs = next_obs
                 prev_steps = self.env_steps
                 self.env_steps += n
@@ -198,15 +231,23 @@ class Trainer:
                     for i in np.flatnonzero(done):
                         self.recent_returns.append(float(self.ep_return[i]))
                         lengths.append(int(self.ep_len[i]))
-                        self.logger.log(self.env_steps, **{"charts/episodic_return": self.ep_return[i],
-                                                           "charts/episodic_length": self.ep_len[i]})
+                        self.logger.log(
+                            self.env_steps,
+                            **{
+                                "charts/episodic_return": self.ep_return[i],
+                                "charts/episodic_length": self.ep_len[i],
+                            },
+                        )
                     self.episodes += int(done.sum())
                     agent.exploration.next_episode(int(done.sum()))
                     self.ep_return[done] = 0.0
                     self.ep_len[done] = 0
-                    if (cfg.solve_on == "rolling" and cfg.solved_threshold is not None
-                            and len(self.recent_returns) == 100
-                            and np.mean(self.recent_returns) >= cfg.solved_threshold):
+                    if (
+                        cfg.solve_on == "rolling"
+                        and cfg.solved_threshold is not None
+                        and len(self.recent_returns) == 100
+                        and np.mean(self.recent_returns) >= cfg.solved_threshold
+                    ):
                         self.solved = True
 
                 # 4. learn
@@ -214,7 +255,9 @@ class Trainer:
                     for _ in range(cfg.gradient_steps):
                         metrics = agent.update(self._sample())
                         if cfg.prioritized:
-                            buffer.update_priorities(self._batch_indices, agent.td_abs + cfg.per_eps)
+                            buffer.update_priorities(
+                                self._batch_indices, agent.td_abs + cfg.per_eps
+                            )
 
                 # 5. log, evaluate, checkpoint (outside the timed part)
                 if _crossed(prev_steps, self.env_steps, cfg.log_every) or self.solved:
@@ -223,18 +266,28 @@ class Trainer:
                     tic = now
                     sps = (self.env_steps - last_log_step) / max(now - last_log_time, 1e-9)
                     last_log_time, last_log_step = now, self.env_steps
-                    self.logger.log(self.env_steps, **{k: v for k, v in metrics.items()},
-                                    **{"charts/epsilon": agent.epsilon, "perf/sps": sps})
+                    self.logger.log(
+                        self.env_steps,
+                        **{k: v for k, v in metrics.items()},
+                        **{"charts/epsilon": agent.epsilon, "perf/sps": sps},
+                    )
                     if bar is not None:
-                        bar.set_postfix(ret10=f"{np.mean(list(self.recent_returns)[-10:]):.1f}"
-                                        if self.recent_returns else "-",
-                                        len=f"{np.mean(lengths):.0f}" if lengths else "-",
-                                        eps=f"{agent.epsilon:.3f}", sps=f"{sps:.0f}", refresh=False)
+                        bar.set_postfix(
+                            ret10=f"{np.mean(list(self.recent_returns)[-10:]):.1f}"
+                            if self.recent_returns
+                            else "-",
+                            len=f"{np.mean(lengths):.0f}" if lengths else "-",
+                            eps=f"{agent.epsilon:.3f}",
+                            sps=f"{sps:.0f}",
+                            refresh=False,
+                        )
                 if cfg.eval_every and _crossed(prev_steps, self.env_steps, cfg.eval_every):
                     self.train_seconds += time.perf_counter() - tic
                     self._evaluate()
                     tic = time.perf_counter()
-                if cfg.checkpoint_every and _crossed(prev_steps, self.env_steps, cfg.checkpoint_every):
+                if cfg.checkpoint_every and _crossed(
+                    prev_steps, self.env_steps, cfg.checkpoint_every
+                ):
                     self.train_seconds += time.perf_counter() - tic
                     self.save_checkpoint(periodic=True)
                     tic = time.perf_counter()
@@ -263,8 +316,14 @@ class Trainer:
         self.logger.close()
 
     def result(self) -> TrainResult:
-        return TrainResult(self.run_dir, self.env_steps, self.episodes, self.solved, self.train_seconds,
-                           list(self.evals))
+        return TrainResult(
+            self.run_dir,
+            self.env_steps,
+            self.episodes,
+            self.solved,
+            self.train_seconds,
+            list(self.evals),
+        )
 
     # ------------------------------------------------------------------ pieces
     def _sample(self) -> Any:
@@ -282,27 +341,48 @@ class Trainer:
     def _evaluate(self) -> dict[str, float]:
         cfg = self.cfg
         if self._eval_envs is None:
-            self._eval_envs = [make_env(cfg.env_id, cfg.max_episode_steps, cfg.frame_stack)
-                               for _ in range(cfg.eval_episodes)]
+            self._eval_envs = [
+                make_env(cfg.env_id, cfg.max_episode_steps, cfg.frame_stack)
+                for _ in range(cfg.eval_episodes)
+            ]
         # Seeds depend only on (seed, step): evaluation never touches the training generators.
-        seed = int(np.random.SeedSequence([cfg.seed, self.env_steps, 7]).generate_state(1)[0]) % 2**31
-        returns = evaluate(self.agent.greedy, lambda: None, cfg.eval_episodes, seed, envs=self._eval_envs)
-        row = {"step": self.env_steps, "episodes": self.episodes, "train_seconds": self.train_seconds,
-               "mean": float(returns.mean()), "std": float(returns.std())}
+        seed = (
+            int(np.random.SeedSequence([cfg.seed, self.env_steps, 7]).generate_state(1)[0]) % 2**31
+        )
+        returns = evaluate(
+            self.agent.greedy, lambda: None, cfg.eval_episodes, seed, envs=self._eval_envs
+        )
+        row = {
+            "step": self.env_steps,
+            "episodes": self.episodes,
+            "train_seconds": self.train_seconds,
+            "mean": float(returns.mean()),
+            "std": float(returns.std()),
+        }
         self.evals.append(row)
-        self.logger.log(self.env_steps, **{"eval/mean_return": row["mean"], "eval/std_return": row["std"]})
+        self.logger.log(
+            self.env_steps, **{"eval/mean_return": row["mean"], "eval/std_return": row["std"]}
+        )
         self.logger.flush()
         if row["mean"] > self.best_eval:
             self.best_eval = row["mean"]
             checkpoint.save(self.run_dir / "checkpoints" / "best.pt", self._agent_state())
-        if cfg.solve_on == "eval" and cfg.solved_threshold is not None and row["mean"] >= cfg.solved_threshold:
+        if (
+            cfg.solve_on == "eval"
+            and cfg.solved_threshold is not None
+            and row["mean"] >= cfg.solved_threshold
+        ):
             self.solved = True
         return row
 
     # ------------------------------------------------------------------ checkpoints
     def _agent_state(self) -> dict[str, Any]:
-        return {"algo": self.algo, "config": to_dict(self.cfg), "env_steps": self.env_steps,
-                "agent": self.agent.state_dict()}
+        return {
+            "algo": self.algo,
+            "config": to_dict(self.cfg),
+            "env_steps": self.env_steps,
+            "agent": self.agent.state_dict(),
+        }
 
     def save_checkpoint(self, periodic: bool) -> Path:
         """Write ``last.pt`` (everything needed to resume, with the buffer beside it) and, if
@@ -313,15 +393,26 @@ class Trainer:
         if self.cfg.save_buffer:
             buffer_file = f"buffer_{self.env_steps:09d}.frb"
             self.buffer.save(ckpt_dir / buffer_file)
-        state = {**self._agent_state(), "buffer_file": buffer_file, "trainer": {
-            "env_steps": self.env_steps, "iterations": self.iterations, "episodes": self.episodes,
-            "train_seconds": self.train_seconds, "solved": self.solved, "best_eval": self.best_eval,
-            "evals": self.evals, "recent_returns": list(self.recent_returns),
-            "ep_return": torch.from_numpy(self.ep_return.copy()), "ep_len": torch.from_numpy(self.ep_len.copy()),
-            "obs": torch.from_numpy(np.asarray(self.obs).copy()), "env_states": env_states(self.envs),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }}
+        state = {
+            **self._agent_state(),
+            "buffer_file": buffer_file,
+            "trainer": {
+                "env_steps": self.env_steps,
+                "iterations": self.iterations,
+                "episodes": self.episodes,
+                "train_seconds": self.train_seconds,
+                "solved": self.solved,
+                "best_eval": self.best_eval,
+                "evals": self.evals,
+                "recent_returns": list(self.recent_returns),
+                "ep_return": torch.from_numpy(self.ep_return.copy()),
+                "ep_len": torch.from_numpy(self.ep_len.copy()),
+                "obs": torch.from_numpy(np.asarray(self.obs).copy()),
+                "env_states": env_states(self.envs),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+        }
         if periodic:
             checkpoint.save(ckpt_dir / f"step_{self.env_steps:09d}.pt", state)
         checkpoint.save(ckpt_dir / "last.pt", state)
@@ -352,14 +443,23 @@ class Trainer:
             obs = restore_env_states(self.envs, t["env_states"])
             saved_obs = t["obs"].numpy()
         except (KeyError, TypeError, AttributeError) as e:
-            raise checkpoint.CheckpointError(f"checkpoint is missing or has bad entries ({e!r})") from None
-        if self.solved and self.cfg.solved_threshold is not None and self.best_eval < self.cfg.solved_threshold:
+            raise checkpoint.CheckpointError(
+                f"checkpoint is missing or has bad entries ({e!r})"
+            ) from None
+        if (
+            self.solved
+            and self.cfg.solved_threshold is not None
+            and self.best_eval < self.cfg.solved_threshold
+        ):
             self.solved = False  # resumed with a higher bar: keep training
         if not np.array_equal(obs, saved_obs):
             import warnings
 
-            warnings.warn("resumed envs did not reproduce the saved observations (non-deterministic env?); "
-                          "continuing from the saved observations", stacklevel=2)
+            warnings.warn(
+                "resumed envs did not reproduce the saved observations (non-deterministic env?); "
+                "continuing from the saved observations",
+                stacklevel=2,
+            )
             obs = saved_obs
         return obs
 
@@ -385,7 +485,9 @@ def _progress_bar(total: int, initial: int, enabled: bool, desc: str) -> Any:
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, mininterval=0.5)
+    return tqdm(
+        total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, mininterval=0.5
+    )
 
 
 def train(config: Any = None, **kwargs: Any) -> TrainResult:

@@ -5,13 +5,29 @@ import sys
 
 import pytest
 
-TINY = ["--steps", "250", "--set", "learning_starts=100", "--set", "eval_every=0", "--set", "eval_episodes=2",
-        "--set", "batch_size=16", "--no-progress"]
+TINY = [
+    "--steps",
+    "250",
+    "--set",
+    "learning_starts=100",
+    "--set",
+    "eval_every=0",
+    "--set",
+    "eval_episodes=2",
+    "--set",
+    "batch_size=16",
+    "--no-progress",
+]
 
 
 def fastrl(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "fastrl", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "fastrl", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def assert_one_line_error(p, match):
@@ -26,7 +42,13 @@ def test_train_eval_plot_resume(tmp_path):
     p = fastrl("train", *TINY, "--seed", "3", "--run-dir", run, "--set", "checkpoint_every=100")
     assert p.returncode == 0, p.stderr
     assert "final greedy evaluation" in p.stdout
-    for name in ("config.json", "metrics.csv", "training.png", "checkpoints/best.pt", "checkpoints/last.pt"):
+    for name in (
+        "config.json",
+        "metrics.csv",
+        "training.png",
+        "checkpoints/best.pt",
+        "checkpoints/last.pt",
+    ):
         assert (run / name).is_file()
 
     p = fastrl("eval", run, "--episodes", "3", "--video")
@@ -47,7 +69,13 @@ def test_train_eval_plot_resume(tmp_path):
 def test_help_lists_config_fields():
     p = fastrl("train", "--help")
     assert p.returncode == 0
-    for field in ("learning_rate", "target_update_interval", "double_dqn", "epsilon_schedule", "learning_starts"):
+    for field in (
+        "learning_rate",
+        "target_update_interval",
+        "double_dqn",
+        "epsilon_schedule",
+        "learning_starts",
+    ):
         assert field in p.stdout
 
 
@@ -57,17 +85,22 @@ def test_print_config_uses_preset():
     assert '"env_id": "LunarLander-v3"' in p.stdout and '"dueling": true' in p.stdout
 
 
-@pytest.mark.parametrize("args,match", [
-    (["train", "dqn", "NoSuchEnv-v9", "--steps", "10"], "NoSuchEnv-v9"),
-    (["train", "dqn", "Pendulum-v1", "--steps", "10"], "discrete action space"),
-    (["train", "--set", "bogus=1"], "unknown config key 'bogus'"),
-    (["train", "--set", "batch_size=big"], "bad value for batch_size"),
-    (["train", "--set", "batch_size"], "key=value"),
-    (["train", "ppo"], "unknown algorithm 'ppo'"),
-    (["eval", "no/such/run"], "no such run"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["train", "dqn", "NoSuchEnv-v9", "--steps", "10"], "NoSuchEnv-v9"),
+        (["train", "dqn", "Pendulum-v1", "--steps", "10"], "discrete action space"),
+        (["train", "--set", "bogus=1"], "unknown config key 'bogus'"),
+        (["train", "--set", "batch_size=big"], "bad value for batch_size"),
+        (["train", "--set", "batch_size"], "key=value"),
+        (["train", "ppo"], "unknown algorithm 'ppo'"),
+        (["eval", "no/such/run"], "no such run"),
+    ],
+)
 def test_bad_input_one_line_error(args, match, capsys):
-    from fastrl.cli import main  # in-process: same code path as the command, without a new interpreter
+    from fastrl.cli import (
+        main,
+    )  # in-process: same code path as the command, without a new interpreter
 
     rc = main(args)
     err = capsys.readouterr().err

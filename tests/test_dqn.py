@@ -38,9 +38,18 @@ class NStepBatch(NamedTuple):
 
 def batch(obs, actions, rewards, next_obs, terminated, truncated, discounts=None, weights=None):
     f = lambda x, dt=torch.float32: torch.tensor(x, dtype=dt)  # noqa: E731
-    return NStepBatch(f(obs).view(-1, 1), f(actions, torch.int64), f(rewards), f(next_obs).view(-1, 1),
-                      f(terminated, torch.bool), f(truncated, torch.bool), torch.arange(len(rewards)), {},
-                      None if discounts is None else f(discounts), None if weights is None else f(weights))
+    return NStepBatch(
+        f(obs).view(-1, 1),
+        f(actions, torch.int64),
+        f(rewards),
+        f(next_obs).view(-1, 1),
+        f(terminated, torch.bool),
+        f(truncated, torch.bool),
+        torch.arange(len(rewards)),
+        {},
+        None if discounts is None else f(discounts),
+        None if weights is None else f(weights),
+    )
 
 
 def agent_with(online, target, **cfg):
@@ -51,13 +60,15 @@ def agent_with(online, target, **cfg):
 
 
 # states: 0, 1; actions: 0, 1
-ONLINE = [[1.0, 2.0], [5.0, 3.0]]   # online argmax at s'=1 is action 0
-TARGET = [[0.5, 0.0], [4.0, 7.0]]   # target argmax at s'=1 is action 1
+ONLINE = [[1.0, 2.0], [5.0, 3.0]]  # online argmax at s'=1 is action 0
+TARGET = [[0.5, 0.0], [4.0, 7.0]]  # target argmax at s'=1 is action 1
 
 
 def test_terminated_masks_bootstrap_truncated_does_not():
     a = agent_with(ONLINE, TARGET, gamma=0.9, double_dqn=False)
-    b = batch([0, 0, 0], [0, 0, 0], [1.0, 1.0, 1.0], [1, 1, 1], [True, False, False], [False, True, False])
+    b = batch(
+        [0, 0, 0], [0, 0, 0], [1.0, 1.0, 1.0], [1, 1, 1], [True, False, False], [False, True, False]
+    )
     y = a.td_target(b)
     torch.testing.assert_close(y, torch.tensor([1.0, 1.0 + 0.9 * 7.0, 1.0 + 0.9 * 7.0]))
 
@@ -66,8 +77,12 @@ def test_double_dqn_takes_argmax_from_online_network():
     b = batch([0], [1], [0.5], [1], [False], [False])
     double = agent_with(ONLINE, TARGET, gamma=0.5, double_dqn=True)
     single = agent_with(ONLINE, TARGET, gamma=0.5, double_dqn=False)
-    torch.testing.assert_close(double.td_target(b), torch.tensor([0.5 + 0.5 * 4.0]))  # Q_target(1, a=0)
-    torch.testing.assert_close(single.td_target(b), torch.tensor([0.5 + 0.5 * 7.0]))  # max_a Q_target(1, a)
+    torch.testing.assert_close(
+        double.td_target(b), torch.tensor([0.5 + 0.5 * 4.0])
+    )  # Q_target(1, a=0)
+    torch.testing.assert_close(
+        single.td_target(b), torch.tensor([0.5 + 0.5 * 7.0])
+    )  # max_a Q_target(1, a)
     # the fused online pass in update() gives the same target as td_target alone
     q_next_online = double.q(b.next_observations)
     torch.testing.assert_close(double.td_target(b, q_next_online), double.td_target(b))
@@ -75,7 +90,15 @@ def test_double_dqn_takes_argmax_from_online_network():
 
 def test_n_step_discounts_replace_gamma():
     a = agent_with(ONLINE, TARGET, gamma=0.9, double_dqn=False)
-    b = batch([0, 0], [0, 0], [2.0, 2.0], [1, 1], [False, False], [False, False], discounts=[0.9**3, 0.9**2])
+    b = batch(
+        [0, 0],
+        [0, 0],
+        [2.0, 2.0],
+        [1, 1],
+        [False, False],
+        [False, False],
+        discounts=[0.9**3, 0.9**2],
+    )
     torch.testing.assert_close(a.td_target(b), torch.tensor([2.0 + 0.729 * 7.0, 2.0 + 0.81 * 7.0]))
 
 
@@ -92,7 +115,7 @@ def test_loss_value_and_importance_weights(loss):
     assert float(m["losses/td_loss"]) == pytest.approx(np.mean(per * [0.25, 0.0]))
     after = a.q.table.detach()
     assert after[1, 1] == before[1, 1]  # weight 0: no gradient, no Adam step
-    assert after[0, 0] < before[0, 0]   # pulled towards its target 0
+    assert after[0, 0] < before[0, 0]  # pulled towards its target 0
     torch.testing.assert_close(a.td_abs, torch.tensor(np.abs(d), dtype=torch.float32))
 
 
@@ -122,7 +145,9 @@ def test_target_update_hard_every_n_and_polyak():
     p = agent_with(ONLINE, TARGET, target_update_interval=1, tau=0.25)
     p.update_target()
     expected = np.array(TARGET) + 0.25 * (np.array(ONLINE) - np.array(TARGET))
-    torch.testing.assert_close(p.q_target.table.detach(), torch.tensor(expected, dtype=torch.float32))
+    torch.testing.assert_close(
+        p.q_target.table.detach(), torch.tensor(expected, dtype=torch.float32)
+    )
 
 
 def test_act_greedy_and_epsilon():
@@ -139,8 +164,16 @@ def test_state_dict_round_trip():
     a = DQN((4,), 2, DQNConfig(hidden_sizes=(8,)), seed=1)
     b = DQN((4,), 2, DQNConfig(hidden_sizes=(8,)), seed=2)
     x = torch.randn(16, 4)
-    bb = NStepBatch(x, torch.randint(0, 2, (16,)), torch.randn(16), x.flip(0), torch.zeros(16, dtype=torch.bool),
-                    torch.zeros(16, dtype=torch.bool), torch.arange(16), {})
+    bb = NStepBatch(
+        x,
+        torch.randint(0, 2, (16,)),
+        torch.randn(16),
+        x.flip(0),
+        torch.zeros(16, dtype=torch.bool),
+        torch.zeros(16, dtype=torch.bool),
+        torch.arange(16),
+        {},
+    )
     a.update(bb)
     b.load_state_dict(copy.deepcopy(a.state_dict()))  # state_dict() holds live tensors
     a.update(bb), b.update(bb)
@@ -197,8 +230,16 @@ def test_schedules_values():
     assert restored.value == ex.value
 
 
-@pytest.mark.parametrize("kwargs", [dict(kind="cosine"), dict(unit="epoch"), dict(start=1.5),
-                                    dict(kind="linear", duration=0), dict(kind="exponential", decay=0.0)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(kind="cosine"),
+        dict(unit="epoch"),
+        dict(start=1.5),
+        dict(kind="linear", duration=0),
+        dict(kind="exponential", decay=0.0),
+    ],
+)
 def test_schedule_rejects_bad_parameters(kwargs):
     with pytest.raises(ValueError):
         Schedule(**kwargs)
@@ -210,7 +251,17 @@ def test_update_on_cuda_matches_cpu():
     gpu = DQN((4,), 2, DQNConfig(hidden_sizes=(16,)), device="cuda", seed=0)
     gpu.load_state_dict(cpu.state_dict())
     x = torch.randn(8, 4)
-    b = NStepBatch(x, torch.randint(0, 2, (8,)), torch.randn(8), x, torch.zeros(8, dtype=torch.bool),
-                   torch.zeros(8, dtype=torch.bool), torch.arange(8), {})
+    b = NStepBatch(
+        x,
+        torch.randint(0, 2, (8,)),
+        torch.randn(8),
+        x,
+        torch.zeros(8, dtype=torch.bool),
+        torch.zeros(8, dtype=torch.bool),
+        torch.arange(8),
+        {},
+    )
     gb = NStepBatch(*[t.cuda() if isinstance(t, torch.Tensor) else t for t in b])
-    torch.testing.assert_close(float(cpu.update(b)["losses/td_loss"]), float(gpu.update(gb)["losses/td_loss"]))
+    torch.testing.assert_close(
+        float(cpu.update(b)["losses/td_loss"]), float(gpu.update(gb)["losses/td_loss"])
+    )

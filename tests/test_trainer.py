@@ -1,7 +1,6 @@
 """The training loop: smoke runs of each preset, exact resume, checkpoints, bad configurations."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -26,11 +25,23 @@ def test_preset_smoke_run(tmp_path, env_id):
     r = train(cfg, run_dir=tmp_path / "run", progress=False)
     assert r.env_steps == 300 and r.episodes >= 1 and len(r.evals) == 1
     run = tmp_path / "run"
-    for name in ("config.json", "metrics.csv", "training.png", "checkpoints/last.pt", "checkpoints/best.pt"):
+    for name in (
+        "config.json",
+        "metrics.csv",
+        "training.png",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+    ):
         assert (run / name).is_file(), name
     assert json.loads((run / "config.json").read_text())["env_id"] == env_id
     keys = {line.split(",")[2] for line in (run / "metrics.csv").read_text().splitlines()[1:]}
-    assert {"charts/episodic_return", "losses/td_loss", "charts/epsilon", "perf/sps", "eval/mean_return"} <= keys
+    assert {
+        "charts/episodic_return",
+        "losses/td_loss",
+        "charts/epsilon",
+        "perf/sps",
+        "eval/mean_return",
+    } <= keys
     assert list(run.glob("events.out.tfevents.*"))
 
 
@@ -55,19 +66,26 @@ def test_resume_ends_exactly_where_uninterrupted_run_ends(tmp_path, env_id, num_
     cfg = tiny(env_id, num_envs=num_envs, total_steps=400, eval_every=200, max_episode_steps=60)
     straight = Trainer(cfg, run_dir=tmp_path / "a", progress=False)
     straight.train()
-    half = Trainer(with_overrides(cfg, {"total_steps": 200}), run_dir=tmp_path / "b", progress=False)
+    half = Trainer(
+        with_overrides(cfg, {"total_steps": 200}), run_dir=tmp_path / "b", progress=False
+    )
     half.train()
     half.close()
     resumed = Trainer(cfg, resume=tmp_path / "b", progress=False)
     assert resumed.env_steps == 200
     resumed.train()
     try:
-        for p, q in zip(straight.agent.q.state_dict().values(), resumed.agent.q.state_dict().values()):
+        for p, q in zip(
+            straight.agent.q.state_dict().values(), resumed.agent.q.state_dict().values()
+        ):
             assert torch.equal(p, q)
         for p, q in zip(straight.agent.q_target.parameters(), resumed.agent.q_target.parameters()):
             assert torch.equal(p, q)
-        assert (straight.env_steps, straight.episodes, straight.agent.updates) == \
-               (resumed.env_steps, resumed.episodes, resumed.agent.updates)
+        assert (straight.env_steps, straight.episodes, straight.agent.updates) == (
+            resumed.env_steps,
+            resumed.episodes,
+            resumed.agent.updates,
+        )
         assert straight.agent.epsilon == resumed.agent.epsilon
         np.testing.assert_array_equal(straight.obs, resumed.obs)
         a, b = straight.buffer.state_dict(), resumed.buffer.state_dict()
@@ -85,7 +103,9 @@ def test_resume_ends_exactly_where_uninterrupted_run_ends(tmp_path, env_id, num_
 def test_checkpoints_are_atomic_and_damage_is_reported(tmp_path):
     r = train(tiny(checkpoint_every=100), run_dir=tmp_path / "run", progress=False)
     ckpts = tmp_path / "run" / "checkpoints"
-    assert sorted(p.name for p in ckpts.glob("step_*.pt")) == [f"step_{s:09d}.pt" for s in (100, 200, 300)]
+    assert sorted(p.name for p in ckpts.glob("step_*.pt")) == [
+        f"step_{s:09d}.pt" for s in (100, 200, 300)
+    ]
     assert [p.name for p in ckpts.glob("buffer_*.frb")] == ["buffer_000000300.frb"]
     assert not list(ckpts.glob("*.tmp"))
     state = checkpoint.load(ckpts / "last.pt")
@@ -97,7 +117,7 @@ def test_checkpoints_are_atomic_and_damage_is_reported(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="damaged"):
         Trainer(resume=tmp_path / "run", progress=False)
     flipped = bytearray(raw)
-    flipped[len(raw) // 3: len(raw) // 3 + 64] = b"\x00" * 64
+    flipped[len(raw) // 3 : len(raw) // 3 + 64] = b"\x00" * 64
     (ckpts / "last.pt").write_bytes(bytes(flipped))
     with pytest.raises(checkpoint.CheckpointError):
         checkpoint.load(ckpts / "last.pt")
@@ -131,34 +151,47 @@ def test_same_seed_same_run(tmp_path):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.mark.parametrize("overrides,match", [
-    (dict(env_id="NoSuchEnv-v0"), "cannot make env 'NoSuchEnv-v0'"),
-    (dict(env_id="Pendulum-v1"), "discrete action space"),
-    (dict(batch_size=0), "batch_size must be >= 1"),
-    (dict(gamma=1.5), "gamma"),
-    (dict(device="tpu"), "unknown device"),
-])
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (dict(env_id="NoSuchEnv-v0"), "cannot make env 'NoSuchEnv-v0'"),
+        (dict(env_id="Pendulum-v1"), "discrete action space"),
+        (dict(batch_size=0), "batch_size must be >= 1"),
+        (dict(gamma=1.5), "gamma"),
+        (dict(device="tpu"), "unknown device"),
+    ],
+)
 def test_bad_config_is_a_config_error(tmp_path, overrides, match):
     with pytest.raises(ConfigError, match=match):
         Trainer(tiny(**overrides), run_dir=tmp_path / "run", progress=False)
 
 
-@pytest.mark.parametrize("key,value,match", [
-    ("no_such_key", "1", "unknown config key 'no_such_key'"),
-    ("batch_size", "abc", "bad value for batch_size"),
-    ("batch_size", "1.5", "bad value for batch_size"),
-    ("dueling", "maybe", "bad value for dueling"),
-    ("loss", "l1", "bad value for loss"),
-])
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("no_such_key", "1", "unknown config key 'no_such_key'"),
+        ("batch_size", "abc", "bad value for batch_size"),
+        ("batch_size", "1.5", "bad value for batch_size"),
+        ("dueling", "maybe", "bad value for dueling"),
+        ("loss", "l1", "bad value for loss"),
+    ],
+)
 def test_bad_overrides(key, value, match):
     with pytest.raises(ConfigError, match=match):
         with_overrides(preset("dqn", "CartPole-v1"), {key: value})
 
 
 def test_overrides_parse_types():
-    cfg = with_overrides(preset("dqn", "CartPole-v1"),
-                         {"hidden_sizes": "64,32", "dueling": "true", "solved_threshold": "none",
-                          "learning_rate": "3e-4", "total_steps": "1e4"})
+    cfg = with_overrides(
+        preset("dqn", "CartPole-v1"),
+        {
+            "hidden_sizes": "64,32",
+            "dueling": "true",
+            "solved_threshold": "none",
+            "learning_rate": "3e-4",
+            "total_steps": "1e4",
+        },
+    )
     assert cfg.hidden_sizes == (64, 32) and cfg.dueling is True and cfg.solved_threshold is None
     assert cfg.learning_rate == 3e-4 and cfg.total_steps == 10_000
 
@@ -177,7 +210,9 @@ def test_replay_options_not_available_yet_are_clear(tmp_path):
 
 
 def test_frame_stack_and_dueling_run(tmp_path):
-    r = train(tiny(frame_stack=4, dueling=True, total_steps=200), run_dir=tmp_path / "run", progress=False)
+    r = train(
+        tiny(frame_stack=4, dueling=True, total_steps=200), run_dir=tmp_path / "run", progress=False
+    )
     assert r.env_steps == 200
 
 

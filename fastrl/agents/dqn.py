@@ -90,8 +90,14 @@ class DQNConfig(TrainConfig):
             raise ConfigError(f"epsilon schedule: {e}") from None
 
     def make_schedule(self) -> Schedule:
-        return Schedule(kind=self.epsilon_schedule, start=self.epsilon_start, end=self.epsilon_end,
-                        duration=self.epsilon_duration, decay=self.epsilon_decay, unit=self.epsilon_unit)
+        return Schedule(
+            kind=self.epsilon_schedule,
+            start=self.epsilon_start,
+            end=self.epsilon_end,
+            duration=self.epsilon_duration,
+            decay=self.epsilon_decay,
+            unit=self.epsilon_unit,
+        )
 
 
 def _adam(params: Any, lr: float, eps: float, device: torch.device) -> torch.optim.Adam:
@@ -118,9 +124,16 @@ class DQN:
             :class:`fastrl.nets.QNetwork`; the target network is a deep copy of it.
     """
 
-    def __init__(self, obs_shape: Sequence[int], n_actions: int, config: DQNConfig | None = None,
-                 device: Any = "cpu", pixels: bool = False, seed: int | None = None,
-                 network: torch.nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        n_actions: int,
+        config: DQNConfig | None = None,
+        device: Any = "cpu",
+        pixels: bool = False,
+        seed: int | None = None,
+        network: torch.nn.Module | None = None,
+    ) -> None:
         self.config = cfg = config if config is not None else DQNConfig()
         self.device = torch.device(device)
         self.n_actions = int(n_actions)
@@ -232,9 +245,14 @@ class DQN:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        return {"q": self.q.state_dict(), "q_target": self.q_target.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "exploration": self.exploration.state_dict(),
-                "rng": self.rng.bit_generator.state, "updates": self.updates}
+        return {
+            "q": self.q.state_dict(),
+            "q_target": self.q_target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "exploration": self.exploration.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "updates": self.updates,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.q.load_state_dict(state["q"])
