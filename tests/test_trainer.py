@@ -61,9 +61,19 @@ def test_vector_envs_store_true_final_observations(tmp_path):
         t.close()
 
 
-@pytest.mark.parametrize("env_id,num_envs", [("CartPole-v1", 1), ("LunarLander-v3", 2)])
-def test_resume_ends_exactly_where_uninterrupted_run_ends(tmp_path, env_id, num_envs):
-    cfg = tiny(env_id, num_envs=num_envs, total_steps=400, eval_every=200, max_episode_steps=60)
+@pytest.mark.parametrize(
+    "env_id,num_envs,mode",
+    [("CartPole-v1", 1, "sync"), ("LunarLander-v3", 2, "sync"), ("CartPole-v1", 2, "async")],
+)
+def test_resume_ends_exactly_where_uninterrupted_run_ends(tmp_path, env_id, num_envs, mode):
+    cfg = tiny(
+        env_id,
+        num_envs=num_envs,
+        vector_mode=mode,
+        total_steps=400,
+        eval_every=200,
+        max_episode_steps=60,
+    )
     straight = Trainer(cfg, run_dir=tmp_path / "a", progress=False)
     straight.train()
     half = Trainer(
