@@ -195,7 +195,8 @@ class Trainer:
     def train(self) -> TrainResult:
         cfg, agent, buffer, n = self.cfg, self.agent, self.buffer, self.cfg.num_envs
         bar = _progress_bar(cfg.total_steps, self.env_steps, self.progress, self.run_dir.name)
-        metrics: dict[str, torch.Tensor] = {}
+        sums: dict[str, torch.Tensor] = {}  # update metrics summed on the device since the last log
+        n_updates = 0
         last_log_time, last_log_step = time.perf_counter(), self.env_steps
         lengths: deque[int] = deque(maxlen=10)
         tic = time.perf_counter()
@@ -254,6 +255,9 @@ class Trainer:
                 if self.env_steps >= cfg.learning_starts and self.iterations % cfg.train_freq == 0:
                     for _ in range(cfg.gradient_steps):
                         metrics = agent.update(self._sample())
+                        for k, v in metrics.items():
+                            sums[k] = sums[k] + v if k in sums else v
+                        n_updates += 1
                         if cfg.prioritized:
                             buffer.update_priorities(
                                 self._batch_indices, agent.td_abs + cfg.per_eps
@@ -268,9 +272,10 @@ class Trainer:
                     last_log_time, last_log_step = now, self.env_steps
                     self.logger.log(
                         self.env_steps,
-                        **{k: v for k, v in metrics.items()},
+                        **{k: v / n_updates for k, v in sums.items()},  # means; float() syncs here
                         **{"charts/epsilon": agent.epsilon, "perf/sps": sps},
                     )
+                    sums, n_updates = {}, 0
                     if bar is not None:
                         bar.set_postfix(
                             ret10=f"{np.mean(list(self.recent_returns)[-10:]):.1f}"
