@@ -104,7 +104,7 @@ def run_sb3(env_id: str, seed: int, eval_every: int, stop_at: float) -> dict:
             trained = t - start - clock["eval"]  # wall time so far minus earlier evaluations
             ret = evaluate(
                 lambda o: model.predict(o, deterministic=True)[0],
-                lambda: None,
+                None,
                 20,
                 eval_seed(seed, self.num_timesteps),
                 envs=eval_envs,
@@ -258,7 +258,9 @@ def main() -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--no-sb3", action="store_true")
     p.add_argument("--out", default="bench_out")
-    p.add_argument("--report", metavar="JSON", help="only print the table of a saved bench_learning.json")
+    p.add_argument(
+        "--report", metavar="JSON", help="only print the table of a saved bench_learning.json"
+    )
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

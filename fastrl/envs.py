@@ -99,11 +99,11 @@ def make_vec_env(
     return cls([thunk] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
-def env_states(envs: gym.vector.VectorEnv) -> list[dict[str, Any]]:
+def env_states(envs: Any) -> list[dict[str, Any]]:
     return list(envs.call("fastrl_state"))
 
 
-def restore_env_states(envs: gym.vector.VectorEnv, states: list[dict[str, Any]]) -> np.ndarray:
+def restore_env_states(envs: Any, states: list[dict[str, Any]]) -> np.ndarray:
     """Rebuild every sub-env's state; returns the stacked current observations."""
     envs.set_attr("fastrl_pending", list(states))
     return np.stack(envs.call("fastrl_restore"))
@@ -111,7 +111,7 @@ def restore_env_states(envs: gym.vector.VectorEnv, states: list[dict[str, Any]])
 
 def evaluate(
     policy: Callable[[np.ndarray], np.ndarray],
-    env_fn: Callable[[], gym.Env],
+    env_fn: Callable[[], gym.Env] | None,
     episodes: int,
     seed: int,
     envs: list[gym.Env] | None = None,
@@ -124,6 +124,8 @@ def evaluate(
     """
     own = envs is None
     if envs is None:
+        if env_fn is None:
+            raise ValueError("evaluate: pass env_fn or envs")
         envs = [env_fn() for _ in range(episodes)]
     try:
         obs = [envs[i].reset(seed=seed + i)[0] for i in range(episodes)]

@@ -31,10 +31,17 @@ def load_agent(path: str | Path, device: Any = "cpu") -> tuple[Any, Any]:
                 f"{path}: env {cfg.env_id} has no discrete action space"
             )
         pixels = cfg.network == "cnn" or (
-            cfg.network == "auto" and obs_space.dtype == np.uint8 and len(obs_space.shape) == 3
+            cfg.network == "auto"
+            and obs_space.dtype == np.uint8
+            and len(obs_space.shape or ()) == 3
         )
         agent = agent_cls(
-            obs_space.shape, int(act_space.n), cfg, resolve_device(device), pixels=pixels, seed=0
+            tuple(obs_space.shape or ()),
+            int(act_space.n),
+            cfg,
+            resolve_device(device),
+            pixels=pixels,
+            seed=0,
         )
         agent.load_state_dict(state["agent"])
     except (KeyError, TypeError, RuntimeError) as e:

@@ -160,11 +160,18 @@ class Trainer:
                 f"{type(act_space).__name__}; pick an env with Discrete actions"
             )
         pixels = cfg.network == "cnn" or (
-            cfg.network == "auto" and obs_space.dtype == np.uint8 and len(obs_space.shape) == 3
+            cfg.network == "auto"
+            and obs_space.dtype == np.uint8
+            and len(obs_space.shape or ()) == 3
         )
         self.buffer = _make_buffer(cfg, self.envs, int(seeds[1]))
         self.agent = agent_cls(
-            obs_space.shape, int(act_space.n), cfg, self.device, pixels=pixels, seed=int(seeds[2])
+            tuple(obs_space.shape or ()),
+            int(act_space.n),
+            cfg,
+            self.device,
+            pixels=pixels,
+            seed=int(seeds[2]),
         )
 
         # Counters and episode statistics (all saved in checkpoints).
@@ -193,7 +200,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> TrainResult:
-        cfg, agent, buffer, n = self.cfg, self.agent, self.buffer, self.cfg.num_envs
+        cfg, agent, n = self.cfg, self.agent, self.cfg.num_envs
+        buffer: Any = self.buffer
         bar = _progress_bar(cfg.total_steps, self.env_steps, self.progress, self.run_dir.name)
         sums: dict[str, torch.Tensor] = {}  # update metrics summed on the device since the last log
         n_updates = 0
@@ -259,9 +267,8 @@ class Trainer:
                             sums[k] = sums[k] + v if k in sums else v
                         n_updates += 1
                         if cfg.prioritized:
-                            buffer.update_priorities(
-                                self._batch_indices, agent.td_abs + cfg.per_eps
-                            )
+                            priorities = agent.td_abs + cfg.per_eps  # type: ignore[operator]
+                            buffer.update_priorities(self._batch_indices, priorities)  # type: ignore[attr-defined]
 
                 # 5. log, evaluate, checkpoint (outside the timed part)
                 if _crossed(prev_steps, self.env_steps, cfg.log_every) or self.solved:
@@ -354,9 +361,7 @@ class Trainer:
         seed = (
             int(np.random.SeedSequence([cfg.seed, self.env_steps, 7]).generate_state(1)[0]) % 2**31
         )
-        returns = evaluate(
-            self.agent.greedy, lambda: None, cfg.eval_episodes, seed, envs=self._eval_envs
-        )
+        returns = evaluate(self.agent.greedy, None, cfg.eval_episodes, seed, envs=self._eval_envs)
         row = {
             "step": self.env_steps,
             "episodes": self.episodes,
