@@ -265,3 +265,32 @@ def test_update_on_cuda_matches_cpu():
     torch.testing.assert_close(
         float(cpu.update(b)["losses/td_loss"]), float(gpu.update(gb)["losses/td_loss"])
     )
+
+
+# ---------------------------------------------------------------------------- vs the numpy model
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from reference import dqn_targets  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_states=st.integers(1, 5),
+    n_actions=st.integers(1, 4),
+    size=st.integers(1, 8),
+    double=st.booleans(),
+    n_step=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_td_target_matches_reference(n_states, n_actions, size, double, n_step, seed):
+    rng = np.random.default_rng(seed)
+    online = rng.normal(size=(n_states, n_actions)).round(2)
+    target = rng.normal(size=(n_states, n_actions)).round(2)
+    a = agent_with(online.tolist(), target.tolist(), gamma=0.9, double_dqn=double)
+    s2 = rng.integers(n_states, size=size)
+    r = rng.normal(size=size).round(2)
+    term = rng.random(size) < 0.3
+    disc = 0.9 ** rng.integers(1, 4, size=size) if n_step else np.full(size, 0.9)
+    b = batch([0] * size, [0] * size, r, s2, term, ~term, discounts=disc if n_step else None)
+    y = dqn_targets(r, term, target[s2], online[s2], disc, double)
+    np.testing.assert_allclose(a.td_target(b).numpy(), y, rtol=1e-5, atol=1e-5)
