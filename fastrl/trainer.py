@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import time
@@ -21,6 +20,7 @@ import torch
 
 from fastrl import checkpoint
 from fastrl.buffer import ReplayBuffer
+from fastrl.prioritized import PrioritizedReplayBuffer
 from fastrl.config import ConfigError, from_dict, to_dict
 from fastrl.envs import env_states, evaluate, make_env, make_vec_env, restore_env_states
 from fastrl.logger import Logger
@@ -86,20 +86,8 @@ def _new_run_dir(cfg: Any, algo: str) -> Path:
 
 def _make_buffer(cfg: Any, envs: gym.vector.VectorEnv, seed: int) -> ReplayBuffer:
     if cfg.prioritized:
-        from fastrl import buffer as buffer_module
-
-        cls = getattr(buffer_module, "PrioritizedReplayBuffer", None)
-        if cls is None:
-            raise ConfigError(
-                "prioritized=true: PrioritizedReplayBuffer is not available yet in this "
-                "fastrl build; set prioritized=false"
-            )
-        return cls.from_env(envs, cfg.buffer_size, seed=seed, alpha=cfg.per_alpha)
-    if cfg.n_step > 1 and "n_step" not in inspect.signature(ReplayBuffer.sample).parameters:
-        raise ConfigError(
-            f"n_step={cfg.n_step}: n-step sampling is not available yet in this fastrl "
-            "build; set n_step=1"
-        )
+        return PrioritizedReplayBuffer.from_env(envs, cfg.buffer_size, seed=seed, alpha=cfg.per_alpha,
+                                                eps=cfg.per_eps)
     return ReplayBuffer.from_env(envs, cfg.buffer_size, seed=seed)
 
 
@@ -266,9 +254,8 @@ class Trainer:
                         for k, v in metrics.items():
                             sums[k] = sums[k] + v if k in sums else v
                         n_updates += 1
-                        if cfg.prioritized:
-                            priorities = agent.td_abs + cfg.per_eps  # type: ignore[operator]
-                            buffer.update_priorities(self._batch_indices, priorities)  # type: ignore[attr-defined]
+                        if cfg.prioritized:  # the buffer adds per_eps: priority = |td| + eps
+                            buffer.update_priorities(self._batch_indices, agent.td_abs)  # type: ignore[attr-defined]
 
                 # 5. log, evaluate, checkpoint (outside the timed part)
                 if _crossed(prev_steps, self.env_steps, cfg.log_every) or self.solved:

@@ -63,11 +63,15 @@ def test_vector_envs_store_true_final_observations(tmp_path):
 
 @pytest.mark.parametrize(
     "env_id,num_envs,mode",
-    [("CartPole-v1", 1, "sync"), ("LunarLander-v3", 2, "sync"), ("CartPole-v1", 2, "async")],
+    [("CartPole-v1", 1, "sync"), ("LunarLander-v3", 2, "sync"), ("CartPole-v1", 2, "async"),
+     ("CartPole-v1", 1, "sync+per")],
 )
 def test_resume_ends_exactly_where_uninterrupted_run_ends(tmp_path, env_id, num_envs, mode):
+    extra = {"prioritized": True, "n_step": 3} if mode.endswith("+per") else {}
+    mode = mode.split("+")[0]
     cfg = tiny(
         env_id,
+        **extra,
         num_envs=num_envs,
         vector_mode=mode,
         total_steps=400,
@@ -206,17 +210,17 @@ def test_overrides_parse_types():
     assert cfg.learning_rate == 3e-4 and cfg.total_steps == 10_000
 
 
-def test_replay_options_not_available_yet_are_clear(tmp_path):
-    import fastrl.buffer as fb
+def test_prioritized_and_n_step_replay_run(tmp_path):
+    t = Trainer(tiny(prioritized=True, n_step=3, total_steps=400), run_dir=tmp_path / "p", progress=False)
+    try:
+        t.train()
+        from fastrl import PrioritizedReplayBuffer
 
-    if not hasattr(fb, "PrioritizedReplayBuffer"):
-        with pytest.raises(ConfigError, match="not available yet"):
-            Trainer(tiny(prioritized=True), run_dir=tmp_path / "p", progress=False)
-    import inspect
-
-    if "n_step" not in inspect.signature(ReplayBuffer.sample).parameters:
-        with pytest.raises(ConfigError, match="not available yet"):
-            Trainer(tiny(n_step=3), run_dir=tmp_path / "n", progress=False)
+        assert isinstance(t.buffer, PrioritizedReplayBuffer)
+        p = t.buffer.priorities(np.arange(t.buffer.total_added - len(t.buffer), t.buffer.total_added))
+        assert len(np.unique(p)) > 10  # updates from |TD| replaced the initial max priority
+    finally:
+        t.close()
 
 
 def test_frame_stack_and_dueling_run(tmp_path):
