@@ -24,6 +24,7 @@ class Logger:
         self._csv = csv.writer(self._file)
         if new:
             self._csv.writerow(["step", "wall_time", "key", "value"])
+            self._file.flush()
         self._tb = None
         if tensorboard:
             try:
@@ -65,11 +66,17 @@ class Logger:
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, tuple[list[int], list[float]]]:
-    """``{key: (steps, values)}`` from a run's metrics.csv."""
+    """``{key: (steps, values)}`` from a run's metrics.csv (a last row cut short by a kill is skipped)."""
     out: dict[str, tuple[list[int], list[float]]] = {}
     with open(Path(run_dir) / "metrics.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            steps, values = out.setdefault(row["key"], ([], []))
-            steps.append(int(row["step"]))
-            values.append(float(row["value"]))
+        for row in csv.reader(f):
+            if len(row) != 4 or row[0] == "step":
+                continue
+            try:
+                step, value = int(row[0]), float(row[3])
+            except ValueError:
+                continue
+            steps, values = out.setdefault(row[2], ([], []))
+            steps.append(step)
+            values.append(value)
     return out

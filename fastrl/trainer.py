@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -466,13 +467,29 @@ def _crossed(prev: int, now: int, every: int) -> bool:
 
 
 def _truncate_metrics(run_dir: Path, step: int) -> None:
-    """Drop metric rows logged after the checkpoint we resume from (they will be logged again)."""
+    """Drop metric rows logged after the checkpoint we resume from (they will be logged again),
+    and a row cut short by a kill; rewritten atomically (temp file, then rename)."""
     path = run_dir / "metrics.csv"
     if not path.exists():
         return
     lines = path.read_text().splitlines(keepends=True)
-    kept = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= step]
-    path.write_text("".join(kept))
+
+    def keep(line: str) -> bool:
+        parts = line.rstrip("\n").split(",")
+        if not line.endswith("\n") or len(parts) != 4:
+            return False
+        try:
+            float(parts[3])  # a value cut short by a kill does not parse
+            return int(parts[0]) <= step
+        except ValueError:
+            return False
+
+    header = "step,wall_time,key,value\n"  # missing when a kill came before the first flush
+    body = lines[1:] if lines and lines[0] == header else lines
+    kept = [header] + [ln for ln in body if keep(ln)]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool, desc: str) -> Any:
