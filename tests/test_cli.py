@@ -22,7 +22,7 @@ TINY = [
 
 def fastrl(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "fastrl", *map(str, args)],
+        [sys.executable, "-P", "-m", "fastrl", *map(str, args)],  # -P: not the source tree on sys.path
         capture_output=True,
         text=True,
         cwd=cwd,
