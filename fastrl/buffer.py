@@ -231,7 +231,7 @@ class ReplayBuffer:
                              f"transition, more than the {available_memory() / 2**30:.2f} GiB available; "
                              f"use a smaller capacity or storage_path= (memory-mapped storage)")
         self._config = {
-            "capacity": int(capacity), "observation_shape": list(self.fields[0].shape),
+            "capacity": int(capacity), "observation_shape": list(self._frame_shape),
             "action_shape": list(self.fields[1].shape), "observation_dtype": self.fields[0].dtype,
             "action_dtype": self.fields[1].dtype, "reward_dtype": self.fields[2].dtype,
             "num_envs": int(num_envs),
@@ -268,13 +268,30 @@ class ReplayBuffer:
         """A buffer whose schema matches a gymnasium env or vector env (Box / Discrete spaces).
 
         For a vector env ``num_envs`` is taken from it; store its steps with :meth:`extend`.
+        When the env is wrapped in gymnasium's ``FrameStackObservation`` (found through the
+        wrapper chain, and in the first sub-env of a ``SyncVectorEnv``), the buffer stores single
+        frames and stacks them itself: ``frame_stack`` and ``frame_padding`` default to the
+        wrapper's ``stack_size`` and ``padding_type`` (a custom padding observation is not
+        supported), and sampled observations keep the env's stacked shape. Pass
+        ``frame_stack=1`` to store the stacks as they are instead.
         """
-        from fastrl.spaces import schema_from_env
+        from fastrl.spaces import frame_stack_of, schema_from_env
 
         spec = schema_from_env(env)
         for k in spec:
             if k in kwargs:
                 raise TypeError(f"from_env: {k} is read from the env; do not pass it")
+        wrapper = frame_stack_of(env)
+        if wrapper is not None and kwargs.get("frame_stack", wrapper[0]) != 1:
+            size, padding = wrapper
+            if kwargs.setdefault("frame_stack", size) != size:
+                raise ValueError(f"frame_stack={kwargs['frame_stack']} but the env stacks {size} frames")
+            if padding not in ("reset", "zero"):
+                raise ValueError("from_env: FrameStackObservation with a custom padding observation is not "
+                                 "supported (use padding_type='reset' or 'zero', or frame_stack=1)")
+            if kwargs.setdefault("frame_padding", padding) != padding:
+                raise ValueError(f"frame_padding={kwargs['frame_padding']!r} but the env pads with {padding!r}")
+            spec["observation_shape"] = spec["observation_shape"][1:]
         return cls(capacity, **spec, **kwargs)
 
     # ------------------------------------------------------------------ properties
@@ -737,6 +754,8 @@ class ReplayBuffer:
             cfg = header.get("config")
             if header.get("class") != cls.__name__ or not isinstance(cfg, dict):
                 raise ValueError(f"{path}: holds a {header.get('class')!r}, not a {cls.__name__}")
+            if mmap:
+                storage.check_mapped_header(path, header, cfg.get("num_envs"))
             try:
                 buf = cls(**_with_layout_defaults(cfg), seed=0,
                           **({"storage_path": path, "_open_existing": True} if mmap else {}))

@@ -103,6 +103,19 @@ def save_in_place(path: str, lay: Layout, mapped: Any, meta: dict[str, Any], fie
         os.fsync(f.fileno())
 
 
+def check_mapped_header(path: str | os.PathLike[str], header: Mapping[str, Any], num_envs: Any) -> None:
+    """Before mapping: the file's data section must start where a mapped buffer's does (its
+    first field at offset 0 of it)."""
+    first = next((e for e in header["arrays"] if e.get("name") == "observations"), None)
+    try:
+        want = layout([], 0, int(num_envs)).data_start
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: damaged configuration (num_envs {num_envs!r})") from None
+    if first is None or int(first["offset"]) != want:
+        raise ValueError(f"{path}: was not saved by a memory-mapped buffer (saved with storage_path=); "
+                         f"load it with mmap=False")
+
+
 def check_mapped_entries(path: str | os.PathLike[str], lay: Layout, header: Mapping[str, Any],
                          fields: Mapping[str, np.ndarray], field_index: Mapping[str, int], verify: bool) -> None:
     """The header's field arrays must be the mapped regions (``fields``: views of their first rows);
