@@ -29,7 +29,8 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -92,8 +93,8 @@ class FastrlStacked(Impl):
 
     def fill(self, d: dict[str, np.ndarray]) -> None:
         n = len(d["obs"])
-        for s in range(0, n, 4096):
-            e = min(n, s + 4096)
+        for s in range(0, n, 1024):
+            e = min(n, s + 1024)
             self.buf.extend(d["frames"][d["obs"][s:e, -1]], np.zeros(e - s, np.int64), np.ones(e - s, np.float32),
                             d["frames"][d["next"][s:e, -1]], d["terminated"][s:e], d["truncated"][s:e])
         self.stored = n
@@ -263,8 +264,8 @@ def main() -> None:
     million = big.memory_bytes() + side_per_row * 1_000_000
     del big
 
-    print(f"| implementation | bytes/transition (memory_bytes) | bytes/transition (RSS growth) | "
-          f"sample(32) median | vs naive | exact (obs, next_obs) at episode ends / elsewhere |")
+    print("| implementation | bytes/transition (memory_bytes) | bytes/transition (RSS growth) | "
+          "sample(32) median | vs naive | exact (obs, next_obs) at episode ends / elsewhere |")
     print("|---|---:|---:|---:|---:|---:|")
     for impl in impls:
         mb = f"{impl.buf.memory_bytes() / cap:,.0f}" if isinstance(impl, FastrlStacked) else "-"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -248,8 +249,8 @@ class ReplayBuffer:
         self._prepared: dict[int, tuple[Batch, int, np.ndarray, tuple[np.ndarray, ...], np.ndarray | None]] = {}
         self._staging: dict[Any, Batch] = {}
         self._staging_events: dict[Any, Any] = {}
-        options: dict[str, Any] = dict(store_next_observations=self.store_next_observations,
-                                       frame_stack=self.frame_stack, zero_padding=frame_padding == "zero")
+        options: dict[str, Any] = {"store_next_observations": self.store_next_observations,
+                                   "frame_stack": self.frame_stack, "zero_padding": frame_padding == "zero"}
         if layout is not None:
             assert self._storage_path is not None
             self._mapped = storage.map_file(self._storage_path, layout, create=not _open_existing)
@@ -267,7 +268,7 @@ class ReplayBuffer:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_env(cls, env: Any, capacity: int, **kwargs: Any) -> "ReplayBuffer":
+    def from_env(cls, env: Any, capacity: int, **kwargs: Any) -> ReplayBuffer:
         """A buffer whose schema matches a gymnasium env or vector env (Box / Discrete spaces).
 
         For a vector env ``num_envs`` is taken from it; store its steps with :meth:`extend`.
@@ -743,7 +744,7 @@ class ReplayBuffer:
         return {f.name: i for i, (f, _) in enumerate(self._stored)}
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, mmap: bool = False, verify: bool = True) -> "ReplayBuffer":
+    def load(cls, path: str | os.PathLike[str], *, mmap: bool = False, verify: bool = True) -> ReplayBuffer:
         """Read a buffer written by :meth:`save`; raises ValueError if the file is damaged.
 
         With ``mmap=True`` the file must have been written by a buffer with ``storage_path``
@@ -753,15 +754,17 @@ class ReplayBuffer:
         """
         holder: dict[str, Any] = {}
 
-        def allocate(header: dict[str, Any]) -> dict[str, np.ndarray]:
+        def allocate(header: dict[str, Any]) -> dict[str, np.ndarray | None]:
             cfg = header.get("config")
             if header.get("class") != cls.__name__ or not isinstance(cfg, dict):
                 raise ValueError(f"{path}: holds a {header.get('class')!r}, not a {cls.__name__}")
             if mmap:
                 storage.check_mapped_header(path, header, cfg.get("num_envs"))
+            kwargs: dict[str, Any] = {**_with_layout_defaults(cfg), "seed": 0}
+            if mmap:
+                kwargs.update(storage_path=path, _open_existing=True)
             try:
-                buf = cls(**_with_layout_defaults(cfg), seed=0,
-                          **({"storage_path": path, "_open_existing": True} if mmap else {}))
+                buf = cls(**kwargs)
             except (TypeError, ValueError, RuntimeError) as e:
                 raise ValueError(f"{path}: damaged configuration or not a mapped buffer file ({e})") from None
             total, _ = buf._check_meta(header, str(path))
@@ -770,23 +773,23 @@ class ReplayBuffer:
             holder["buf"] = buf
             holder["n"] = n
             holder["views"] = views = buf._arrays(n, writable=True)
-            entries = {e.get("name"): e for e in header["arrays"]}
-            side = {}
+            entries = {ent.get("name"): ent for ent in header["arrays"]}
+            side: dict[str, np.ndarray] = {}
             for name in buf._side_arrays():  # variable size: allocated as the header declares
-                e = entries.get(name)
-                if e is None:
+                ent = entries.get(name)
+                if ent is None:
                     raise ValueError(f"{path}: no array {name!r}")
-                shape = tuple(e["shape"])
+                shape = tuple(ent["shape"])
                 if not shape or shape[0] > n:
                     raise ValueError(f"{path}: damaged kept next observations ({name} shape {shape})")
-                side[name] = np.empty(shape, np.dtype(e["dtype"]))
+                side[name] = np.empty(shape, np.dtype(ent["dtype"]))
             holder["side"] = side
+            outs: dict[str, np.ndarray | None] = {**views, **side}
             if mmap:
                 storage.check_mapped_entries(path, buf._layout, header, buf._field_arrays(n), buf._field_index(),
                                              verify)
-                # the mapped rows are in place already: nothing to read for them
-                return {**views, **side, **{name: None for name in buf._field_arrays(0)}}
-            return {**views, **side}
+                outs.update(dict.fromkeys(buf._field_arrays(0)))  # mapped rows are in place: nothing to read
+            return outs
 
         header = serialization.read_arrays(path, allocate)
         buf = holder["buf"]
@@ -809,7 +812,7 @@ def _with_layout_defaults(config: Any) -> Any:
 
 
 def _to_device(b: Batch, device: torch.device) -> Batch:
-    move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+    move = lambda t: t.to(device, non_blocking=True)
     return Batch(move(b.observations), move(b.actions), move(b.rewards), move(b.next_observations),
                  move(b.terminated), move(b.truncated), move(b.indices), {k: move(v) for k, v in b.extras.items()},
                  weights=None if b.weights is None else move(b.weights),

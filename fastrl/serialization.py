@@ -22,8 +22,9 @@ import json
 import os
 import struct
 import zlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, BinaryIO
 
 import numpy as np
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import mmap
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -8,11 +8,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, note, settings, strategies as st
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+from reference import FullCopyObservations, ReturnsModel, env_like_rows
 
 import fastrl
 from fastrl import PrioritizedReplayBuffer, ReplayBuffer
-from reference import FullCopyObservations, ReturnsModel, env_like_rows
 
 VALUES = [0.0, -0.0, 1.0, float("nan"), 2.5]  # repeats, signed zeros and NaN: bitwise equality matters
 
@@ -104,7 +105,7 @@ def test_batches_equal_the_full_layout_with_nstep_returns_and_prioritized(k, num
     """Same ids, same generator use, same values as the naive layout: uniform, n-step,
     require_return, prioritized sampling (zero-mass rows never drawn), after a save/load round trip."""
     capacity = max(capacity, num_envs)
-    kw = dict(episode_returns_gamma=0.9)
+    kw = {"episode_returns_gamma": 0.9}
     compact = ReplayBuffer(capacity, observation_shape=(2, 2), observation_dtype=np.uint8, num_envs=num_envs, seed=0,
                            frame_stack=k, **kw)
     full = full_twin(compact, **kw)
@@ -247,7 +248,7 @@ def _via_state_dict(buf):
 
 
 def test_damaged_side_store_in_state_dict_is_rejected_and_changes_nothing():
-    buf, model = filled_pixels()
+    buf, _ = filled_pixels()
     sd = buf.state_dict()
     slots = sd["arrays"]["observation_store/side_slots"]
     assert len(slots) >= 2
