@@ -50,9 +50,6 @@ class Batch(NamedTuple):
     discounts: torch.Tensor | None = None
 
 
-_SMALL_BATCH_BYTES = 1 << 28  # batches smaller than this skip the available-memory check
-
-
 def _seed_value(seed: int | None) -> int:
     if seed is None:
         return secrets.randbits(64)
@@ -438,7 +435,7 @@ class ReplayBuffer:
 
     def _check_batch_bytes(self, batch_size: int) -> int:
         need = batch_size * (self._row_bytes + 8)
-        if need > _SMALL_BATCH_BYTES and need > available_memory():  # reading /proc/meminfo costs ~0.1 ms
+        if need > 1 << 28 and need > available_memory():  # reading /proc/meminfo costs ~40 us: big batches only
             raise ValueError(f"batch_size={batch_size} needs {need / 2**30:.2f} GiB, more than the memory available")
         return batch_size
 
@@ -488,40 +485,38 @@ class ReplayBuffer:
         the batch needs a ``discounts`` tensor (``empty_batch(..., discounts=True)``).
         Returns ``out``.
         """
-        if n_step != 1 or gamma is not None or require_return:
-            return self._sample_into_ex(out, batch_size, replace, n_step, gamma, require_return)
-        prepared = self._prepared.get(id(out))
-        if prepared is not None and prepared[0] is out and (batch_size is None or batch_size == prepared[1]):
-            self._impl.sample_into(prepared[1], bool(replace), prepared[2], prepared[3])
-            return out
-        if not isinstance(out, Batch):
-            raise TypeError(f"out must be a fastrl Batch (see empty_batch), got {type(out).__name__}")
-        if batch_size is None:
-            batch_size = len(out.indices)
-        batch_size = _check_batch_size(batch_size)
-        if isinstance(out.indices, torch.Tensor) and out.indices.device.type != "cpu":
-            staging = self._staging.get(batch_size)
-            if staging is None:
-                staging = self._staging[batch_size] = self.empty_batch(batch_size, pin_memory=True)
-            if staging.indices.is_pinned():  # wait for the previous non-blocking copy out of it
-                event = self._staging_events.get(batch_size)
-                if event is not None:
-                    event.synchronize()
-            self.sample_into(staging, batch_size, replace=replace)
-            _copy_batch(staging, out)
-            if staging.indices.is_pinned():
-                event = torch.cuda.Event()
-                event.record()
-                self._staging_events[batch_size] = event
-            return out
+        if n_step == 1 and gamma is None and not require_return:
+            prepared = self._prepared.get(id(out))
+            if prepared is not None and prepared[0] is out and (batch_size is None or batch_size == prepared[1]):
+                self._impl.sample_into(prepared[1], bool(replace), prepared[2], prepared[3])
+                return out
+        return self._sample_into_ex(out, batch_size, replace, n_step, gamma, require_return)
+
+    def _through_staging(self, out: Batch, batch_size: int, discounts: bool, fill: Any) -> Batch:
+        """Fill device tensors ``out``: ``fill(staging)`` samples into pinned host memory, then
+        non-blocking copies; the staging memory is reused once its previous copy has finished."""
+        key = (batch_size, discounts)
+        staging = self._staging.get(key)
+        if staging is None:
+            staging = self._staging[key] = self.empty_batch(batch_size, pin_memory=True, discounts=discounts)
+        event = self._staging_events.get(key)
+        if event is not None:
+            event.synchronize()
+        fill(staging)
+        _copy_batch(staging, out)
+        if staging.indices.is_pinned():
+            event = torch.cuda.Event()
+            event.record()
+            self._staging_events[key] = event
+        return out
+
+    def _out_arrays(self, out: Batch) -> tuple[Any, ...]:
+        """The numpy views of a caller's field outputs (None for a skipped extra), without conversion."""
         unknown = set(out.extras) - set(self._extra_names)
         if unknown:
             raise ValueError(f"out.extras: unknown fields {sorted(unknown)}")
-        arrays = tuple(_as_out_array(f.name, t) for f, t in zip(self.fields, out[:_N_STD]))
-        extras = tuple(
+        return tuple(_as_out_array(f.name, t) for f, t in zip(self.fields, out[:_N_STD])) + tuple(
             _as_out_array(n, out.extras[n]) if n in out.extras else None for n in self._extra_names)
-        self._impl.sample_into(batch_size, bool(replace), _as_out_array("indices", out.indices), arrays + extras)
-        return out
 
     def _sample_into_ex(self, out: Batch, batch_size: int | None, replace: bool, n_step: Any, gamma: Any,
                         require_return: Any) -> Batch:
@@ -542,27 +537,9 @@ class ReplayBuffer:
             batch_size = len(out.indices)
         batch_size = _check_batch_size(batch_size)
         if isinstance(out.indices, torch.Tensor) and out.indices.device.type != "cpu":
-            key = (batch_size, gamma is not None)
-            staging = self._staging.get(key)
-            if staging is None:
-                staging = self._staging[key] = self.empty_batch(
-                    batch_size, pin_memory=True, discounts=gamma is not None)
-            if staging.indices.is_pinned():  # wait for the previous non-blocking copy out of it
-                event = self._staging_events.get(key)
-                if event is not None:
-                    event.synchronize()
-            self._sample_into_ex(staging, batch_size, replace, n_step, gamma, require_return)
-            _copy_batch(staging, out)
-            if staging.indices.is_pinned():
-                event = torch.cuda.Event()
-                event.record()
-                self._staging_events[key] = event
-            return out
-        unknown = set(out.extras) - set(self._extra_names)
-        if unknown:
-            raise ValueError(f"out.extras: unknown fields {sorted(unknown)}")
-        arrays = tuple(_as_out_array(f.name, t) for f, t in zip(self.fields, out[:_N_STD])) + tuple(
-            _as_out_array(n, out.extras[n]) if n in out.extras else None for n in self._extra_names)
+            return self._through_staging(out, batch_size, gamma is not None, lambda staging: self._sample_into_ex(
+                staging, batch_size, replace, n_step, gamma, require_return))
+        arrays = self._out_arrays(out)
         ids = _as_out_array("indices", out.indices)
         disc = _as_out_array("discounts", out.discounts) if gamma is not None else None
         self._impl.sample_into_ex(batch_size, bool(replace), require_return, n_step, gamma, ids, arrays, disc)

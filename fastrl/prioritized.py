@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from fastrl import _core
-from fastrl.buffer import Batch, ReplayBuffer, _as_out_array, _check_batch_size, _to_device
+from fastrl.buffer import Batch, ReplayBuffer, _as_out_array, _check_batch_size, _check_nstep, _to_device
 
 _N_STD = 6
 
@@ -174,36 +174,43 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         return self._per.sample_ids(batch_size, _real("beta", beta))
 
     def _pbatch(self, arrays: tuple[Any, ...]) -> Batch:
-        t = tuple(map(torch.from_numpy, arrays))
-        return Batch(t[2], t[3], t[4], t[5], t[6], t[7], t[0],
-                     dict(zip(self._extra_names, t[_N_STD + 2:])), weights=t[1])
+        # (ids, weights, fields..., discounts or None)
+        t = tuple(map(torch.from_numpy, arrays[:-1]))
+        return Batch(t[2], t[3], t[4], t[5], t[6], t[7], t[0], dict(zip(self._extra_names, t[_N_STD + 2:])),
+                     weights=t[1], discounts=None if arrays[-1] is None else torch.from_numpy(arrays[-1]))
 
-    def sample(self, batch_size: int, beta: float = 0.4, *, replace: bool = True, device: Any = None) -> Batch:
+    def sample(self, batch_size: int, beta: float = 0.4, *, replace: bool = True, device: Any = None,
+               n_step: int = 1, gamma: float | None = None) -> Batch:
         """Sample ``batch_size`` transitions with probability ``P(i)``, stratified.
 
         ``batch.weights`` (``float32[B]``) are the importance weights ``(N * P(i))**-beta``
         divided by the largest possible one, ``(N * P_min)**-beta`` (computed in float64), so
         they lie in (0, 1]; ``batch.indices`` go to :meth:`update_priorities`. Sampling is with
-        replacement. O(B log N + B * row bytes); the GIL is released. ``device`` as in
-        :meth:`ReplayBuffer.sample`.
+        replacement. O(B log N + B * row bytes); the GIL is released. ``device``, ``n_step``
+        and ``gamma`` (n-step targets from each drawn start, ``batch.discounts``) as in
+        :meth:`ReplayBuffer.sample`; the draw and the n-step gather happen under one lock.
         """
+        if n_step != 1 or gamma is not None:
+            n_step, gamma = _check_nstep(n_step, gamma)
         if type(batch_size) is not int or batch_size < 1:
             batch_size = _check_batch_size(batch_size)
+        batch_size = self._check_batch_bytes(batch_size)  # MemoryError -> ValueError naming batch_size
         if type(beta) is not float:  # a float is range-checked in C++
             beta = _real("beta", beta)
         if replace is not True and not replace:
             raise ValueError("prioritized sampling draws with replacement; replace=False is not supported")
         if device is None or torch.device(device).type == "cpu":
-            return self._pbatch(self._per.sample(batch_size, beta))
+            return self._pbatch(self._per.sample(batch_size, beta, n_step, gamma))
         device = torch.device(device)
-        staging = self.empty_batch(batch_size, pin_memory=device.type == "cuda")
+        staging = self.empty_batch(batch_size, pin_memory=device.type == "cuda", discounts=gamma is not None)
         self._per_prepared.pop(id(staging), None)
-        self.sample_into(staging, batch_size, beta=beta)
+        self.sample_into(staging, batch_size, beta=beta, n_step=n_step, gamma=gamma)
         return _to_device(staging, device)
 
-    def empty_batch(self, batch_size: int, *, device: Any = None, pin_memory: bool = False) -> Batch:
+    def empty_batch(self, batch_size: int, *, device: Any = None, pin_memory: bool = False,
+                    discounts: bool = False) -> Batch:
         """As :meth:`ReplayBuffer.empty_batch`, with a ``float32[B]`` ``weights`` tensor."""
-        b = super().empty_batch(batch_size, device=device, pin_memory=pin_memory)
+        b = super().empty_batch(batch_size, device=device, pin_memory=pin_memory, discounts=discounts)
         self._prepared.pop(id(b), None)
         idx = b.indices
         if idx.device.type != "cpu":
@@ -217,22 +224,29 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             arrays = tuple(t.numpy() for t in out[:_N_STD]) + tuple(out.extras[n].numpy() for n in self._extra_names)
             if len(self._per_prepared) >= 16:
                 self._per_prepared.pop(next(iter(self._per_prepared)))
-            self._per_prepared[id(out)] = (out, len(idx), idx.numpy(), w.numpy(), arrays)
+            disc = None if out.discounts is None else out.discounts.numpy()
+            self._per_prepared[id(out)] = (out, len(idx), idx.numpy(), w.numpy(), arrays, disc)
         return out
 
     def sample_into(self, out: Batch, batch_size: int | None = None, *, beta: float = 0.4,
-                    replace: bool = True) -> Batch:
+                    replace: bool = True, n_step: int = 1, gamma: float | None = None) -> Batch:
         """Prioritized sample into caller-owned tensors (e.g. from :meth:`empty_batch`).
 
         As :meth:`ReplayBuffer.sample_into`; ``out.weights`` must be a ``float32[B]`` tensor.
         Returns ``out``.
         """
         beta = _real("beta", beta)
+        if n_step != 1 or gamma is not None:
+            n_step, gamma = _check_nstep(n_step, gamma)
+        if gamma is not None and isinstance(out, Batch) and out.discounts is None:
+            raise ValueError("out.discounts: n-step sampling (gamma=...) needs a discounts tensor; "
+                             "make the batch with empty_batch(batch_size, discounts=True)")
         if not replace:
             raise ValueError("prioritized sampling draws with replacement; replace=False is not supported")
         prepared = self._per_prepared.get(id(out))
         if prepared is not None and prepared[0] is out and (batch_size is None or batch_size == prepared[1]):
-            self._per.sample_into(prepared[1], beta, prepared[2], prepared[3], prepared[4])
+            self._per.sample_into(prepared[1], beta, prepared[2], prepared[3], prepared[4], n_step, gamma,
+                                  prepared[5] if gamma is not None else None)
             return out
         if not isinstance(out, Batch):
             raise TypeError(f"out must be a fastrl Batch (see empty_batch), got {type(out).__name__}")
@@ -240,29 +254,12 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             raise ValueError("out.weights is None: make out with this buffer's empty_batch")
         batch_size = _check_batch_size(len(out.indices) if batch_size is None else batch_size)
         if isinstance(out.indices, torch.Tensor) and out.indices.device.type != "cpu":
-            staging = self._staging.get(batch_size)
-            if staging is None:
-                staging = self._staging[batch_size] = self.empty_batch(batch_size, pin_memory=True)
-            event = self._staging_events.get(batch_size)
-            if event is not None:  # wait for the previous non-blocking copy out of the staging memory
-                event.synchronize()
-            self.sample_into(staging, batch_size, beta=beta)
-            for s, d in zip((*staging[:7], staging.weights), (*out[:7], out.weights)):
-                d.copy_(s, non_blocking=True)
-            for k, d in out.extras.items():
-                d.copy_(staging.extras[k], non_blocking=True)
-            if staging.indices.is_pinned():
-                event = torch.cuda.Event()
-                event.record()
-                self._staging_events[batch_size] = event
-            return out
-        unknown = set(out.extras) - set(self._extra_names)
-        if unknown:
-            raise ValueError(f"out.extras: unknown fields {sorted(unknown)}")
-        arrays = tuple(_as_out_array(f.name, t) for f, t in zip(self.fields, out[:_N_STD]))
-        extras = tuple(_as_out_array(n, out.extras[n]) if n in out.extras else None for n in self._extra_names)
+            return self._through_staging(out, batch_size, out.discounts is not None, lambda staging: self.sample_into(
+                staging, batch_size, beta=beta, n_step=n_step, gamma=gamma))
+        arrays = self._out_arrays(out)
+        disc = None if gamma is None else _as_out_array("discounts", out.discounts)
         self._per.sample_into(batch_size, beta, _as_out_array("indices", out.indices),
-                              _as_out_array("weights", out.weights), arrays + extras)
+                              _as_out_array("weights", out.weights), arrays, n_step, gamma, disc)
         return out
 
     # ------------------------------------------------------------------ persistence

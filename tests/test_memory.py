@@ -144,6 +144,9 @@ def test_batches_equal_the_full_layout_with_nstep_returns_and_prioritized(k, num
         got, want = pc.sample(6, beta=0.5), pf.sample(6, beta=0.5)
         for name in ("indices", "weights", "observations", "next_observations"):
             assert_bits_equal(getattr(got, name), getattr(want, name), f"prioritized {name}")
+        g3, w3 = pc.sample(6, beta=0.5, n_step=3, gamma=0.9), pf.sample(6, beta=0.5, n_step=3, gamma=0.9)
+        for name in ("indices", "weights", "observations", "next_observations", "rewards", "discounts"):
+            assert_bits_equal(getattr(g3, name), getattr(w3, name), f"prioritized n-step {name}")
         pri = rng.random(6) * np.array([0, 1, 1, 1, 1, 1])  # one zero priority: that row gets no mass
         pc.update_priorities(got.indices, pri)
         pf.update_priorities(want.indices, pri)

@@ -565,3 +565,58 @@ def test_linear_and_beta_schedules():
         LinearSchedule(0, 1, 2.5)
     with pytest.raises(ValueError):
         s(-1)
+
+
+def test_nstep_prioritized_matches_uniform_gather_of_the_same_ids():
+    """PER n-step: the ids come from the prioritized draw; the targets equal ReplayBuffer.gather_nstep."""
+    buf = fastrl.PrioritizedReplayBuffer(32, observation_shape=(2,), num_envs=2, alpha=0.7, seed=3)
+    rng = np.random.default_rng(0)
+    for t in range(40):  # wraps; episodes end by termination and truncation
+        o = rng.normal(size=(2, 2)).astype(np.float32)
+        buf.extend(o, rng.integers(0, 3, 2), rng.normal(size=2), o + 1, rng.random(2) < 0.15, rng.random(2) < 0.1)
+    b = buf.sample(64, beta=0.5, n_step=3, gamma=0.9)
+    assert b.discounts is not None and b.weights is not None
+    ref = buf.gather_nstep(b.indices.numpy(), 3, 0.9)
+    names = ["observations", "actions", "rewards", "next_observations", "terminated", "truncated"]
+    for name in names:
+        np.testing.assert_array_equal(getattr(b, name).numpy(), ref[name])
+    np.testing.assert_array_equal(b.discounts.numpy(), ref["discounts"])
+    assert (b.discounts.numpy() > 0.9**3 + 1e-6).any()  # some windows ended early at episode ends
+    out = buf.empty_batch(16, discounts=True)
+    buf.sample_into(out, beta=0.5, n_step=3, gamma=0.9)
+    ref = buf.gather_nstep(out.indices.numpy(), 3, 0.9)
+    np.testing.assert_array_equal(out.rewards.numpy(), ref["rewards"])
+    np.testing.assert_array_equal(out.discounts.numpy(), ref["discounts"])
+    with pytest.raises(ValueError, match="discounts"):
+        buf.sample_into(buf.empty_batch(4), beta=0.5, n_step=3, gamma=0.9)
+    with pytest.raises(ValueError, match="n_step"):
+        buf.sample(4, n_step=0, gamma=0.9)
+
+
+def test_nstep_draw_equals_plain_draw():
+    a = fastrl.PrioritizedReplayBuffer(16, observation_shape=(1,), seed=5)
+    b = fastrl.PrioritizedReplayBuffer(16, observation_shape=(1,), seed=5)
+    for buf in (a, b):
+        for i in range(20):
+            buf.add(np.array([i], np.float32), 0, 1.0, np.array([i + 1], np.float32), i % 6 == 5, False)
+        buf.update_priorities(np.arange(4, 20), np.arange(16) / 3.0)
+    x, y = a.sample(32, beta=0.4), b.sample(32, beta=0.4, n_step=2, gamma=0.5)
+    assert torch.equal(x.indices, y.indices) and torch.equal(x.weights, y.weights)
+
+
+def test_episode_returns_with_prioritized_sampling(tmp_path):
+    buf = fastrl.PrioritizedReplayBuffer(16, observation_shape=(1,), seed=2, episode_returns_gamma=0.5)
+    for i in range(6):  # one episode of 4 steps (rewards 1), then 2 steps of an unfinished one
+        buf.add(np.array([i], np.float32), 0, 1.0, np.array([i + 1], np.float32), i == 3, False)
+    b = buf.sample(64, beta=0.4)
+    has, ret = b.extras["has_return"].numpy(), b.extras["returns"].numpy()
+    ids = b.indices.numpy()
+    np.testing.assert_array_equal(has, ids <= 3)
+    expected = {0: 1 + 0.5 + 0.25 + 0.125, 1: 1 + 0.5 + 0.25, 2: 1.5, 3: 1.0}
+    for i, h, r in zip(ids, has, ret):
+        if h:
+            assert r == pytest.approx(expected[int(i)])
+    p = tmp_path / "per.frb"
+    buf.save(p)
+    again = fastrl.PrioritizedReplayBuffer.load(p)
+    np.testing.assert_array_equal(again.get(range(6))["returns"], buf.get(range(6))["returns"])

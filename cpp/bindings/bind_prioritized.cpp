@@ -4,12 +4,14 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "convert.hpp"
 #include "storage_options.hpp"
+#include "outputs.hpp"
 #include "fastrl/prioritized_buffer.hpp"
 
 namespace py = pybind11;
@@ -20,7 +22,6 @@ namespace fastrl::bind {
 
 namespace {
 
-constexpr std::size_t kMaxFields = 64;
 using Ids = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
 using Values = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
@@ -64,32 +65,32 @@ void bind_prioritized(py::module_& m) {
       .def_property_readonly("min_mass", &PrioritizedReplayBuffer::min_mass)
       .def(
           "sample",
-          [](PrioritizedReplayBuffer& p, std::int64_t batch_size, double beta) {
+          [](PrioritizedReplayBuffer& p, std::int64_t batch_size, double beta, std::int64_t n_step,
+             std::optional<double> gamma) {
             check_batch_size(batch_size);
-            const auto& specs = p.base().sample_specs();
-            py::tuple result(specs.size() + 2);
-            py::array_t<std::int64_t> ids(batch_size);
-            py::array_t<float> weights(batch_size);
+            const ReplayBuffer& b = p.base();
             std::array<void*, kMaxFields> outs{};
-            for (std::size_t f = 0; f < specs.size(); ++f) {
-              std::vector<py::ssize_t> shape{batch_size};
-              shape.insert(shape.end(), specs[f].shape.begin(), specs[f].shape.end());
-              py::array a(to_numpy_dtype(specs[f].dtype), shape);
-              outs[f] = a.mutable_data();
-              result[f + 2] = std::move(a);
-            }
-            std::int64_t* ip = ids.mutable_data();
+            std::int64_t* ip = nullptr;
+            NStep ns = make_nstep(n_step, gamma.value_or(1.0));
+            py::tuple arrays = pooled_outputs(b, batch_size, true, gamma.has_value(), gamma.has_value(), outs.data(),
+                                              &ip, &ns.discounts);
+            py::array_t<float> weights(batch_size);
             float* wp = weights.mutable_data();
             {
               py::gil_scoped_release nogil;
-              p.sample(batch_size, beta, ip, wp, outs.data());
+              p.sample(batch_size, beta, ip, wp, outs.data(), gamma ? &ns : nullptr);
             }
-            result[0] = std::move(ids);
+            // (ids, weights, fields..., discounts or None)
+            const std::size_t nf = b.specs().size();
+            py::tuple result(nf + 3);
+            result[0] = arrays[0];
             result[1] = std::move(weights);
+            for (std::size_t f = 0; f < nf; ++f) result[f + 2] = arrays[f + 1];
+            result[nf + 2] = gamma ? py::object(arrays[nf + 1]) : py::none();
             return result;
           },
-          py::arg("batch_size"), py::arg("beta"),
-          "Prioritized batch: (ids, float32 weights, field arrays...) in freshly allocated arrays.")
+          py::arg("batch_size"), py::arg("beta"), py::arg("n_step") = 1, py::arg("gamma").none(true) = py::none(),
+          "Prioritized batch: (ids, float32 weights, field arrays..., discounts or None); n-step when gamma is given.")
       .def(
           "sample_ids",
           [](PrioritizedReplayBuffer& p, std::int64_t batch_size, double beta) {
@@ -108,7 +109,8 @@ void bind_prioritized(py::module_& m) {
       .def(
           "sample_into",
           [](PrioritizedReplayBuffer& p, std::int64_t batch_size, double beta, py::handle ids_out,
-             py::handle weights_out, const py::tuple& outs) {
+             py::handle weights_out, const py::tuple& outs, std::int64_t n_step, std::optional<double> gamma,
+             py::handle discounts_out) {
             check_batch_size(batch_size);
             const auto& specs = p.base().sample_specs();
             if (outs.size() != specs.size())
@@ -117,13 +119,19 @@ void bind_prioritized(py::module_& m) {
             auto* ip = static_cast<std::int64_t*>(checked_out_array(ids_out, DType::Int64, {}, batch_size, "indices out"));
             auto* wp = static_cast<float*>(checked_out_array(weights_out, DType::Float32, {}, batch_size, "weights out"));
             std::array<void*, kMaxFields> ptrs{};
-            for (std::size_t f = 0; f < specs.size(); ++f)
-              if (!outs[f].is_none())
-                ptrs[f] = checked_out_array(outs[f], specs[f].dtype, specs[f].shape, batch_size, specs[f].name + " out");
+            for (std::size_t f = 0; f < specs.size(); ++f) {
+              if (outs[f].is_none()) continue;
+              DType t = gamma && f == ReplayBuffer::kRewards ? p.base().nstep_dtype() : specs[f].dtype;
+              ptrs[f] = checked_out_array(outs[f], t, specs[f].shape, batch_size, specs[f].name + " out");
+            }
+            NStep ns = make_nstep(n_step, gamma.value_or(1.0));
+            if (gamma && !discounts_out.is_none())
+              ns.discounts = checked_out_array(discounts_out, p.base().nstep_dtype(), {}, batch_size, "discounts out");
             py::gil_scoped_release nogil;
-            p.sample(batch_size, beta, ip, wp, ptrs.data());
+            p.sample(batch_size, beta, ip, wp, ptrs.data(), gamma ? &ns : nullptr);
           },
           py::arg("batch_size"), py::arg("beta"), py::arg("indices_out"), py::arg("weights_out"), py::arg("outs"),
+          py::arg("n_step") = 1, py::arg("gamma").none(true) = py::none(), py::arg("discounts_out").none(true) = py::none(),
           "Prioritized sample into caller-owned arrays of the exact dtype and shape (None skips a field).")
       .def(
           "update_priorities",

@@ -77,15 +77,17 @@ class PrioritizedReplayBuffer : private SlotObserver {
   // Draws B ids by stratified proportional sampling, their weights (computed in float64, stored
   // as W: float or double) and, for every non-null out, the rows' fields; one lock. Throws when
   // empty or when every mass is zero.
+  // With `nstep` the rows are gathered as n-step targets (ReplayBuffer::gather_nstep).
   template <class W>
-  void sample(std::int64_t batch_size, double beta, std::int64_t* ids, W* weights, void* const* outs) {
+  void sample(std::int64_t batch_size, double beta, std::int64_t* ids, W* weights, void* const* outs,
+              const NStep* nstep = nullptr) {
     check_beta(beta);
     base_.sample_with(
         batch_size,
         [&](Rng& rng, std::int64_t total, std::int64_t* out, std::int64_t* slots) {
           draw_locked(rng, total, batch_size, beta, out, slots, weights);
         },
-        ids, outs);
+        ids, outs, nstep);
   }
 
   // New priorities p (P: float or double) for the rows `ids` (raw = p + eps, in float64). Stale

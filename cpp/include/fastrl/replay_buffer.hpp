@@ -287,14 +287,18 @@ class ReplayBuffer {
   // (id % capacity), under the lock and with this buffer's generator; it must write live ids or
   // throw before changing anything. `outs` may be null to gather nothing. Cost: the draw's plus
   // O(B * row_bytes).
+  // With `nstep` the rows are gathered as n-step targets (as in `sample`), still under one lock.
   template <class Draw>
-  void sample_with(std::int64_t batch_size, Draw&& draw, std::int64_t* ids, void* const* outs) {
+  void sample_with(std::int64_t batch_size, Draw&& draw, std::int64_t* ids, void* const* outs,
+                   const NStep* nstep = nullptr) {
     if (batch_size < 0) throw std::invalid_argument("batch_size must be >= 0, got " + std::to_string(batch_size));
+    if (nstep) check_nstep(*nstep);
     std::lock_guard<std::mutex> g(mu_);
     if (total_ == 0) throw std::invalid_argument("cannot sample from an empty buffer");
     slots_.resize(static_cast<std::size_t>(batch_size));
     draw(rng_, total_, ids, slots_.data());
     if (!outs) return;
+    if (nstep) return gather_nstep_locked(ids, batch_size, *nstep, outs);
     for (std::size_t f = 0; f < specs_.size(); ++f)
       if (outs[f]) gather_field_locked(f, ids, slots_.data(), batch_size, outs[f]);
   }

@@ -1,0 +1,263 @@
+"""DQN (Mnih et al., 2015) with Double DQN, dueling heads, n-step targets and prioritized replay as options."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fastrl.buffer import Batch
+from fastrl.config import ConfigError, TrainConfig, check_common
+from fastrl.nets import QNetwork
+from fastrl.schedules import Schedule
+
+
+@dataclass(frozen=True)
+class DQNConfig(TrainConfig):
+    """Everything a DQN run needs: the shared loop settings plus the agent's own."""
+
+    hidden_sizes: tuple[int, ...] = (128, 128)
+    """Hidden layer widths of the MLP (with dueling, the last one is each stream's width)."""
+    network: Literal["auto", "mlp", "cnn"] = "auto"
+    """Torso: cnn (Nature DQN) for uint8 image observations, mlp otherwise; auto picks by observation."""
+    dueling: bool = False
+    """Dueling head: Q = V + A - mean(A)."""
+    double_dqn: bool = True
+    """Double DQN: the online network picks the next action, the target network values it."""
+    gamma: float = 0.99
+    """Discount factor."""
+    learning_rate: float = 1e-3
+    """Adam step size."""
+    adam_eps: float = 1e-8
+    """Adam epsilon."""
+    loss: Literal["huber", "mse"] = "huber"
+    """TD loss: huber (smooth L1, delta 1) or mse."""
+    max_grad_norm: float = 10.0
+    """Clip the global gradient norm to this (0: off)."""
+    clip_grad_value: float = 0.0
+    """Clip each gradient element to [-v, v] (0: off)."""
+    target_update_interval: int = 500
+    """Gradient steps between target updates."""
+    tau: float = 1.0
+    """Target update: 1 copies the online network; < 1 is Polyak averaging target += tau * (online - target)."""
+    epsilon_schedule: Literal["constant", "linear", "exponential"] = "linear"
+    """How exploration epsilon decays."""
+    epsilon_start: float = 1.0
+    """Initial epsilon (and the constant value)."""
+    epsilon_end: float = 0.05
+    """Final epsilon."""
+    epsilon_duration: int = 10_000
+    """Linear schedule: units (steps or episodes) from start to end."""
+    epsilon_decay: float = 0.995
+    """Exponential schedule: factor per unit."""
+    epsilon_unit: Literal["step", "episode"] = "step"
+    """Advance epsilon per env step or per finished episode."""
+    n_step: int = 1
+    """n-step returns (needs a buffer with n-step sampling)."""
+    prioritized: bool = False
+    """Prioritized experience replay (needs fastrl's PrioritizedReplayBuffer)."""
+    per_alpha: float = 0.6
+    """Prioritization exponent."""
+    per_beta_start: float = 0.4
+    """Importance-sampling exponent at the start, annealed linearly to 1 over total_steps."""
+    per_eps: float = 1e-6
+    """Added to |TD error| to form new priorities."""
+
+    def check(self) -> None:
+        """ConfigError naming the first out-of-range field."""
+        check_common(self)
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+            raise ConfigError(f"hidden_sizes must be positive ints, got {self.hidden_sizes}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ConfigError(f"gamma must be in [0, 1], got {self.gamma}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ConfigError(f"tau must be in (0, 1], got {self.tau}")
+        for name in ("learning_rate", "adam_eps"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("max_grad_norm", "clip_grad_value", "per_alpha", "per_beta_start", "per_eps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.target_update_interval < 1 or self.n_step < 1:
+            raise ConfigError("target_update_interval and n_step must be >= 1")
+        try:
+            self.make_schedule()
+        except ValueError as e:
+            raise ConfigError(f"epsilon schedule: {e}") from None
+
+    def make_schedule(self) -> Schedule:
+        return Schedule(
+            kind=self.epsilon_schedule,
+            start=self.epsilon_start,
+            end=self.epsilon_end,
+            duration=self.epsilon_duration,
+            decay=self.epsilon_decay,
+            unit=self.epsilon_unit,
+        )
+
+
+def _adam(params: Any, lr: float, eps: float, device: torch.device) -> torch.optim.Adam:
+    """Adam with the fused kernel where torch has one for ``device``, else the foreach one."""
+    params = list(params)
+    if device.type in ("cuda", "cpu", "mps"):
+        try:
+            return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    return torch.optim.Adam(params, lr=lr, eps=eps, foreach=True)
+
+
+class DQN:
+    """A DQN agent for a discrete action space.
+
+    Args:
+        obs_shape: shape of one observation; n_actions: number of discrete actions.
+        config: a :class:`DQNConfig` (its agent fields are used here).
+        device: torch device of the networks.
+        pixels: use the Nature CNN torso (observations ``uint8[B, C, H, W]``).
+        seed: seeds the exploration generator (numpy) used by :meth:`act`.
+        network: your own Q-network (``[B, *obs_shape] -> float32[B, n_actions]``) instead of
+            :class:`fastrl.nets.QNetwork`; the target network is a deep copy of it.
+    """
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        n_actions: int,
+        config: DQNConfig | None = None,
+        device: Any = "cpu",
+        pixels: bool = False,
+        seed: int | None = None,
+        network: torch.nn.Module | None = None,
+    ) -> None:
+        self.config = cfg = config if config is not None else DQNConfig()
+        self.device = torch.device(device)
+        self.n_actions = int(n_actions)
+        if network is None:
+            network = QNetwork(obs_shape, n_actions, cfg.hidden_sizes, cfg.dueling, pixels)
+        self.q = network.to(self.device)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self._params: list[torch.Tensor] = list(self.q.parameters())
+        self._target_params: list[torch.Tensor] = list(self.q_target.parameters())
+        self.optimizer = _adam(self._params, cfg.learning_rate, cfg.adam_eps, self.device)
+        self.exploration = cfg.make_schedule()
+        self.rng = np.random.default_rng(seed)
+        self.updates = 0
+        self.td_abs: torch.Tensor | None = None
+        """|TD error| of the last update's batch, ``float32[B]`` (new priorities for PER)."""
+
+    @property
+    def epsilon(self) -> float:
+        return self.exploration.value
+
+    # ------------------------------------------------------------------ acting
+    def act(self, obs: Any, explore: bool = True) -> np.ndarray:
+        """Epsilon-greedy (``explore``) or greedy actions ``int64[N]`` for observations ``[N, *obs_shape]``."""
+        obs = np.asarray(obs)
+        n = obs.shape[0]
+        if explore:
+            eps = self.exploration.value
+            random_mask = self.rng.random(n) < eps
+            random_actions = self.rng.integers(self.n_actions, size=n)
+            if random_mask.all():
+                return random_actions
+        actions = self.greedy(obs)
+        if explore:
+            actions = np.where(random_mask, random_actions, actions)
+        return actions
+
+    @torch.inference_mode()
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        """argmax_a Q(obs, a) as ``int64[N]``."""
+        x = torch.as_tensor(obs, device=self.device)
+        return self.q(x).argmax(dim=1).cpu().numpy()
+
+    # ------------------------------------------------------------------ learning
+    def td_target(self, batch: Batch, q_next_online: torch.Tensor | None = None) -> torch.Tensor:
+        """y = r + discount * (1 - terminated) * Q_target(s', a*): ``float32[B]``.
+
+        ``a*`` is argmax of the online network with Double DQN (``q_next_online``, the online
+        Q-values of the next observations, may be passed in), of the target network otherwise.
+        ``discount`` is gamma, or ``batch.discounts`` (gamma**k of each n-step sample) when present.
+        Truncated transitions bootstrap like any other; only ``terminated`` stops it.
+        """
+        with torch.no_grad():
+            next_obs = batch.next_observations
+            q_next_target = self.q_target(next_obs)
+            if self.config.double_dqn:
+                if q_next_online is None:
+                    q_next_online = self.q(next_obs)
+                a_star = q_next_online.argmax(dim=1, keepdim=True)
+            else:
+                a_star = q_next_target.argmax(dim=1, keepdim=True)
+            q_next = q_next_target.gather(1, a_star).squeeze(1)
+            discount = getattr(batch, "discounts", None)
+            if discount is None:
+                discount = self.config.gamma
+            return batch.rewards.float() + discount * (~batch.terminated).float() * q_next
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One gradient step on ``batch``; returns 0-d tensors ``losses/td_loss``, ``losses/q_values``
+        (call ``float()`` only when logging: it waits for the device)."""
+        b = batch.observations.shape[0]
+        if self.config.double_dqn:  # one forward pass of the online network over s and s'
+            q_all = self.q(torch.cat([batch.observations, batch.next_observations]))
+            q_obs, q_next_online = q_all[:b], q_all[b:].detach()
+        else:
+            q_obs, q_next_online = self.q(batch.observations), None
+        y = self.td_target(batch, q_next_online)
+        q = q_obs.gather(1, batch.actions.long().view(-1, 1)).squeeze(1)
+        td = q - y
+        if self.config.loss == "huber":
+            per_sample = F.smooth_l1_loss(q, y, reduction="none")
+        else:
+            per_sample = td.square()
+        weights = getattr(batch, "weights", None)
+        loss = (per_sample * weights).mean() if weights is not None else per_sample.mean()
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.clip_grad_value > 0:
+            torch.nn.utils.clip_grad_value_(self._params, self.config.clip_grad_value)
+        if self.config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self._params, self.config.max_grad_norm, foreach=True)
+        self.optimizer.step()
+
+        self.updates += 1
+        if self.updates % self.config.target_update_interval == 0:
+            self.update_target()
+        self.td_abs = td.detach().abs()
+        return {"losses/td_loss": loss.detach(), "losses/q_values": q.detach().mean()}
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        """Hard copy (tau == 1) or Polyak step (tau < 1) of the online into the target network."""
+        if self.config.tau >= 1.0:
+            torch._foreach_copy_(self._target_params, self._params)
+        else:
+            torch._foreach_lerp_(self._target_params, self._params, self.config.tau)
+        for b_t, b in zip(self.q_target.buffers(), self.q.buffers()):
+            b_t.copy_(b)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "q": self.q.state_dict(),
+            "q_target": self.q_target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "exploration": self.exploration.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.q.load_state_dict(state["q"])
+        self.q_target.load_state_dict(state["q_target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.exploration.load_state_dict(state["exploration"])
+        self.rng.bit_generator.state = state["rng"]
+        self.updates = int(state["updates"])

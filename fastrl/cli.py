@@ -1,0 +1,201 @@
+"""The ``fastrl`` command: ``train``, ``eval`` and ``plot``.
+
+fastrl train                              DQN on CartPole-v1 with its preset
+fastrl train dqn LunarLander-v3 --seed 1  another env, another seed
+fastrl train --set learning_rate=3e-4 --set dueling=true
+fastrl train --resume runs/CartPole-v1-dqn-20250101-120000
+fastrl eval runs/CartPole-v1-dqn-20250101-120000 --episodes 20 --video
+fastrl plot runs/A runs/B --out curves.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from fastrl.checkpoint import CheckpointError
+from fastrl.config import ConfigError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit status 2, like argparse but shorter
+        raise ConfigError(message)
+
+
+def _fields_help() -> str:
+    from fastrl.agents import ALGOS
+    from fastrl.config import describe
+
+    parts = []
+    for name, (cls, _) in ALGOS.items():
+        parts.append(
+            f"{name} config fields (--set key=value; defaults shown, presets override some):\n"
+            f"{describe(cls)}"
+        )
+    return "\n\n".join(parts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="fastrl", description="Train, evaluate and plot DQN-family agents.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser(
+        "train",
+        help="train an agent",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train an agent; a run directory runs/<env>-<algo>-<time>/ gets the config, "
+        "TensorBoard events, metrics.csv, checkpoints and a PNG plot.",
+        epilog=_fields_help(),
+    )
+    t.add_argument("algo", nargs="?", default="dqn", help="algorithm (default: dqn)")
+    t.add_argument(
+        "env_id", nargs="?", default=None, help="gymnasium env id (default: CartPole-v1)"
+    )
+    t.add_argument("--steps", type=int, help="total env steps (config total_steps)")
+    t.add_argument("--seed", type=int, help="random seed")
+    t.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    t.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="set any config field"
+    )
+    t.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue a run (directory or checkpoint) from its last checkpoint",
+    )
+    t.add_argument("--run-dir", help="write the run here instead of runs/<env>-<algo>-<time>/")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+    e = sub.add_parser("eval", help="evaluate a trained agent greedily")
+    e.add_argument("run", metavar="RUN_OR_CHECKPOINT")
+    e.add_argument("--episodes", type=int, default=20)
+    e.add_argument("--seed", type=int, default=12345)
+    e.add_argument("--device", default="cpu")
+    e.add_argument(
+        "--video",
+        action="store_true",
+        help="record the first episode (MP4 with imageio-ffmpeg, else GIF)",
+    )
+    e.add_argument(
+        "--video-path", help="where to write the video (default: next to the checkpoint)"
+    )
+    e.add_argument(
+        "--checkpoint",
+        default="best",
+        choices=["best", "last"],
+        help="which checkpoint of a run directory (default: best)",
+    )
+
+    pl = sub.add_parser("plot", help="learning curves of one or more runs in one PNG")
+    pl.add_argument("runs", nargs="+", metavar="RUN")
+    pl.add_argument(
+        "--out", help="PNG path (default: <first run>/curves.png, or curves.png for several)"
+    )
+    return p
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fastrl.agents import ALGOS
+    from fastrl.config import from_dict, parse_assignments, with_overrides
+    from fastrl.presets import preset
+    from fastrl.trainer import Trainer
+
+    overrides: dict[str, Any] = parse_assignments(args.set)
+    for flag, key in (("steps", "total_steps"), ("seed", "seed"), ("device", "device")):
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    if args.resume:
+        from fastrl import checkpoint
+
+        ckpt = checkpoint.load(checkpoint.find(args.resume))
+        algo = ckpt["algo"]
+        if algo not in ALGOS:
+            raise ConfigError(f"checkpoint algorithm {algo!r} is unknown to this fastrl")
+        cfg = with_overrides(from_dict(ALGOS[algo][0], ckpt["config"]), overrides)
+        del ckpt
+    else:
+        cfg = with_overrides(preset(args.algo, args.env_id or "CartPole-v1"), overrides)
+        algo = args.algo
+    cfg.check()
+    if args.print_config:
+        from fastrl.config import to_dict
+
+        print(json.dumps({"algo": algo, **to_dict(cfg)}, indent=2))
+        return 0
+    trainer = Trainer(
+        cfg, algo=algo, run_dir=args.run_dir, resume=args.resume, progress=not args.no_progress
+    )
+    try:
+        result = trainer.train()
+    finally:
+        trainer.close()
+    last = result.evals[-1] if result.evals else None
+    msg = f"run: {result.run_dir}\n{result.env_steps} env steps, {result.episodes} episodes, {result.sps:.0f} steps/s"
+    if last is not None:
+        msg += f"\nfinal greedy evaluation: {last['mean']:.1f} +- {last['std']:.1f}"
+    if result.solved:
+        msg += f" (solved: reached {cfg.solved_threshold})"
+    print(msg)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from fastrl import checkpoint
+    from fastrl.evaluation import load_agent, record_video
+    from fastrl.envs import evaluate, make_env
+
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    path = checkpoint.find(args.run, prefer=(f"{args.checkpoint}.pt", "last.pt", "best.pt"))
+    agent, cfg = load_agent(path, args.device)
+    returns = evaluate(
+        agent.greedy,
+        lambda: make_env(cfg.env_id, cfg.max_episode_steps, cfg.frame_stack),
+        args.episodes,
+        args.seed,
+    )
+    print(
+        f"{path}: {cfg.env_id}, {args.episodes} greedy episodes: mean {np.mean(returns):.2f} "
+        f"+- {np.std(returns):.2f} (min {np.min(returns):.1f}, max {np.max(returns):.1f})"
+    )
+    if args.video:
+        out = record_video(agent, cfg, args.video_path or path.with_suffix(""), args.seed)
+        print(f"video: {out}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from fastrl.plots import plot_runs
+
+    for r in args.runs:
+        if not (Path(r) / "metrics.csv").is_file():
+            raise ConfigError(f"{r}: not a run directory (no metrics.csv)")
+    out = args.out or (
+        Path(args.runs[0]) / "curves.png" if len(args.runs) == 1 else Path("curves.png")
+    )
+    print(plot_runs(args.runs, out))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot}[args.command](args)
+    except (ConfigError, CheckpointError) as e:
+        print(f"fastrl: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "fastrl: interrupted (resume with --resume RUN from the last checkpoint)",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

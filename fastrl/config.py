@@ -1,0 +1,257 @@
+"""Training configuration: the loop settings every agent shares, field docs, and ``key=value`` overrides.
+
+Each agent has one frozen dataclass (e.g. :class:`fastrl.agents.dqn.DQNConfig`) that extends
+:class:`TrainConfig` with its own fields. Every field carries a docstring (the string literal under
+it); :func:`field_docs` reads them for ``fastrl train --help``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import textwrap
+import typing
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal, Mapping, TypeVar
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A bad configuration; the CLI prints its message on one line, without a traceback."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of the training loop, shared by every agent."""
+
+    env_id: str = "CartPole-v1"
+    """gymnasium environment id (discrete actions for DQN)."""
+    total_steps: int = 100_000
+    """Most env steps to train for (summed over vector envs)."""
+    seed: int = 0
+    """Seeds torch, the envs, the replay buffer and exploration; same seed on CPU = same run."""
+    device: str = "auto"
+    """Torch device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps."""
+    num_envs: int = 1
+    """Parallel training envs (a gymnasium vector env)."""
+    vector_mode: Literal["sync", "async"] = "sync"
+    """sync: envs step in this process; async: one subprocess per env."""
+    max_episode_steps: int = 0
+    """Episode step limit (truncation); 0 keeps the env's own limit."""
+    frame_stack: int = 1
+    """Stack the last k observations as the agent's input (k > 1 adds a leading axis of size k)."""
+    buffer_size: int = 100_000
+    """Replay buffer capacity in transitions."""
+    batch_size: int = 64
+    """Transitions per gradient step."""
+    learning_starts: int = 1_000
+    """Env steps of uniformly random actions (burn-in) before the first gradient step."""
+    train_freq: int = 1
+    """Vector-env steps between training phases."""
+    gradient_steps: int = 1
+    """Gradient steps per training phase."""
+    eval_every: int = 5_000
+    """Env steps between greedy evaluations (0: only at the end)."""
+    eval_episodes: int = 20
+    """Episodes per greedy evaluation (run in parallel on separate envs)."""
+    solved_threshold: float | None = None
+    """Stop when this return is reached (see solve_on); None trains for total_steps."""
+    solve_on: Literal["eval", "rolling"] = "eval"
+    """eval: mean greedy evaluation return; rolling: mean of the last 100 training episodes."""
+    checkpoint_every: int = 50_000
+    """Env steps between periodic (resumable) checkpoints; 0: only best and, at the end, last."""
+    save_buffer: bool = True
+    """Save the replay buffer with the resumable checkpoint (needed for an exact resume)."""
+    log_every: int = 1_000
+    """Env steps between logged losses and speed (episode returns are logged as they end)."""
+    torch_threads: int = 1
+    """CPU threads for torch (small networks run fastest on 1); 0 keeps torch's default."""
+    runs_dir: str = "runs"
+    """Folder that holds run directories (runs/<env>-<algo>-<time>/)."""
+
+
+# ---------------------------------------------------------------------------- field docs
+@lru_cache(maxsize=None)
+def field_docs(cls: type) -> dict[str, str]:
+    """``{field: docstring}`` for a config dataclass and its bases (attribute docstrings)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, nxt in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def describe(cls: type, config: Any | None = None) -> str:
+    """One line per field: name, type, default (or the value in ``config``), docstring."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    lines = []
+    for f in dataclasses.fields(cls):
+        value = getattr(config, f.name) if config is not None else f.default
+        lines.append(
+            f"  {f.name} ({_type_name(hints[f.name])}, {_show(value)}): {docs.get(f.name, '')}"
+        )
+    return "\n".join(lines)
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "|".join(str(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple:
+        return "ints, comma-separated"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, tuple):
+        return ",".join(str(x) for x in v)
+    return str(v)
+
+
+# ---------------------------------------------------------------------------- overrides
+def parse_value(cls: type, key: str, value: Any) -> Any:
+    """Convert ``value`` (a string from the command line, or a JSON value) to field ``key``'s type."""
+    hints = typing.get_type_hints(cls)
+    if key not in hints or key not in {f.name for f in dataclasses.fields(cls)}:
+        known = ", ".join(f.name for f in dataclasses.fields(cls))
+        raise ConfigError(f"unknown config key {key!r}; valid keys: {known}")
+    try:
+        return _convert(hints[key], value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(
+            f"bad value for {key}: {value!r} ({e}); expected {_type_name(hints[key])}"
+        ) from None
+
+
+def _convert(tp: Any, v: Any) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        if v not in args:
+            raise ValueError(f"must be one of {', '.join(map(str, args))}")
+        return v
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if v is None or (isinstance(v, str) and v.lower() in ("none", "null", "")):
+            if type(None) in args:
+                return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(a, v)
+            except (TypeError, ValueError):
+                pass
+        raise ValueError("no matching type")
+    if origin is tuple:
+        items = [x for x in v.replace(" ", "").split(",") if x] if isinstance(v, str) else list(v)
+        return tuple(_convert(args[0], x) for x in items)
+    if tp is bool:
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, str) and v.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(v, str) and v.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("not a boolean (use true/false)")
+    if tp is int:
+        if isinstance(v, bool):
+            raise TypeError("not an int")
+        if isinstance(v, str):
+            f = float(v.replace("_", ""))
+            if not f.is_integer():
+                raise ValueError("not an integer")
+            return int(f)
+        if isinstance(v, float) and not v.is_integer():
+            raise ValueError("not an integer")
+        return int(v)
+    if tp is float:
+        if isinstance(v, bool):
+            raise TypeError("not a number")
+        return float(v)
+    if tp is str:
+        if not isinstance(v, str):
+            raise TypeError("not a string")
+        return v
+    raise TypeError(f"unsupported field type {tp}")
+
+
+def with_overrides(config: C, overrides: Mapping[str, Any]) -> C:
+    """A copy of ``config`` with fields replaced; values may be strings (parsed) or typed values."""
+    cls = type(config)
+    changes = {k: parse_value(cls, k, v) for k, v in overrides.items()}
+    try:
+        return dataclasses.replace(config, **changes)  # type: ignore[type-var]
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+
+
+def parse_assignments(items: list[str]) -> dict[str, str]:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}`` (ConfigError if an item has no ``=``)."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """JSON-ready dict of a config (tuples become lists)."""
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
+    }
+
+
+def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
+    """Rebuild a config from :func:`to_dict` output, checking every key and value."""
+    return with_overrides(cls(), data)
+
+
+def check_common(cfg: TrainConfig) -> None:
+    """Range checks of the loop settings (ConfigError naming the field)."""
+    positive = (
+        "total_steps",
+        "num_envs",
+        "buffer_size",
+        "batch_size",
+        "train_freq",
+        "gradient_steps",
+        "eval_episodes",
+        "frame_stack",
+        "log_every",
+    )
+    for name in positive:
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    for name in (
+        "learning_starts",
+        "eval_every",
+        "checkpoint_every",
+        "max_episode_steps",
+        "torch_threads",
+    ):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {cfg.seed}")
+    if cfg.buffer_size < cfg.num_envs:
+        raise ConfigError(f"buffer_size ({cfg.buffer_size}) must be >= num_envs ({cfg.num_envs})")

@@ -1,0 +1,147 @@
+"""Environment construction, exact env-state capture for resume, and parallel greedy evaluation."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+from fastrl.config import ConfigError
+
+
+def make_env(
+    env_id: str, max_episode_steps: int = 0, frame_stack: int = 1, render_mode: str | None = None
+) -> gym.Env:
+    """``gym.make`` with fastrl's options; ConfigError (one line, what to do) for an unknown id."""
+    kwargs: dict[str, Any] = {}
+    if max_episode_steps > 0:
+        kwargs["max_episode_steps"] = max_episode_steps
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.Error as e:
+        msg = str(e).splitlines()[0]
+        raise ConfigError(
+            f"cannot make env {env_id!r}: {msg} (list ids with "
+            '`python -c "import gymnasium; gymnasium.pprint_registry()"`)'
+        ) from None
+    except ImportError as e:
+        raise ConfigError(f"env {env_id!r} needs a missing package: {e}") from None
+    if frame_stack > 1:
+        env = gym.wrappers.FrameStackObservation(env, frame_stack)
+    return env
+
+
+class Replayable(gym.Wrapper):
+    """Records what is needed to rebuild the env's exact state: how the current episode was reset
+    (its seed, or the env's generator state just before the reset) and the actions since.
+
+    :meth:`fastrl_state` returns that record; :meth:`fastrl_restore` resets a fresh env the same way
+    and replays the actions, which reproduces the state of any env that is deterministic given its
+    generator (all of gymnasium's classic-control and Box2D envs). It returns the last observation.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self._record: dict[str, Any] = {"seed": None, "rng": None, "actions": []}
+        self.fastrl_pending: dict[str, Any] | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        rng = None
+        if seed is None and self.unwrapped._np_random is not None:
+            rng = self.unwrapped.np_random.bit_generator.state
+        self._record = {"seed": seed, "rng": rng, "actions": []}
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action: Any) -> Any:
+        self._record["actions"].append(np.asarray(action).tolist())
+        return self.env.step(action)
+
+    def fastrl_state(self) -> dict[str, Any]:
+        return {
+            "seed": self._record["seed"],
+            "rng": self._record["rng"],
+            "actions": list(self._record["actions"]),
+        }
+
+    def fastrl_restore(self) -> Any:
+        """Apply ``fastrl_pending`` (set with ``set_attr``): reset as recorded, replay the actions."""
+        rec, self.fastrl_pending = self.fastrl_pending, None
+        if rec is None:
+            raise RuntimeError("fastrl_restore: no pending state")
+        if rec["rng"] is not None:
+            if self.unwrapped._np_random is None:
+                self.unwrapped.reset(seed=0)
+            self.unwrapped.np_random.bit_generator.state = rec["rng"]
+        obs, _ = self.reset(seed=rec["seed"])
+        for a in rec["actions"]:
+            obs, *_ = self.step(np.asarray(a) if isinstance(a, list) else a)
+        return obs
+
+
+def make_vec_env(
+    env_id: str,
+    num_envs: int = 1,
+    mode: str = "sync",
+    max_episode_steps: int = 0,
+    frame_stack: int = 1,
+) -> gym.vector.VectorEnv:
+    """A vector env with ``AutoresetMode.SAME_STEP`` (so ``infos["final_obs"]`` holds true final
+    observations) whose sub-envs are :class:`Replayable`."""
+    make_env(env_id, max_episode_steps, frame_stack).close()  # fail early, in this process
+
+    def thunk() -> gym.Env:
+        return Replayable(make_env(env_id, max_episode_steps, frame_stack))
+
+    cls = gym.vector.AsyncVectorEnv if mode == "async" else gym.vector.SyncVectorEnv
+    return cls([thunk] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def env_states(envs: Any) -> list[dict[str, Any]]:
+    return list(envs.call("fastrl_state"))
+
+
+def restore_env_states(envs: Any, states: list[dict[str, Any]]) -> np.ndarray:
+    """Rebuild every sub-env's state; returns the stacked current observations."""
+    envs.set_attr("fastrl_pending", list(states))
+    return np.stack(envs.call("fastrl_restore"))
+
+
+def evaluate(
+    policy: Callable[[np.ndarray], np.ndarray],
+    env_fn: Callable[[], gym.Env] | None,
+    episodes: int,
+    seed: int,
+    envs: list[gym.Env] | None = None,
+) -> np.ndarray:
+    """Returns ``float64[episodes]``: one episode on each of ``episodes`` envs, stepped in lockstep.
+
+    ``policy`` maps a batch of observations ``[k, *obs_shape]`` to actions ``[k]``; only envs still
+    running are stepped and passed to it. Env ``i`` is reset with seed ``seed + i``. Pass ``envs``
+    to reuse environments between evaluations.
+    """
+    own = envs is None
+    if envs is None:
+        if env_fn is None:
+            raise ValueError("evaluate: pass env_fn or envs")
+        envs = [env_fn() for _ in range(episodes)]
+    try:
+        obs = [envs[i].reset(seed=seed + i)[0] for i in range(episodes)]
+        returns = np.zeros(episodes)
+        active = list(range(episodes))
+        while active:
+            actions = policy(np.stack([obs[i] for i in active]))
+            still = []
+            for i, a in zip(active, actions):
+                obs[i], r, term, trunc, _ = envs[i].step(a)
+                returns[i] += float(r)
+                if not (term or trunc):
+                    still.append(i)
+            active = still
+        return returns
+    finally:
+        if own:
+            for e in envs:
+                e.close()

@@ -1,0 +1,73 @@
+"""Exploration-rate (epsilon) schedules: constant, linear or exponential, advanced per step or per episode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+KINDS = ("constant", "linear", "exponential")
+UNITS = ("step", "episode")
+
+
+@dataclass
+class Schedule:
+    """epsilon as a function of a counter ``t`` of env steps or of finished episodes.
+
+    - constant: ``start``.
+    - linear: from ``start`` to ``end`` over ``duration`` units, then ``end``.
+    - exponential: ``max(end, start * decay**t)``.
+
+    The trainer calls :meth:`next_step` after every env step and :meth:`next_episode` after
+    every finished episode; only the one matching ``unit`` moves ``t``. The state is ``t``
+    alone, so a restored schedule continues exactly.
+    """
+
+    kind: Literal["constant", "linear", "exponential"] = "linear"
+    start: float = 1.0
+    end: float = 0.05
+    duration: int = 10_000
+    decay: float = 0.995
+    unit: Literal["step", "episode"] = "step"
+    t: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"schedule kind must be one of {KINDS}, got {self.kind!r}")
+        if self.unit not in UNITS:
+            raise ValueError(f"schedule unit must be one of {UNITS}, got {self.unit!r}")
+        for name in ("start", "end"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"schedule {name} must be in [0, 1], got {v}")
+        if self.kind == "linear" and self.duration < 1:
+            raise ValueError(f"linear schedule duration must be >= 1, got {self.duration}")
+        if self.kind == "exponential" and not 0.0 < self.decay <= 1.0:
+            raise ValueError(f"exponential schedule decay must be in (0, 1], got {self.decay}")
+
+    @property
+    def value(self) -> float:
+        """The current epsilon."""
+        if self.kind == "constant":
+            return self.start
+        if self.kind == "linear":
+            frac = min(1.0, self.t / self.duration)
+            return self.start + frac * (self.end - self.start)
+        return max(self.end, self.start * self.decay**self.t)
+
+    def next_step(self, n: int = 1) -> float:
+        """Account for ``n`` env steps (one vector-env step of ``n`` envs); returns the new value."""
+        if self.unit == "step":
+            self.t += int(n)
+        return self.value
+
+    def next_episode(self, n: int = 1) -> float:
+        """Account for ``n`` finished episodes; returns the new value."""
+        if self.unit == "episode":
+            self.t += int(n)
+        return self.value
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"t": self.t}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.t = int(state["t"])

@@ -1,0 +1,519 @@
+"""The training loop: env -> agent.act -> buffer.extend -> buffer.sample -> agent.update -> log / checkpoint.
+
+``train(config)`` runs one experiment in ``runs/<env>-<algo>-<time>/`` and returns a
+:class:`TrainResult`; ``train(resume="runs/...")`` continues one from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from fastrl import checkpoint
+from fastrl.buffer import ReplayBuffer
+from fastrl.prioritized import PrioritizedReplayBuffer
+from fastrl.config import ConfigError, from_dict, to_dict
+from fastrl.envs import env_states, evaluate, make_env, make_vec_env, restore_env_states
+from fastrl.logger import Logger
+from fastrl.spaces import final_observations
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> cuda, then mps, then cpu; otherwise the named device (ConfigError if unusable)."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(
+            f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device {device!r} asked for but torch sees no CUDA GPU; use --device cpu"
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r} asked for but MPS is not available; use --device cpu")
+    return dev
+
+
+@dataclass
+class TrainResult:
+    """What a run did. ``evals`` rows: ``{"step", "episodes", "train_seconds", "mean", "std"}``
+    (``train_seconds``: wall time spent training so far, evaluations and checkpoints excluded)."""
+
+    run_dir: Path
+    env_steps: int
+    episodes: int
+    solved: bool
+    train_seconds: float
+    evals: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def final_eval(self) -> float | None:
+        return self.evals[-1]["mean"] if self.evals else None
+
+    @property
+    def sps(self) -> float:
+        return self.env_steps / max(self.train_seconds, 1e-9)
+
+    def first_reaching(self, threshold: float) -> dict[str, float] | None:
+        """The first evaluation whose mean return is >= ``threshold``."""
+        return next((e for e in self.evals if e["mean"] >= threshold), None)
+
+
+def _new_run_dir(cfg: Any, algo: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(cfg.runs_dir) / f"{cfg.env_id}-{algo}-{stamp}"
+    path, k = base, 1
+    while path.exists():
+        path, k = Path(f"{base}-{k}"), k + 1
+    return path
+
+
+def _make_buffer(cfg: Any, envs: gym.vector.VectorEnv, seed: int) -> ReplayBuffer:
+    if cfg.prioritized:
+        return PrioritizedReplayBuffer.from_env(envs, cfg.buffer_size, seed=seed, alpha=cfg.per_alpha,
+                                                eps=cfg.per_eps)
+    return ReplayBuffer.from_env(envs, cfg.buffer_size, seed=seed)
+
+
+class Trainer:
+    """One run. ``config`` is an agent config (e.g. DQNConfig); with ``resume`` (a run directory or
+    checkpoint file) the run continues from that checkpoint, with ``config`` (if given) replacing
+    the saved one (e.g. to train for more steps)."""
+
+    def __init__(
+        self,
+        config: Any = None,
+        *,
+        algo: str = "dqn",
+        run_dir: str | Path | None = None,
+        resume: str | Path | None = None,
+        progress: bool = True,
+        tensorboard: bool = True,
+    ) -> None:
+        from fastrl.agents import ALGOS
+
+        ckpt = None
+        if resume is not None:
+            ckpt_path = checkpoint.find(resume)
+            ckpt = checkpoint.load(ckpt_path)
+            algo = ckpt["algo"]
+            run_dir = (
+                ckpt_path.parent.parent
+                if ckpt_path.parent.name == "checkpoints"
+                else ckpt_path.parent
+            )
+            if config is None:
+                config = from_dict(ALGOS[algo][0], ckpt["config"])
+        if algo not in ALGOS:
+            raise ConfigError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
+        config_cls, agent_cls = ALGOS[algo]
+        cfg = config if config is not None else config_cls()
+        if not isinstance(cfg, config_cls):
+            raise ConfigError(f"{algo} needs a {config_cls.__name__}, got {type(cfg).__name__}")
+        cfg.check()
+        self.cfg, self.algo, self.progress = cfg, algo, progress
+        self.device = resolve_device(cfg.device)
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+
+        # Seeding: one SeedSequence gives independent streams to torch, buffer and exploration;
+        # the envs are seeded at reset with seed, seed + 1, ...
+        seeds = np.random.SeedSequence(cfg.seed).generate_state(3, dtype=np.uint64)
+        torch.manual_seed(int(seeds[0]) & (2**63 - 1))
+
+        self.envs = make_vec_env(
+            cfg.env_id, cfg.num_envs, cfg.vector_mode, cfg.max_episode_steps, cfg.frame_stack
+        )
+        act_space, obs_space = self.envs.single_action_space, self.envs.single_observation_space
+        if not isinstance(act_space, gym.spaces.Discrete):
+            self.envs.close()
+            raise ConfigError(
+                f"{algo} needs a discrete action space but {cfg.env_id} has "
+                f"{type(act_space).__name__}; pick an env with Discrete actions"
+            )
+        pixels = cfg.network == "cnn" or (
+            cfg.network == "auto"
+            and obs_space.dtype == np.uint8
+            and len(obs_space.shape or ()) == 3
+        )
+        self.buffer = _make_buffer(cfg, self.envs, int(seeds[1]))
+        self.agent = agent_cls(
+            tuple(obs_space.shape or ()),
+            int(act_space.n),
+            cfg,
+            self.device,
+            pixels=pixels,
+            seed=int(seeds[2]),
+        )
+
+        # Counters and episode statistics (all saved in checkpoints).
+        self.env_steps = self.iterations = self.episodes = 0
+        self.train_seconds = 0.0
+        self.solved = False
+        self.best_eval = -math.inf
+        self.evals: list[dict[str, float]] = []
+        self.recent_returns: deque[float] = deque(maxlen=100)
+        self.ep_return = np.zeros(cfg.num_envs)
+        self.ep_len = np.zeros(cfg.num_envs, dtype=np.int64)
+        self._eval_envs: list[gym.Env] | None = None
+
+        if ckpt is not None:
+            self.run_dir = Path(run_dir)  # type: ignore[arg-type]
+            self.obs = self._restore(ckpt)
+            _truncate_metrics(self.run_dir, self.env_steps)
+        else:
+            self.run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(cfg, algo)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.obs, _ = self.envs.reset(seed=cfg.seed)
+        (self.run_dir / "config.json").write_text(
+            json.dumps({"algo": algo, **to_dict(cfg)}, indent=2)
+        )
+        self.logger = Logger(self.run_dir, tensorboard=tensorboard, append=ckpt is not None)
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> TrainResult:
+        cfg, agent, n = self.cfg, self.agent, self.cfg.num_envs
+        buffer: Any = self.buffer
+        bar = _progress_bar(cfg.total_steps, self.env_steps, self.progress, self.run_dir.name)
+        sums: dict[str, torch.Tensor] = {}  # update metrics summed on the device since the last log
+        n_updates = 0
+        last_log_time, last_log_step = time.perf_counter(), self.env_steps
+        lengths: deque[int] = deque(maxlen=10)
+        tic = time.perf_counter()
+        try:
+            while self.env_steps < cfg.total_steps and not self.solved:
+                # 1. act: uniformly random during burn-in, epsilon-greedy after
+                if self.env_steps < cfg.learning_starts:
+                    actions = agent.rng.integers(agent.n_actions, size=n)
+                else:
+                    actions = agent.act(self.obs, explore=True)
+
+                # 2. step the envs and store the transitions (true final observations where episodes end)
+                next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+                buffer.extend(
+                    self.obs,
+                    actions,
+                    rewards,
+                    final_observations(next_obs, terminated, truncated, infos),
+                    terminated,
+                    truncated,
+                )
+                self.obs = next_obs
+                prev_steps = self.env_steps
+                self.env_steps += n
+                self.iterations += 1
+                agent.exploration.next_step(n)
+
+                # 3. episode bookkeeping
+                self.ep_return += rewards
+                self.ep_len += 1
+                done = np.logical_or(terminated, truncated)
+                if done.any():
+                    for i in np.flatnonzero(done):
+                        self.recent_returns.append(float(self.ep_return[i]))
+                        lengths.append(int(self.ep_len[i]))
+                        self.logger.log(
+                            self.env_steps,
+                            **{
+                                "charts/episodic_return": self.ep_return[i],
+                                "charts/episodic_length": self.ep_len[i],
+                            },
+                        )
+                    self.episodes += int(done.sum())
+                    agent.exploration.next_episode(int(done.sum()))
+                    self.ep_return[done] = 0.0
+                    self.ep_len[done] = 0
+                    if (
+                        cfg.solve_on == "rolling"
+                        and cfg.solved_threshold is not None
+                        and len(self.recent_returns) == 100
+                        and np.mean(self.recent_returns) >= cfg.solved_threshold
+                    ):
+                        self.solved = True
+
+                # 4. learn
+                if self.env_steps >= cfg.learning_starts and self.iterations % cfg.train_freq == 0:
+                    for _ in range(cfg.gradient_steps):
+                        metrics = agent.update(self._sample())
+                        for k, v in metrics.items():
+                            sums[k] = sums[k] + v if k in sums else v
+                        n_updates += 1
+                        if cfg.prioritized:  # the buffer adds per_eps: priority = |td| + eps
+                            buffer.update_priorities(self._batch_indices, agent.td_abs)  # type: ignore[attr-defined]
+
+                # 5. log, evaluate, checkpoint (outside the timed part)
+                if _crossed(prev_steps, self.env_steps, cfg.log_every) or self.solved:
+                    now = time.perf_counter()
+                    self.train_seconds += now - tic
+                    tic = now
+                    sps = (self.env_steps - last_log_step) / max(now - last_log_time, 1e-9)
+                    last_log_time, last_log_step = now, self.env_steps
+                    self.logger.log(
+                        self.env_steps,
+                        **{k: v / n_updates for k, v in sums.items()},  # means; float() syncs here
+                        **{"charts/epsilon": agent.epsilon, "perf/sps": sps},
+                    )
+                    sums, n_updates = {}, 0
+                    if bar is not None:
+                        bar.set_postfix(
+                            ret10=f"{np.mean(list(self.recent_returns)[-10:]):.1f}"
+                            if self.recent_returns
+                            else "-",
+                            len=f"{np.mean(lengths):.0f}" if lengths else "-",
+                            eps=f"{agent.epsilon:.3f}",
+                            sps=f"{sps:.0f}",
+                            refresh=False,
+                        )
+                if cfg.eval_every and _crossed(prev_steps, self.env_steps, cfg.eval_every):
+                    self.train_seconds += time.perf_counter() - tic
+                    self._evaluate()
+                    tic = time.perf_counter()
+                if cfg.checkpoint_every and _crossed(
+                    prev_steps, self.env_steps, cfg.checkpoint_every
+                ):
+                    self.train_seconds += time.perf_counter() - tic
+                    self.save_checkpoint(periodic=True)
+                    tic = time.perf_counter()
+                if bar is not None:
+                    bar.update(n)
+            self.train_seconds += time.perf_counter() - tic
+            if not self.evals or self.evals[-1]["step"] != self.env_steps:
+                self._evaluate()
+            self.save_checkpoint(periodic=False)
+        finally:
+            if bar is not None:
+                bar.close()
+            self.logger.close()
+        try:
+            from fastrl.plots import plot_runs
+
+            plot_runs([self.run_dir], self.run_dir / "training.png")
+        except ImportError:
+            pass
+        return self.result()
+
+    def close(self) -> None:
+        self.envs.close()
+        for e in self._eval_envs or []:
+            e.close()
+        self.logger.close()
+
+    def result(self) -> TrainResult:
+        return TrainResult(
+            self.run_dir,
+            self.env_steps,
+            self.episodes,
+            self.solved,
+            self.train_seconds,
+            list(self.evals),
+        )
+
+    # ------------------------------------------------------------------ pieces
+    def _sample(self) -> Any:
+        cfg = self.cfg
+        kwargs: dict[str, Any] = {}
+        if cfg.n_step > 1:
+            kwargs.update(n_step=cfg.n_step, gamma=cfg.gamma)
+        if cfg.prioritized:
+            frac = min(1.0, self.env_steps / cfg.total_steps)
+            kwargs["beta"] = cfg.per_beta_start + frac * (1.0 - cfg.per_beta_start)
+        batch = self.buffer.sample(cfg.batch_size, device=self.device, **kwargs)
+        self._batch_indices = batch.indices
+        return batch
+
+    def _evaluate(self) -> dict[str, float]:
+        cfg = self.cfg
+        if self._eval_envs is None:
+            self._eval_envs = [
+                make_env(cfg.env_id, cfg.max_episode_steps, cfg.frame_stack)
+                for _ in range(cfg.eval_episodes)
+            ]
+        # Seeds depend only on (seed, step): evaluation never touches the training generators.
+        seed = (
+            int(np.random.SeedSequence([cfg.seed, self.env_steps, 7]).generate_state(1)[0]) % 2**31
+        )
+        returns = evaluate(self.agent.greedy, None, cfg.eval_episodes, seed, envs=self._eval_envs)
+        row = {
+            "step": self.env_steps,
+            "episodes": self.episodes,
+            "train_seconds": self.train_seconds,
+            "mean": float(returns.mean()),
+            "std": float(returns.std()),
+        }
+        self.evals.append(row)
+        self.logger.log(
+            self.env_steps, **{"eval/mean_return": row["mean"], "eval/std_return": row["std"]}
+        )
+        self.logger.flush()
+        if row["mean"] > self.best_eval:
+            self.best_eval = row["mean"]
+            checkpoint.save(self.run_dir / "checkpoints" / "best.pt", self._agent_state())
+        if (
+            cfg.solve_on == "eval"
+            and cfg.solved_threshold is not None
+            and row["mean"] >= cfg.solved_threshold
+        ):
+            self.solved = True
+        return row
+
+    # ------------------------------------------------------------------ checkpoints
+    def _agent_state(self) -> dict[str, Any]:
+        return {
+            "algo": self.algo,
+            "config": to_dict(self.cfg),
+            "env_steps": self.env_steps,
+            "agent": self.agent.state_dict(),
+        }
+
+    def save_checkpoint(self, periodic: bool) -> Path:
+        """Write ``last.pt`` (everything needed to resume, with the buffer beside it) and, if
+        ``periodic``, ``step_<N>.pt``. Returns the path of last.pt."""
+        ckpt_dir = self.run_dir / "checkpoints"
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        buffer_file = None
+        if self.cfg.save_buffer:
+            buffer_file = f"buffer_{self.env_steps:09d}.frb"
+            self.buffer.save(ckpt_dir / buffer_file)
+        state = {
+            **self._agent_state(),
+            "buffer_file": buffer_file,
+            "trainer": {
+                "env_steps": self.env_steps,
+                "iterations": self.iterations,
+                "episodes": self.episodes,
+                "train_seconds": self.train_seconds,
+                "solved": self.solved,
+                "best_eval": self.best_eval,
+                "evals": self.evals,
+                "recent_returns": list(self.recent_returns),
+                "ep_return": torch.from_numpy(self.ep_return.copy()),
+                "ep_len": torch.from_numpy(self.ep_len.copy()),
+                "obs": torch.from_numpy(np.asarray(self.obs).copy()),
+                "env_states": env_states(self.envs),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+        }
+        if periodic:
+            checkpoint.save(ckpt_dir / f"step_{self.env_steps:09d}.pt", state)
+        checkpoint.save(ckpt_dir / "last.pt", state)
+        for old in ckpt_dir.glob("buffer_*.frb"):  # keep only the buffer last.pt points to
+            if old.name != buffer_file:
+                old.unlink()
+        return ckpt_dir / "last.pt"
+
+    def _restore(self, ckpt: dict[str, Any]) -> np.ndarray:
+        try:
+            self.agent.load_state_dict(ckpt["agent"])
+            t = ckpt["trainer"]
+            if ckpt.get("buffer_file"):
+                path = self.run_dir / "checkpoints" / ckpt["buffer_file"]
+                try:
+                    self.buffer = type(self.buffer).load(path)
+                except (OSError, ValueError) as e:
+                    raise checkpoint.CheckpointError(f"replay buffer {path}: {e}") from None
+            self.env_steps, self.iterations = int(t["env_steps"]), int(t["iterations"])
+            self.episodes, self.train_seconds = int(t["episodes"]), float(t["train_seconds"])
+            self.solved, self.best_eval = bool(t["solved"]), float(t["best_eval"])
+            self.evals = [dict(e) for e in t["evals"]]
+            self.recent_returns.extend(float(r) for r in t["recent_returns"])
+            self.ep_return, self.ep_len = t["ep_return"].numpy().copy(), t["ep_len"].numpy().copy()
+            torch.set_rng_state(t["torch_rng"])
+            if t["cuda_rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(t["cuda_rng"])
+            obs = restore_env_states(self.envs, t["env_states"])
+            saved_obs = t["obs"].numpy()
+        except (KeyError, TypeError, AttributeError) as e:
+            raise checkpoint.CheckpointError(
+                f"checkpoint is missing or has bad entries ({e!r})"
+            ) from None
+        if (
+            self.solved
+            and self.cfg.solved_threshold is not None
+            and self.best_eval < self.cfg.solved_threshold
+        ):
+            self.solved = False  # resumed with a higher bar: keep training
+        if not np.array_equal(obs, saved_obs):
+            import warnings
+
+            warnings.warn(
+                "resumed envs did not reproduce the saved observations (non-deterministic env?); "
+                "continuing from the saved observations",
+                stacklevel=2,
+            )
+            obs = saved_obs
+        return obs
+
+
+def _crossed(prev: int, now: int, every: int) -> bool:
+    return every > 0 and now // every > prev // every
+
+
+def _truncate_metrics(run_dir: Path, step: int) -> None:
+    """Drop metric rows logged after the checkpoint we resume from (they will be logged again),
+    and a row cut short by a kill; rewritten atomically (temp file, then rename)."""
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+
+    def keep(line: str) -> bool:
+        parts = line.rstrip("\n").split(",")
+        if not line.endswith("\n") or len(parts) != 4:
+            return False
+        try:
+            float(parts[3])  # a value cut short by a kill does not parse
+            return int(parts[0]) <= step
+        except ValueError:
+            return False
+
+    header = "step,wall_time,key,value\n"  # missing when a kill came before the first flush
+    body = lines[1:] if lines and lines[0] == header else lines
+    kept = [header] + [ln for ln in body if keep(ln)]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
+
+
+def _progress_bar(total: int, initial: int, enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(
+        total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, mininterval=0.5
+    )
+
+
+def train(config: Any = None, **kwargs: Any) -> TrainResult:
+    """Train an agent: ``train(DQNConfig(...))`` or ``train(resume="runs/CartPole-v1-dqn-...")``.
+
+    Keyword arguments go to :class:`Trainer` (``algo``, ``run_dir``, ``resume``, ``progress``).
+    """
+    trainer = Trainer(config, **kwargs)
+    try:
+        return trainer.train()
+    finally:
+        trainer.close()
+
+
+__all__ = ["TrainResult", "Trainer", "resolve_device", "train"]

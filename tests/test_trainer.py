@@ -1,0 +1,236 @@
+"""The training loop: smoke runs of each preset, exact resume, checkpoints, bad configurations."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fastrl import checkpoint
+from fastrl.buffer import ReplayBuffer
+from fastrl.config import ConfigError, with_overrides
+from fastrl.presets import PRESETS, preset
+from fastrl.trainer import Trainer, train
+
+TINY = dict(learning_starts=100, eval_every=0, eval_episodes=2, log_every=50, batch_size=32)
+
+
+def tiny(env_id="CartPole-v1", **kw):
+    return with_overrides(preset("dqn", env_id), {**TINY, "total_steps": 300, **kw})
+
+
+@pytest.mark.parametrize("env_id", sorted(e for a, e in PRESETS if a == "dqn"))
+def test_preset_smoke_run(tmp_path, env_id):
+    cfg = tiny(env_id, max_episode_steps=200)
+    r = train(cfg, run_dir=tmp_path / "run", progress=False)
+    assert r.env_steps == 300 and r.episodes >= 1 and len(r.evals) == 1
+    run = tmp_path / "run"
+    for name in (
+        "config.json",
+        "metrics.csv",
+        "training.png",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+    ):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "config.json").read_text())["env_id"] == env_id
+    keys = {line.split(",")[2] for line in (run / "metrics.csv").read_text().splitlines()[1:]}
+    assert {
+        "charts/episodic_return",
+        "losses/td_loss",
+        "charts/epsilon",
+        "perf/sps",
+        "eval/mean_return",
+    } <= keys
+    assert list(run.glob("events.out.tfevents.*"))
+
+
+def test_vector_envs_store_true_final_observations(tmp_path):
+    cfg = tiny(num_envs=3, total_steps=600, learning_starts=600, max_episode_steps=20)
+    t = Trainer(cfg, run_dir=tmp_path / "run", progress=False)
+    try:
+        t.train()
+        rows = t.buffer.get(np.arange(t.buffer.total_added - len(t.buffer), t.buffer.total_added))
+        trunc = rows["truncated"]
+        assert trunc.sum() > 0
+        # a stored successor is the env's next observation, never a reset one: the next row of the same
+        # stream starts from a fresh reset (|x| < 0.05) while a truncated successor is 20 steps in
+        ids = np.flatnonzero(~(rows["terminated"] | rows["truncated"]))[:-3]
+        np.testing.assert_array_equal(rows["next_observations"][ids], rows["observations"][ids + 3])
+    finally:
+        t.close()
+
+
+@pytest.mark.parametrize(
+    "env_id,num_envs,mode",
+    [("CartPole-v1", 1, "sync"), ("LunarLander-v3", 2, "sync"), ("CartPole-v1", 2, "async"),
+     ("CartPole-v1", 1, "sync+per")],
+)
+def test_resume_ends_exactly_where_uninterrupted_run_ends(tmp_path, env_id, num_envs, mode):
+    extra = {"prioritized": True, "n_step": 3} if mode.endswith("+per") else {}
+    mode = mode.split("+")[0]
+    cfg = tiny(
+        env_id,
+        **extra,
+        num_envs=num_envs,
+        vector_mode=mode,
+        total_steps=400,
+        eval_every=200,
+        max_episode_steps=60,
+    )
+    straight = Trainer(cfg, run_dir=tmp_path / "a", progress=False)
+    straight.train()
+    half = Trainer(
+        with_overrides(cfg, {"total_steps": 200}), run_dir=tmp_path / "b", progress=False
+    )
+    half.train()
+    half.close()
+    resumed = Trainer(cfg, resume=tmp_path / "b", progress=False)
+    assert resumed.env_steps == 200
+    resumed.train()
+    try:
+        for p, q in zip(
+            straight.agent.q.state_dict().values(), resumed.agent.q.state_dict().values()
+        ):
+            assert torch.equal(p, q)
+        for p, q in zip(straight.agent.q_target.parameters(), resumed.agent.q_target.parameters()):
+            assert torch.equal(p, q)
+        assert (straight.env_steps, straight.episodes, straight.agent.updates) == (
+            resumed.env_steps,
+            resumed.episodes,
+            resumed.agent.updates,
+        )
+        assert straight.agent.epsilon == resumed.agent.epsilon
+        np.testing.assert_array_equal(straight.obs, resumed.obs)
+        a, b = straight.buffer.state_dict(), resumed.buffer.state_dict()
+        assert a["state"] == b["state"]
+        for k in a["arrays"]:
+            np.testing.assert_array_equal(a["arrays"][k], b["arrays"][k])
+        assert [e["mean"] for e in straight.evals] == [e["mean"] for e in resumed.evals]
+        assert list(straight.recent_returns) == list(resumed.recent_returns)
+        assert straight.agent.rng.bit_generator.state == resumed.agent.rng.bit_generator.state
+    finally:
+        straight.close()
+        resumed.close()
+
+
+def test_checkpoints_are_atomic_and_damage_is_reported(tmp_path):
+    r = train(tiny(checkpoint_every=100), run_dir=tmp_path / "run", progress=False)
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in ckpts.glob("step_*.pt")) == [
+        f"step_{s:09d}.pt" for s in (100, 200, 300)
+    ]
+    assert [p.name for p in ckpts.glob("buffer_*.frb")] == ["buffer_000000300.frb"]
+    assert not list(ckpts.glob("*.tmp"))
+    state = checkpoint.load(ckpts / "last.pt")
+    assert state["trainer"]["env_steps"] == r.env_steps == 300
+    assert ReplayBuffer.load(ckpts / state["buffer_file"]).total_added == 300
+
+    raw = (ckpts / "last.pt").read_bytes()
+    (ckpts / "last.pt").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(checkpoint.CheckpointError, match="damaged"):
+        Trainer(resume=tmp_path / "run", progress=False)
+    flipped = bytearray(raw)
+    flipped[len(raw) // 3 : len(raw) // 3 + 64] = b"\x00" * 64
+    (ckpts / "last.pt").write_bytes(bytes(flipped))
+    with pytest.raises(checkpoint.CheckpointError):
+        checkpoint.load(ckpts / "last.pt")
+    (ckpts / "other.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(checkpoint.CheckpointError, match="damaged"):
+        checkpoint.load(ckpts / "other.pt")
+    torch.save({"hello": 1}, ckpts / "foreign.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="not a fastrl checkpoint"):
+        checkpoint.load(ckpts / "foreign.pt")
+    # a damaged replay buffer file is reported too
+    (ckpts / "last.pt").write_bytes(raw)
+    buf = ckpts / state["buffer_file"]
+    data = bytearray(buf.read_bytes())
+    data[-10] ^= 0xFF
+    buf.write_bytes(bytes(data))
+    with pytest.raises(checkpoint.CheckpointError, match="replay buffer"):
+        Trainer(resume=tmp_path / "run", progress=False)
+
+
+def test_rolling_mean_solved_threshold_stops_early(tmp_path):
+    cfg = tiny(solve_on="rolling", solved_threshold=1.0, total_steps=5000, learning_starts=5000)
+    r = train(cfg, run_dir=tmp_path / "run", progress=False)
+    assert r.solved and r.episodes == 100 and r.env_steps < 5000
+
+
+def test_same_seed_same_run(tmp_path):
+    a = train(tiny(), run_dir=tmp_path / "a", progress=False, tensorboard=False)
+    b = train(tiny(), run_dir=tmp_path / "b", progress=False, tensorboard=False)
+    sa = checkpoint.load(a.run_dir / "checkpoints" / "last.pt")["agent"]["q"]
+    sb = checkpoint.load(b.run_dir / "checkpoints" / "last.pt")["agent"]["q"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (dict(env_id="NoSuchEnv-v0"), "cannot make env 'NoSuchEnv-v0'"),
+        (dict(env_id="Pendulum-v1"), "discrete action space"),
+        (dict(batch_size=0), "batch_size must be >= 1"),
+        (dict(gamma=1.5), "gamma"),
+        (dict(device="tpu"), "unknown device"),
+    ],
+)
+def test_bad_config_is_a_config_error(tmp_path, overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        Trainer(tiny(**overrides), run_dir=tmp_path / "run", progress=False)
+
+
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("no_such_key", "1", "unknown config key 'no_such_key'"),
+        ("batch_size", "abc", "bad value for batch_size"),
+        ("batch_size", "1.5", "bad value for batch_size"),
+        ("dueling", "maybe", "bad value for dueling"),
+        ("loss", "l1", "bad value for loss"),
+    ],
+)
+def test_bad_overrides(key, value, match):
+    with pytest.raises(ConfigError, match=match):
+        with_overrides(preset("dqn", "CartPole-v1"), {key: value})
+
+
+def test_overrides_parse_types():
+    cfg = with_overrides(
+        preset("dqn", "CartPole-v1"),
+        {
+            "hidden_sizes": "64,32",
+            "dueling": "true",
+            "solved_threshold": "none",
+            "learning_rate": "3e-4",
+            "total_steps": "1e4",
+        },
+    )
+    assert cfg.hidden_sizes == (64, 32) and cfg.dueling is True and cfg.solved_threshold is None
+    assert cfg.learning_rate == 3e-4 and cfg.total_steps == 10_000
+
+
+def test_prioritized_and_n_step_replay_run(tmp_path):
+    t = Trainer(tiny(prioritized=True, n_step=3, total_steps=400), run_dir=tmp_path / "p", progress=False)
+    try:
+        t.train()
+        from fastrl import PrioritizedReplayBuffer
+
+        assert isinstance(t.buffer, PrioritizedReplayBuffer)
+        p = t.buffer.priorities(np.arange(t.buffer.total_added - len(t.buffer), t.buffer.total_added))
+        assert len(np.unique(p)) > 10  # updates from |TD| replaced the initial max priority
+    finally:
+        t.close()
+
+
+def test_frame_stack_and_dueling_run(tmp_path):
+    r = train(
+        tiny(frame_stack=4, dueling=True, total_steps=200), run_dir=tmp_path / "run", progress=False
+    )
+    assert r.env_steps == 200
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_smoke_run(tmp_path):
+    r = train(tiny(device="cuda"), run_dir=tmp_path / "run", progress=False)
+    assert r.env_steps == 300
