@@ -13,7 +13,8 @@ divided by the transitions stored. The million-transition figure is ``memory_byt
 the side store per transition measured on the filled buffer.
 
 Sampling: every implementation is timed in the same run, round-robin; the table shows the median
-per-call time over rounds and the ratio to the naive layout. The script also checks results:
+per-call time over rounds and the ratio to the naive layout, and the best round (the least
+disturbed by other processes on a shared machine). The script also checks results:
 fastrl's stacks equal the naive layout's bit for bit (same seed, same ids), and for every
 implementation the fraction of stored transitions whose (obs, next_obs) are exactly what the env
 emitted, at episode ends and elsewhere.
@@ -256,6 +257,7 @@ def main() -> None:
                 impl.sample()
             times[impl.name].append((time.perf_counter() - t0) / args.calls)
     med = {k: float(np.median(v)) for k, v in times.items()}
+    best = {k: float(np.min(v)) for k, v in times.items()}
 
     fast_bytes = stacked.buf.memory_bytes() / cap
     naive_bytes = naive.buf.memory_bytes() / cap
@@ -265,21 +267,22 @@ def main() -> None:
     del big
 
     print("| implementation | bytes/transition (memory_bytes) | bytes/transition (RSS growth) | "
-          "sample(32) median | vs naive | exact (obs, next_obs) at episode ends / elsewhere |")
-    print("|---|---:|---:|---:|---:|---:|")
+          "sample(32) median | vs naive | best round | vs naive | exact (obs, next_obs) at episode ends / elsewhere |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for impl in impls:
         mb = f"{impl.buf.memory_bytes() / cap:,.0f}" if isinstance(impl, FastrlStacked) else "-"
         e_end, e_mid = exact[impl.name]
         print(f"| {impl.name} | {mb} | {mem[impl.name]:,.0f} | {med[impl.name] * 1e6:,.1f} us | "
-              f"{med[impl.name] / med[naive.name]:.2f}x | {e_end:.0%} / {e_mid:.0%} |")
+              f"{med[impl.name] / med[naive.name]:.2f}x | {best[impl.name] * 1e6:,.1f} us | "
+              f"{best[impl.name] / best[naive.name]:.2f}x | {e_end:.0%} / {e_mid:.0%} |")
     print()
     ratio = naive_bytes / fast_bytes
     print(f"fastrl frame_stack=4 stores {fast_bytes:,.0f} bytes per transition, 1/{ratio:.2f} of the naive "
           f"layout's {naive_bytes:,.0f} (target: <= 1/7)")
     print(f"1,000,000 transitions: {million / 1e9:.2f} GB (memory_bytes of a real 1M buffer + side store "
           f"{side_per_row:.1f} B/transition; target: < 8 GB)")
-    print(f"sampling with stacking: {med[stacked.name] / med[naive.name]:.2f}x the naive layout's time "
-          f"(target: <= 1.5x)")
+    print(f"sampling with stacking: {med[stacked.name] / med[naive.name]:.2f}x the naive layout's median time, "
+          f"{best[stacked.name] / best[naive.name]:.2f}x its best round (target: <= 1.5x)")
 
     try:
         import matplotlib
