@@ -209,7 +209,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--calls", type=int, default=50, help="sample(32) calls per round")
     ap.add_argument("--quick", action="store_true", help="small run (capacity 3000, 8 rounds)")
-    ap.add_argument("--png", default=os.path.join(os.path.dirname(__file__), "bench_memory.png"))
+    ap.add_argument("--png", default="bench_out/memory.png")
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # child process: RSS growth of one implementation
     args = ap.parse_args()
     if args.quick:
@@ -298,6 +298,7 @@ def main() -> None:
         ax2.set_xlabel("sample(32) median, microseconds")
         fig.suptitle(f"84x84 uint8 frames, k=4, {cap} transitions")
         fig.tight_layout()
+        os.makedirs(os.path.dirname(args.png) or ".", exist_ok=True)
         fig.savefig(args.png, dpi=100)
         print(f"wrote {args.png}")
     except ImportError:
