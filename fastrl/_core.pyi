@@ -5,6 +5,14 @@ import numpy.typing as npt
 
 SUM_TREE_FANOUT: int
 
+class MappedFile:
+    """A file region mapped into memory (field storage)."""
+
+    def __init__(self, path: str, offset: int, length: int, create: bool) -> None: ...
+    @property
+    def length(self) -> int: ...
+    def flush(self) -> None: ...
+
 class ReplayBuffer:
     """Circular replay buffer core (use fastrl.ReplayBuffer)."""
 
@@ -15,6 +23,11 @@ class ReplayBuffer:
         num_envs: int,
         seed: int,
         episode_returns_gamma: float = -1.0,
+        store_next_observations: bool = True,
+        frame_stack: int = 1,
+        zero_padding: bool = False,
+        mapped: MappedFile | None = None,
+        field_offsets: list[int] = ...,
     ) -> None: ...
     @property
     def capacity(self) -> int: ...
@@ -59,6 +72,19 @@ class ReplayBuffer:
         discounts_out: Any,
     ) -> None: ...
     def gather_nstep(self, ids: npt.ArrayLike, n_step: int, gamma: float) -> tuple[npt.NDArray[Any], ...]: ...
+    def is_stored(self, field: int) -> bool: ...
+    @property
+    def frame_stack(self) -> int: ...
+    def storage_bytes(self, field: int) -> int: ...
+    @property
+    def side_bytes(self) -> int: ...
+    @property
+    def side_rows(self) -> int: ...
+    @property
+    def observation_fixed_bytes(self) -> int: ...
+    def observation_state_views(self, writable: bool = False) -> dict[str, npt.NDArray[Any]]: ...
+    def side_entries(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]: ...
+    def set_side_entries(self, slots: npt.NDArray[np.int64], rows: npt.NDArray[Any]) -> None: ...
 
 def discounted_returns(
     rewards: npt.NDArray[Any],
@@ -100,6 +126,12 @@ class PrioritizedReplayBuffer:
         seed: int,
         alpha: float,
         eps: float,
+        episode_returns_gamma: float = -1.0,
+        store_next_observations: bool = True,
+        frame_stack: int = 1,
+        zero_padding: bool = False,
+        mapped: MappedFile | None = None,
+        field_offsets: list[int] = ...,
     ) -> None: ...
     @property
     def base(self) -> ReplayBuffer: ...

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from fastrl import _core, serialization
+from fastrl import _core, serialization, storage
 from fastrl._schema import STANDARD_FIELDS, Field, build_fields
 
 _N_STD = len(STANDARD_FIELDS)
@@ -134,6 +135,28 @@ class ReplayBuffer:
             of the true return when rewards are non-negative (what SAIL-DQN uses). If the oldest
             steps of a long episode are overwritten before it ends, the stored steps still get
             their exact return-to-go (it only depends on later, still-stored rewards).
+        store_next_observations: False (the default) stores each observation once: the next
+            observation of a step is read from the next step of the same stream. Where the env
+            emitted something else (the true final observation at an episode end, or any
+            non-consecutive rows), the given next observation is kept in a small side store, so
+            sampling returns exactly what was added, bit for bit; the newest step of each stream
+            keeps its next observation aside until its successor arrives, so every stored step
+            stays sampleable and batches equal those of the full layout (same ids, same values).
+            True stores ``next_observations`` as its own field (twice the observation memory).
+        frame_stack: k > 1 stores single frames and samples ``observations`` and
+            ``next_observations`` as stacks ``[B, k, *observation_shape]`` (oldest frame first),
+            built at sample time the way gymnasium's ``FrameStackObservation(env, k)`` builds
+            them: ``observation_shape`` is one frame's shape, ``add`` / ``extend`` take single
+            frames or whole stacks (only the newest frame of a stack is kept). An episode starts
+            at a stream's first step and after every terminated or truncated step.
+        frame_padding: stack positions before an episode's first frame: ``"reset"`` repeats that
+            frame (gymnasium's default ``padding_type="reset"``), ``"zero"`` fills zeros
+            (``padding_type="zero"``). The frames of the last ``(k - 1) * num_envs`` overwritten
+            steps are kept, so every stored step's stack is complete (never padded wrongly).
+        storage_path: a new file to keep the field storage in, memory-mapped (for buffers larger
+            than RAM; the OS pages rows in and out). ``save(storage_path)`` then writes only
+            the header and small side arrays in place (no second copy of the rows), and
+            ``ReplayBuffer.load(path, mmap=True)`` maps such a file again instead of reading it.
 
     Values are cast into a field's dtype only when no information of their kind is lost:
     float fields take bools, ints and floats; int fields take bools and ints that fit;
@@ -152,14 +175,25 @@ class ReplayBuffer:
         seed: int | None = None,
         extra_fields: Mapping[str, tuple[Any, Any]] | None = None,
         episode_returns_gamma: float | None = None,
+        store_next_observations: bool = False,
+        frame_stack: int = 1,
+        frame_padding: str = "reset",
+        storage_path: str | os.PathLike[str] | None = None,
+        _open_existing: bool = False,
     ) -> None:
-        for arg, v in (("capacity", capacity), ("num_envs", num_envs)):
+        for arg, v in (("capacity", capacity), ("num_envs", num_envs), ("frame_stack", frame_stack)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise TypeError(f"{arg} must be an int, got {type(v).__name__}")
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if not isinstance(store_next_observations, (bool, np.bool_)):
+            raise TypeError(f"store_next_observations must be a bool, got {type(store_next_observations).__name__}")
+        if not 1 <= frame_stack <= 1024:
+            raise ValueError(f"frame_stack must be in [1, 1024], got {frame_stack}")
+        if frame_padding not in ("reset", "zero"):
+            raise ValueError(f"frame_padding must be 'reset' or 'zero', got {frame_padding!r}")
         user_fields = build_fields(observation_shape, action_shape, observation_dtype, action_dtype, reward_dtype,
                                    extra_fields)
         fields = user_fields
@@ -170,16 +204,35 @@ class ReplayBuffer:
             if taken:
                 raise ValueError(f"extra_fields: {taken} are reserved when episode_returns_gamma is set")
             fields = fields + tuple(Field(n, (), d) for n, d in _RETURN_FIELDS.items())
+        self.frame_stack = int(frame_stack)
+        self.frame_padding = frame_padding
+        self.store_next_observations = bool(store_next_observations)
+        self._frame_shape = user_fields[0].shape
+        # fields as stored (``_stored``: with storage or not) and as sampled (``fields``: stacks)
+        self._stored = tuple((f, not (i == 3 and not self.store_next_observations)) for i, f in enumerate(fields))
+        if self.frame_stack > 1:
+            stacked = (self.frame_stack, *self._frame_shape)
+            fields = tuple(Field(f.name, stacked, f.dtype) if i in (0, 3) else f for i, f in enumerate(fields))
         self.fields: tuple[Field, ...] = fields
         self._extra_names = tuple(f.name for f in self.fields[_N_STD:])
         self._row_bytes = sum(f.row_bytes for f in self.fields)
-        need = (int(capacity) // int(num_envs) * int(num_envs)) * self._row_bytes
-        if need > available_memory():
-            raise ValueError(f"capacity={capacity} needs {need / 2**30:.2f} GiB for {self._row_bytes} bytes per "
+        cap = int(capacity) // int(num_envs) * int(num_envs)
+        stored_row = sum(f.row_bytes for f, has in self._stored if has)
+        need = cap * stored_row
+        self._mapped: Any = None
+        self._storage_path: str | None = None
+        layout = None
+        if storage_path is not None:
+            self._storage_path = os.path.abspath(os.fspath(storage_path))
+            layout = storage.layout([f.row_bytes if has else None for f, has in self._stored], cap, int(num_envs))
+            if not _open_existing:
+                storage.check_new_file(self._storage_path, layout)
+        elif need > available_memory():
+            raise ValueError(f"capacity={capacity} needs {need / 2**30:.2f} GiB for {stored_row} bytes per "
                              f"transition, more than the {available_memory() / 2**30:.2f} GiB available; "
-                             f"use a smaller capacity")
+                             f"use a smaller capacity or storage_path= (memory-mapped storage)")
         self._config = {
-            "capacity": int(capacity), "observation_shape": list(self.fields[0].shape),
+            "capacity": int(capacity), "observation_shape": list(self._frame_shape),
             "action_shape": list(self.fields[1].shape), "observation_dtype": self.fields[0].dtype,
             "action_dtype": self.fields[1].dtype, "reward_dtype": self.fields[2].dtype,
             "num_envs": int(num_envs),
@@ -187,32 +240,59 @@ class ReplayBuffer:
         }
         if episode_returns_gamma is not None:
             self._config["episode_returns_gamma"] = episode_returns_gamma
+        self._config.update(store_next_observations=self.store_next_observations, frame_stack=self.frame_stack,
+                            frame_padding=self.frame_padding)
         # id(batch) -> (batch, B, ids array, field arrays, discounts array or None)
         self._prepared: dict[int, tuple[Batch, int, np.ndarray, tuple[np.ndarray, ...], np.ndarray | None]] = {}
         self._staging: dict[Any, Batch] = {}
         self._staging_events: dict[Any, Any] = {}
+        options: dict[str, Any] = {"store_next_observations": self.store_next_observations,
+                                   "frame_stack": self.frame_stack, "zero_padding": frame_padding == "zero"}
+        if layout is not None:
+            assert self._storage_path is not None
+            self._mapped = storage.map_file(self._storage_path, layout, create=not _open_existing)
+            self._layout = layout
+            options.update(mapped=self._mapped, field_offsets=layout.offsets)
         self._impl = self._make_impl([(f.name, list(f.shape), f.dtype) for f in user_fields],
                                      int(capacity), int(num_envs), _seed_value(seed),
-                                     -1.0 if episode_returns_gamma is None else episode_returns_gamma)
+                                     -1.0 if episode_returns_gamma is None else episode_returns_gamma, options)
         self._config["capacity"] = self._impl.capacity
 
-    def _make_impl(self, fields: list[Any], capacity: int, num_envs: int, seed: int, returns_gamma: float) -> Any:
+    def _make_impl(self, fields: list[Any], capacity: int, num_envs: int, seed: int, returns_gamma: float,
+                   options: dict[str, Any]) -> Any:
         """The C++ core; subclasses that wrap it in a composite (prioritized) override this."""
-        return _core.ReplayBuffer(fields, capacity, num_envs, seed, returns_gamma)
+        return _core.ReplayBuffer(fields, capacity, num_envs, seed, returns_gamma, **options)
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_env(cls, env: Any, capacity: int, **kwargs: Any) -> "ReplayBuffer":
+    def from_env(cls, env: Any, capacity: int, **kwargs: Any) -> ReplayBuffer:
         """A buffer whose schema matches a gymnasium env or vector env (Box / Discrete spaces).
 
         For a vector env ``num_envs`` is taken from it; store its steps with :meth:`extend`.
+        When the env is wrapped in gymnasium's ``FrameStackObservation`` (found through the
+        wrapper chain, and in the first sub-env of a ``SyncVectorEnv``), the buffer stores single
+        frames and stacks them itself: ``frame_stack`` and ``frame_padding`` default to the
+        wrapper's ``stack_size`` and ``padding_type`` (a custom padding observation is not
+        supported), and sampled observations keep the env's stacked shape. Pass
+        ``frame_stack=1`` to store the stacks as they are instead.
         """
-        from fastrl.spaces import schema_from_env
+        from fastrl.spaces import frame_stack_of, schema_from_env
 
         spec = schema_from_env(env)
         for k in spec:
             if k in kwargs:
                 raise TypeError(f"from_env: {k} is read from the env; do not pass it")
+        wrapper = frame_stack_of(env)
+        if wrapper is not None and kwargs.get("frame_stack", wrapper[0]) != 1:
+            size, padding = wrapper
+            if kwargs.setdefault("frame_stack", size) != size:
+                raise ValueError(f"frame_stack={kwargs['frame_stack']} but the env stacks {size} frames")
+            if padding not in ("reset", "zero"):
+                raise ValueError("from_env: FrameStackObservation with a custom padding observation is not "
+                                 "supported (use padding_type='reset' or 'zero', or frame_stack=1)")
+            if kwargs.setdefault("frame_padding", padding) != padding:
+                raise ValueError(f"frame_padding={kwargs['frame_padding']!r} but the env pads with {padding!r}")
+            spec["observation_shape"] = spec["observation_shape"][1:]
         return cls(capacity, **spec, **kwargs)
 
     # ------------------------------------------------------------------ properties
@@ -236,12 +316,35 @@ class ReplayBuffer:
         g = self._impl.episode_returns_gamma
         return None if g < 0 else g
 
+    @property
+    def storage_path(self) -> str | None:
+        """The memory-mapped file holding the field storage, or None (heap memory)."""
+        return self._storage_path
+
     def __len__(self) -> int:
         return self._impl.size
 
+    def memory_usage(self) -> dict[str, int]:
+        """Bytes the buffer holds, by part: each stored field (``capacity`` rows; in the mapped
+        file with ``storage_path``), ``observation_store`` (kept next observations, the newest
+        steps' next observations, the frames kept for stacks) and, for prioritized buffers, the
+        priorities and their trees. Sampled batches are not counted."""
+        out = {f.name: int(self._impl.storage_bytes(i)) for i, (f, has) in enumerate(self._stored) if has}
+        if not self.store_next_observations or self.frame_stack > 1:
+            out["observation_store"] = int(self._impl.side_bytes + self._impl.observation_fixed_bytes)
+        return out
+
+    def memory_bytes(self) -> int:
+        """Total bytes of :meth:`memory_usage`."""
+        return sum(self.memory_usage().values())
+
     def __repr__(self) -> str:
         fields = ", ".join(f"{f.name}: {f.dtype}{list(f.shape)}" for f in self.fields)
-        return f"{type(self).__name__}(size={len(self)}, capacity={self.capacity}, num_envs={self.num_envs}, {fields})"
+        layout = "" if self.store_next_observations else ", compact"
+        if self.frame_stack > 1:
+            layout += f", frame_stack={self.frame_stack} ({self.frame_padding})"
+        return (f"{type(self).__name__}(size={len(self)}, capacity={self.capacity}, num_envs={self.num_envs}"
+                f"{layout}, {fields})")
 
     # ------------------------------------------------------------------ writing
     def _values(self, args: tuple[Any, ...], extras: dict[str, Any]) -> tuple[Any, ...]:
@@ -252,9 +355,18 @@ class ReplayBuffer:
                              f"(this buffer declares {list(self._input_names)})")
         return args + tuple(extras[n] for n in self._input_names)
 
+    def _frames(self, x: Any, lead: int) -> Any:
+        """With frame stacking: the newest frame of a stack ``[*lead, k, *frame_shape]``, else ``x``."""
+        a = x if isinstance(x, np.ndarray) else np.asarray(x)
+        if a.ndim == lead + 1 + len(self._frame_shape) and a.shape[lead] == self.frame_stack:
+            return a[(slice(None),) * lead + (-1,)]
+        return x
+
     def add(self, obs: Any, action: Any, reward: Any, next_obs: Any, terminated: Any, truncated: Any,
             **extras: Any) -> None:
         """Store one step of one env (``num_envs == 1``). O(row bytes)."""
+        if self.frame_stack > 1:
+            obs, next_obs = self._frames(obs, 0), self._frames(next_obs, 0)
         if extras or self._input_names:
             self._impl.add(self._values((obs, action, reward, next_obs, terminated, truncated), extras))
         else:
@@ -269,6 +381,8 @@ class ReplayBuffer:
         ``next_obs`` must be the true final observation where an episode ended (see
         :func:`fastrl.final_observations`). The GIL is released while C++ copies.
         """
+        if self.frame_stack > 1:
+            obs, next_obs = self._frames(obs, 1), self._frames(next_obs, 1)
         self._impl.extend(self._values((obs, action, reward, next_obs, terminated, truncated), extras))
 
     # ------------------------------------------------------------------ sampling
@@ -450,6 +564,9 @@ class ReplayBuffer:
 
         Shares memory with the buffer and stays valid after the buffer is deleted.
         Slot ``i`` holds the row with id ``i + k * capacity`` for the newest such stored id.
+        With ``frame_stack`` the ``observations`` storage holds single frames; with
+        ``store_next_observations=False`` ``next_observations`` has no storage (ValueError:
+        read it with :meth:`get`).
         """
         for i, f in enumerate(self.fields):
             if f.name == name:
@@ -457,7 +574,8 @@ class ReplayBuffer:
         raise KeyError(f"unknown field {name!r}; this buffer has {[f.name for f in self.fields]}")
 
     def get(self, indices: Any) -> dict[str, np.ndarray]:
-        """The stored rows with the given ids as numpy arrays (IndexError if one is not stored)."""
+        """The stored rows with the given ids as numpy arrays, as :meth:`sample` returns them
+        (stacks with ``frame_stack``); IndexError if one is not stored."""
         ids = np.asarray(indices)
         if ids.dtype.kind not in "iu":
             raise TypeError(f"indices must be integers, got dtype {ids.dtype}")
@@ -472,9 +590,38 @@ class ReplayBuffer:
             state["episode_starts"] = [int(s) for s in self._impl.episode_starts()]
         return {"class": type(self).__name__, "config": self._config, "state": state}
 
+    def _field_arrays(self, n: int, writable: bool = False) -> dict[str, np.ndarray]:
+        """Views of the first ``n`` slots of every field with storage (mapped with ``storage_path``)."""
+        return {f.name: self._impl.field_view(i, writable)[:n] for i, (f, has) in enumerate(self._stored) if has}
+
     def _arrays(self, n: int, writable: bool = False) -> dict[str, np.ndarray]:
-        """Views of the first ``n`` slots of everything saved per slot (subclasses add theirs)."""
-        return {f.name: self._impl.field_view(i, writable)[:n] for i, f in enumerate(self.fields)}
+        """Views of everything saved with a fixed size: the fields' first ``n`` slots and the
+        observation store's fixed arrays (subclasses add theirs)."""
+        out = self._field_arrays(n, writable)
+        for name, v in self._impl.observation_state_views(writable).items():
+            out[_STORE + name] = v
+        return out
+
+    def _side_arrays(self) -> dict[str, np.ndarray]:
+        """The kept next observations (compact layout): slots and rows, copies of variable size."""
+        if self.store_next_observations:
+            return {}
+        slots, rows = self._impl.side_entries()
+        return {_SIDE_SLOTS: slots, _SIDE_ROWS: rows}
+
+    def _check_side(self, arrays: Mapping[str, Any], n: int, where: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Validated side arrays (slots distinct, in [0, n)), or None without a compact layout."""
+        if self.store_next_observations:
+            return None
+        slots, rows = np.asarray(arrays[_SIDE_SLOTS]), np.asarray(arrays[_SIDE_ROWS])
+        obs = self._stored[0][0]
+        if (slots.dtype != np.int64 or slots.ndim != 1 or rows.dtype != np.dtype(obs.dtype)
+                or rows.shape != (len(slots), *obs.shape)):
+            raise ValueError(f"{where}: damaged kept next observations (slots {slots.dtype} {slots.shape}, "
+                             f"rows {rows.dtype} {rows.shape})")
+        if len(slots) and (slots.min() < 0 or slots.max() >= n or len(np.unique(slots)) != len(slots)):
+            raise ValueError(f"{where}: damaged kept next observations (slots out of [0, {n}) or repeated)")
+        return np.ascontiguousarray(slots), np.ascontiguousarray(rows)
 
     def _check_arrays(self, arrays: Mapping[str, np.ndarray], where: str) -> None:
         """Validate restored per-slot arrays' values before they are used (subclass hook)."""
@@ -484,8 +631,9 @@ class ReplayBuffer:
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot: config, counters, generator state and a copy of every stored row."""
+        arrays = {k: v.copy() for k, v in self._arrays(len(self)).items()}
         return {"format": serialization.FORMAT, "version": serialization.VERSION, **self._meta(),
-                "arrays": {k: v.copy() for k, v in self._arrays(len(self)).items()}}
+                "arrays": {**arrays, **self._side_arrays()}}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict`; validated fully before anything changes."""
@@ -498,8 +646,9 @@ class ReplayBuffer:
         n = min(total, self.capacity)
         views = self._arrays(n, writable=True)
         arrays = state.get("arrays")
-        if not isinstance(arrays, Mapping) or set(arrays) != set(views):
-            raise ValueError(f"state['arrays'] must hold exactly {list(views)}")
+        expected = set(views) | set(self._side_arrays())
+        if not isinstance(arrays, Mapping) or set(arrays) != expected:
+            raise ValueError(f"state['arrays'] must hold exactly {sorted(expected)}")
         checked = {}
         for name, v in views.items():
             a = np.asarray(arrays[name])
@@ -507,9 +656,10 @@ class ReplayBuffer:
                 raise ValueError(f"state['arrays'][{name!r}]: expected {v.dtype} {v.shape}, got {a.dtype} {a.shape}")
             checked[name] = a
         self._check_arrays(checked, "state")
+        side = self._check_side(arrays, n, "state")
         for name, a in checked.items():
             views[name][...] = a
-        self._set_state(total, rng, starts)
+        self._set_state(total, rng, starts, side)
         self._restore(state, "state")
 
     def _check_episode_starts(self, meta: Mapping[str, Any], total: int, where: str) -> list[int] | None:
@@ -525,16 +675,19 @@ class ReplayBuffer:
             raise ValueError(f"{where}: damaged state (episode_starts {starts})")
         return starts
 
-    def _set_state(self, total: int, rng: list[int], starts: list[int] | None) -> None:
+    def _set_state(self, total: int, rng: list[int], starts: list[int] | None,
+                   side: tuple[np.ndarray, np.ndarray] | None) -> None:
         if starts is None:
             self._impl.set_state(total, rng)
         else:
             self._impl.set_full_state(total, rng, starts)
+        if side is not None:
+            self._impl.set_side_entries(*side)
 
     def _check_meta(self, meta: Mapping[str, Any], where: str) -> tuple[int, list[int]]:
         if meta.get("class") != type(self).__name__:
             raise ValueError(f"{where}: holds a {meta.get('class')!r}, not a {type(self).__name__}")
-        if meta.get("config") != self._config:
+        if _with_layout_defaults(meta.get("config")) != self._config:
             raise ValueError(f"{where}: schema {meta.get('config')!r} does not match this buffer's {self._config!r}")
         st: Any = meta.get("state")
         try:
@@ -551,40 +704,92 @@ class ReplayBuffer:
 
         The stored rows are written straight from the buffer's memory; the file is written to
         ``path.tmp`` and renamed, so an interrupted save never leaves a half-written ``path``.
+        A memory-mapped buffer saved to its own ``storage_path`` writes no second copy: the
+        mapped rows are flushed where they are and the header and the small side arrays are
+        written in place (not atomic: a save interrupted there leaves a file that ``load``
+        rejects as damaged; the file also stops matching its header once rows are added).
         """
-        serialization.write_file(path, self._meta(), list(self._arrays(len(self)).items()))
+        if self._storage_path is not None and storage.same_file(path, self._storage_path):
+            storage.save_in_place(self._storage_path, self._layout, self._mapped, self._meta(),
+                                  self._field_arrays(len(self)), self._field_index(),
+                                  {**self._arrays(len(self)), **self._side_arrays()})
+            return
+        serialization.write_file(path, self._meta(), [*self._arrays(len(self)).items(),
+                                                      *self._side_arrays().items()])
+
+    def _field_index(self) -> dict[str, int]:
+        return {f.name: i for i, (f, _) in enumerate(self._stored)}
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "ReplayBuffer":
-        """Read a buffer written by :meth:`save`; raises ValueError if the file is damaged."""
+    def load(cls, path: str | os.PathLike[str], *, mmap: bool = False, verify: bool = True) -> ReplayBuffer:
+        """Read a buffer written by :meth:`save`; raises ValueError if the file is damaged.
+
+        With ``mmap=True`` the file must have been written by a buffer with ``storage_path``
+        (saved to it): its rows are mapped, not read, and the loaded buffer keeps using the
+        file as its storage (``storage_path == path``). ``verify`` checks the mapped rows'
+        CRC-32 (one read pass over them).
+        """
         holder: dict[str, Any] = {}
 
-        def allocate(header: dict[str, Any]) -> dict[str, np.ndarray]:
+        def allocate(header: dict[str, Any]) -> dict[str, np.ndarray | None]:
             cfg = header.get("config")
             if header.get("class") != cls.__name__ or not isinstance(cfg, dict):
                 raise ValueError(f"{path}: holds a {header.get('class')!r}, not a {cls.__name__}")
+            if mmap:
+                storage.check_mapped_header(path, header, cfg.get("num_envs"))
+            kwargs: dict[str, Any] = {**_with_layout_defaults(cfg), "seed": 0}
+            if mmap:
+                kwargs.update(storage_path=path, _open_existing=True)
             try:
-                buf = cls(**cfg, seed=0)
-            except (TypeError, ValueError) as e:
-                raise ValueError(f"{path}: damaged configuration ({e})") from None
+                buf = cls(**kwargs)
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise ValueError(f"{path}: damaged configuration or not a mapped buffer file ({e})") from None
             total, _ = buf._check_meta(header, str(path))
             buf._check_episode_starts(header, total, str(path))
             n = min(total, buf.capacity)
             holder["buf"] = buf
+            holder["n"] = n
             holder["views"] = views = buf._arrays(n, writable=True)
-            return views
+            entries = {ent.get("name"): ent for ent in header["arrays"]}
+            side: dict[str, np.ndarray] = {}
+            for name in buf._side_arrays():  # variable size: allocated as the header declares
+                ent = entries.get(name)
+                if ent is None:
+                    raise ValueError(f"{path}: no array {name!r}")
+                shape = tuple(ent["shape"])
+                if not shape or shape[0] > n:
+                    raise ValueError(f"{path}: damaged kept next observations ({name} shape {shape})")
+                side[name] = np.empty(shape, np.dtype(ent["dtype"]))
+            holder["side"] = side
+            outs: dict[str, np.ndarray | None] = {**views, **side}
+            if mmap:
+                storage.check_mapped_entries(path, buf._layout, header, buf._field_arrays(n), buf._field_index(),
+                                             verify)
+                outs.update(dict.fromkeys(buf._field_arrays(0)))  # mapped rows are in place: nothing to read
+            return outs
 
         header = serialization.read_arrays(path, allocate)
         buf = holder["buf"]
         total, rng = buf._check_meta(header, str(path))
         buf._check_arrays(holder["views"], str(path))
-        buf._set_state(total, rng, buf._check_episode_starts(header, total, str(path)))
+        side = buf._check_side(holder["side"], holder["n"], str(path)) if holder["side"] else None
+        buf._set_state(total, rng, buf._check_episode_starts(header, total, str(path)), side)
         buf._restore(header, str(path))
         return buf
 
 
+_STORE = "observation_store/"
+_SIDE_SLOTS, _SIDE_ROWS = _STORE + "side_slots", _STORE + "side_rows"
+_LAYOUT_DEFAULTS = {"store_next_observations": True, "frame_stack": 1, "frame_padding": "reset"}
+
+
+def _with_layout_defaults(config: Any) -> Any:
+    """A saved config with the layout keys of files written before they existed (full layout)."""
+    return {**_LAYOUT_DEFAULTS, **config} if isinstance(config, dict) else config
+
+
 def _to_device(b: Batch, device: torch.device) -> Batch:
-    move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+    move = lambda t: t.to(device, non_blocking=True)
     return Batch(move(b.observations), move(b.actions), move(b.rewards), move(b.next_observations),
                  move(b.terminated), move(b.truncated), move(b.indices), {k: move(v) for k, v in b.extras.items()},
                  weights=None if b.weights is None else move(b.weights),

@@ -24,6 +24,16 @@ def _real(name: str, value: Any, low: float = 0.0) -> float:
     return v
 
 
+def _tree_bytes(n: int, k: int) -> int:
+    """Bytes of one K-ary float64 tree over n leaves, as sum_tree.hpp allocates it (levels padded
+    to multiples of K, the root level too, 64-byte aligned)."""
+    sizes = [n]
+    while sizes[-1] > 1:
+        sizes.append(-(-sizes[-1] // k))
+    total = sum(-(-s // k) * k for s in sizes)
+    return -(-total * 8 // 64) * 64
+
+
 class LinearSchedule:
     """A value moving linearly from ``start`` to ``end`` over ``horizon`` steps, then held at ``end``.
 
@@ -102,10 +112,18 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         super().__init__(*args, **kwargs)
         self._config["eps"] = self._eps
 
-    def _make_impl(self, fields: list[Any], capacity: int, num_envs: int, seed: int, returns_gamma: float) -> Any:
+    def _make_impl(self, fields: list[Any], capacity: int, num_envs: int, seed: int, returns_gamma: float,
+                   options: dict[str, Any]) -> Any:
         self._per = _core.PrioritizedReplayBuffer(fields, capacity, num_envs, seed, self._alpha0, self._eps,
-                                                  returns_gamma)
+                                                  returns_gamma, **options)
         return self._per.base  # writes through it update the trees (under the buffer's lock)
+
+    def memory_usage(self) -> dict[str, int]:
+        """As :meth:`ReplayBuffer.memory_usage`, plus the raw priorities and the sum / min trees."""
+        out = super().memory_usage()
+        out["priorities"] = 8 * self.capacity
+        out["priority_trees"] = 2 * _tree_bytes(self.capacity, _core.SUM_TREE_FANOUT)
+        return out
 
     # ------------------------------------------------------------------ priorities
     @property
@@ -176,6 +194,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             n_step, gamma = _check_nstep(n_step, gamma)
         if type(batch_size) is not int or batch_size < 1:
             batch_size = _check_batch_size(batch_size)
+        batch_size = self._check_batch_bytes(batch_size)  # MemoryError -> ValueError naming batch_size
         if type(beta) is not float:  # a float is range-checked in C++
             beta = _real("beta", beta)
         if replace is not True and not replace:

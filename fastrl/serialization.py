@@ -22,8 +22,9 @@ import json
 import os
 import struct
 import zlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -49,23 +50,37 @@ def _data_start(header_len: int) -> int:
     return -(-(_PREFIX.size + header_len) // _ALIGN) * _ALIGN
 
 
+def entry(name: str, a: np.ndarray, offset: int) -> dict[str, Any]:
+    """The header entry of a C-contiguous array stored at ``offset`` of the data section."""
+    return {"name": name, "dtype": a.dtype.str, "shape": list(a.shape), "offset": int(offset),
+            "nbytes": int(a.nbytes), "crc32": _crc(a.data)}
+
+
+def header_bytes(meta: dict[str, Any], entries: list[dict[str, Any]], size: int | None = None) -> bytes:
+    """Prefix and JSON header; with ``size``, the JSON is padded with spaces to ``size`` bytes so that
+    the data section starts at a fixed place (``_data_start(size)``)."""
+    body = json.dumps(dict(meta, format=FORMAT, version=VERSION, arrays=entries), sort_keys=True).encode()
+    if size is not None:
+        if len(body) > size:
+            raise ValueError(f"header of {len(body)} bytes does not fit the {size} bytes reserved for it")
+        body += b" " * (size - len(body))
+    return _PREFIX.pack(MAGIC, len(body), zlib.crc32(body)) + body
+
+
 def write_file(path: str | os.PathLike[str], meta: dict[str, Any], arrays: Iterable[tuple[str, np.ndarray]]) -> None:
     """Write ``meta`` and the arrays atomically (to ``path.tmp``, then renamed over ``path``)."""
     arrays = [(name, np.ascontiguousarray(a)) for name, a in arrays]
     entries: list[dict[str, Any]] = []
     offset = 0
     for name, a in arrays:
-        entries.append({"name": name, "dtype": a.dtype.str, "shape": list(a.shape),
-                        "offset": offset, "nbytes": int(a.nbytes), "crc32": _crc(a.data)})
+        entries.append(entry(name, a, offset))
         offset += -(-a.nbytes // _ALIGN) * _ALIGN
-    header = dict(meta, format=FORMAT, version=VERSION, arrays=entries)
-    body = json.dumps(header, sort_keys=True).encode()
-    start = _data_start(len(body))
+    head = header_bytes(meta, entries)
+    start = _data_start(len(head) - _PREFIX.size)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        f.write(_PREFIX.pack(MAGIC, len(body), zlib.crc32(body)))
-        f.write(body)
+        f.write(head)
         for e, (_, a) in zip(entries, arrays):
             f.write(b"\0" * (start + e["offset"] - f.tell()))
             if a.nbytes:
@@ -139,8 +154,10 @@ def read_array_into(f: Any, path: str | os.PathLike[str], entry: dict[str, Any],
         raise ValueError(f"{path}: array {name!r} is damaged (checksum mismatch)")
 
 
-def read_arrays(path: str | os.PathLike[str], allocate: Callable[[dict[str, Any]], dict[str, np.ndarray]]) -> dict[str, Any]:
-    """Read a file: ``allocate(header)`` returns the destination array for each array name."""
+def read_arrays(path: str | os.PathLike[str],
+                allocate: Callable[[dict[str, Any]], dict[str, np.ndarray | None]]) -> dict[str, Any]:
+    """Read a file: ``allocate(header)`` returns the destination array for each array name (None:
+    the caller has it in place already, e.g. memory-mapped, and checks it itself)."""
     with open(path, "rb") as f:
         header = read_header(f, path)
         outs = allocate(header)
@@ -148,5 +165,7 @@ def read_arrays(path: str | os.PathLike[str], allocate: Callable[[dict[str, Any]
         if names != set(outs):
             raise ValueError(f"{path}: arrays {sorted(names)} do not match the schema {sorted(outs)}")
         for e in header["arrays"]:
-            read_array_into(f, path, e, outs[e["name"]])
+            out = outs[e["name"]]
+            if out is not None:
+                read_array_into(f, path, e, out)
     return header

@@ -37,6 +37,21 @@ def schema_from_env(env: Any) -> dict[str, Any]:
             "action_dtype": act_dtype, "num_envs": int(num_envs)}
 
 
+def frame_stack_of(env: Any) -> tuple[int, str] | None:
+    """``(stack_size, padding_type)`` of the ``FrameStackObservation`` wrapping ``env`` (or the first
+    sub-env of a ``SyncVectorEnv``), None when there is none to be found."""
+    from gymnasium.wrappers import FrameStackObservation
+
+    e, seen = env, 0
+    if getattr(e, "envs", None):
+        e = e.envs[0]
+    while e is not None and seen < 100:
+        if isinstance(e, FrameStackObservation):
+            return int(e.stack_size), str(e.padding_type)
+        e, seen = getattr(e, "env", None), seen + 1
+    return None
+
+
 def final_observations(next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
                        infos: dict[str, Any]) -> np.ndarray:
     """The observations to store as ``next_observations`` for one vector-env step.

@@ -361,3 +361,78 @@ def dqn_targets(rewards, terminated, q_next_target, q_next_online, discounts, do
         bootstrap = 0.0 if terminated[i] else float(q_next_target[i][a])
         y[i] = rewards[i] + discounts[i] * bootstrap
     return y
+
+
+# ---------------------------------------------------------------- observations stored once, frame stacks (issue 5)
+
+
+class FullCopyObservations:
+    """A naive buffer's observations: per id, full copies of the observation and next observation a
+    step returned, built per stream the way gymnasium's ``FrameStackObservation(env, k,
+    padding_type=...)`` builds them from single frames (k == 1: the frames themselves).
+
+    Per stream, an episode starts at the stream's first row and after a terminated or truncated
+    row. A row's stack is the last k frames of its episode, oldest first, padded before the
+    episode's first frame with that frame ("reset") or with zeros ("zero"); its next stack is the
+    stack without its oldest frame, with the row's next frame appended (what ``step`` returns).
+    Rows are time-major: row r of a write belongs to stream (total + r) % num_envs."""
+
+    def __init__(self, num_envs: int, k: int = 1, padding: str = "reset") -> None:
+        from collections import deque
+
+        self._deque = deque
+        self.num_envs, self.k, self.padding = num_envs, k, padding
+        self.queues: list = [None] * num_envs  # running episode's last k frames, per stream
+        self.obs: list[np.ndarray] = []
+        self.next_obs: list[np.ndarray] = []
+
+    def write(self, obs, next_obs, terminated, truncated) -> None:
+        for r in range(len(obs)):
+            s = len(self.obs) % self.num_envs
+            frame, nxt = np.asarray(obs[r]), np.asarray(next_obs[r])
+            if self.k == 1:
+                self.obs.append(frame.copy())
+                self.next_obs.append(nxt.copy())
+                continue
+            q = self.queues[s]
+            if q is None:  # episode start: the wrapper's reset fills the queue with padding
+                pad = frame if self.padding == "reset" else np.zeros_like(frame)
+                q = self._deque([pad] * (self.k - 1), maxlen=self.k)
+            q.append(frame)
+            self.obs.append(np.stack(list(q)))
+            self.next_obs.append(np.stack(list(q)[1:] + [nxt]))
+            self.queues[s] = None if (terminated[r] or truncated[r]) else q
+
+
+def env_like_rows(rng: np.random.Generator, steps: int, num_envs: int, frame_shape, dtype, start, p_done=0.15,
+                  p_jump=0.0, values=None):
+    """``steps`` time-major vector-env steps ([steps * num_envs] rows): obs, next_obs, terminated,
+    truncated. Each stream's next observation is its next row's observation, except after a
+    terminated / truncated row (the reset observation follows) and, with probability ``p_jump``,
+    anywhere (a discontinuity: rows that are not consecutive). ``start`` holds each stream's
+    current observation and is updated. Frames are drawn from ``values`` when given (to make
+    repeats, 0.0 / -0.0 and NaN likely)."""
+
+    def frame():
+        if values is not None:
+            return rng.choice(np.asarray(values, dtype=dtype), size=frame_shape)
+        if np.dtype(dtype).kind == "u":
+            return rng.integers(0, 256, size=frame_shape).astype(dtype)
+        return rng.normal(size=frame_shape).astype(dtype)
+
+    for s in range(num_envs):
+        if start[s] is None:
+            start[s] = frame()
+    obs, nxt, term, trunc = [], [], [], []
+    for _ in range(steps):
+        for s in range(num_envs):
+            o, n = start[s], frame()
+            te, tr = rng.random() < p_done / 2, rng.random() < p_done / 2
+            obs.append(o)
+            nxt.append(n)
+            term.append(te)
+            trunc.append(tr and not te)
+            start[s] = frame() if (te or tr or rng.random() < p_jump) else n
+    shape = (len(obs), *frame_shape)
+    return (np.array(obs, dtype=dtype).reshape(shape), np.array(nxt, dtype=dtype).reshape(shape),
+            np.array(term, dtype=bool), np.array(trunc, dtype=bool))

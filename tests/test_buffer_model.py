@@ -14,9 +14,9 @@ OBS_SHAPE = (3,)
 EXTRA = {"mask": ((2,), np.uint8), "logp": ((), np.float64), "k": ((), np.int32)}
 
 
-def make_pair(capacity: int, num_envs: int, seed: int):
+def make_pair(capacity: int, num_envs: int, seed: int, store_next_observations: bool = False):
     buf = fastrl.ReplayBuffer(capacity, observation_shape=OBS_SHAPE, action_shape=(), num_envs=num_envs,
-                              seed=seed, extra_fields=EXTRA)
+                              seed=seed, extra_fields=EXTRA, store_next_observations=store_next_observations)
     fields = [(f.name, f.shape, f.dtype) for f in buf.fields]
     return buf, ReferenceBuffer(fields, capacity, num_envs, seed)
 
@@ -43,11 +43,13 @@ def extend(buf, cols):
 
 
 class BufferMachine(RuleBasedStateMachine):
+    STORE_NEXT = False  # the default compact layout: next observations read from the next rows
+
     @initialize(capacity=st.integers(1, 24), num_envs=st.integers(1, 3), seed=st.integers(0, 2**64 - 1),
                 data_seed=st.integers(0, 2**32 - 1))
     def setup(self, capacity, num_envs, seed, data_seed):
         capacity = max(capacity, num_envs)
-        self.buf, self.model = make_pair(capacity, num_envs, seed)
+        self.buf, self.model = make_pair(capacity, num_envs, seed, self.STORE_NEXT)
         self.rng = np.random.default_rng(data_seed)
         note(f"capacity={capacity} num_envs={num_envs}")
 
@@ -99,7 +101,7 @@ class BufferMachine(RuleBasedStateMachine):
     @rule()
     def state_dict_round_trip(self):
         sd = self.buf.state_dict()
-        buf2, _ = make_pair(self.model.capacity, self.model.num_envs, 0)
+        buf2, _ = make_pair(self.model.capacity, self.model.num_envs, 0, self.STORE_NEXT)
         buf2.load_state_dict(sd)
         self.buf = buf2
 
@@ -116,6 +118,8 @@ class BufferMachine(RuleBasedStateMachine):
         assert len(self.buf) == len(self.model)
         assert self.buf.total_added == self.model.total
         for name, _, _ in self.model.fields:
+            if name == "next_observations" and not self.STORE_NEXT:
+                continue  # no storage: checked through get() below
             view = self.buf.field(name)
             for slot, value in self.model.storage(name).items():
                 np.testing.assert_array_equal(view[slot], value)
@@ -124,10 +128,19 @@ class BufferMachine(RuleBasedStateMachine):
             got = self.buf.get(live)
             for j, i in enumerate(live):
                 np.testing.assert_array_equal(got["k"][j], self.model.rows[i]["k"])
+                np.testing.assert_array_equal(got["next_observations"][j], self.model.rows[i]["next_observations"])
 
 
 TestBufferMachine = BufferMachine.TestCase
 TestBufferMachine.settings = settings(settings(), stateful_step_count=20)
+
+
+class FullLayoutMachine(BufferMachine):
+    STORE_NEXT = True  # next_observations stored as a field of its own
+
+
+TestFullLayoutMachine = FullLayoutMachine.TestCase
+TestFullLayoutMachine.settings = settings(settings(), stateful_step_count=20)
 
 
 @given(capacity=st.integers(1, 50), num_envs=st.integers(1, 5), steps=st.lists(st.integers(0, 40), max_size=6))

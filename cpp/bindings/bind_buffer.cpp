@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "convert.hpp"
+#include "storage_options.hpp"
 #include "outputs.hpp"
 #include "fastrl/replay_buffer.hpp"
 
@@ -62,7 +63,7 @@ std::int64_t collect(const ReplayBuffer& b, const py::tuple& values, bool batche
 }
 
 void* check_out(const ReplayBuffer& b, std::size_t f, py::handle h, std::int64_t batch, bool nstep = false) {
-  FieldSpec s = b.specs()[f];
+  FieldSpec s = b.sample_specs()[f];
   if (nstep && f == ReplayBuffer::kRewards) s.dtype = b.nstep_dtype();
   return checked_out_array(h, s.dtype, s.shape, batch, s.name + " out");
 }
@@ -89,14 +90,20 @@ std::int64_t* ids_out_ptr(py::handle ids_out, std::int64_t batch_size) {
 void bind_buffer(py::module_& m) {
   py::class_<ReplayBuffer>(m, "ReplayBuffer", "Circular replay buffer core (use fastrl.ReplayBuffer).")
       .def(py::init([](const std::vector<std::tuple<std::string, std::vector<std::int64_t>, std::string>>& fields,
-                       std::int64_t capacity, std::int64_t num_envs, std::uint64_t seed, double episode_returns_gamma) {
+                       std::int64_t capacity, std::int64_t num_envs, std::uint64_t seed, double episode_returns_gamma,
+                       bool store_next_observations, std::int64_t frame_stack, bool zero_padding,
+                       std::shared_ptr<MappedFile> mapped, const std::vector<std::uint64_t>& field_offsets) {
              if (fields.size() + 2 > kMaxFields) throw py::value_error("at most 62 fields are supported");
              std::vector<FieldSpec> specs;
              for (const auto& [name, shape, dtype] : fields) specs.push_back({name, shape, dtype_from_name(dtype)});
-             return new ReplayBuffer(std::move(specs), capacity, num_envs, seed, episode_returns_gamma);
+             return new ReplayBuffer(std::move(specs), capacity, num_envs, seed, episode_returns_gamma,
+                                     make_storage_options(store_next_observations, frame_stack, zero_padding,
+                                                          std::move(mapped), field_offsets));
            }),
            py::arg("fields"), py::arg("capacity"), py::arg("num_envs"), py::arg("seed"),
-           py::arg("episode_returns_gamma") = -1.0)
+           py::arg("episode_returns_gamma") = -1.0, py::arg("store_next_observations") = true,
+           py::arg("frame_stack") = 1, py::arg("zero_padding") = false, py::arg("mapped") = py::none(),
+           py::arg("field_offsets") = std::vector<std::uint64_t>{})
       .def_property_readonly("capacity", &ReplayBuffer::capacity)
       .def_property_readonly("num_envs", &ReplayBuffer::num_envs)
       .def_property_readonly("size", &ReplayBuffer::size)
@@ -133,7 +140,7 @@ void bind_buffer(py::module_& m) {
           "sample",
           [](ReplayBuffer& b, std::int64_t batch_size, bool replace) {
             if (batch_size < 0) throw py::value_error("batch_size must be >= 0, got " + std::to_string(batch_size));
-            const auto& specs = b.specs();
+            const auto& specs = b.sample_specs();
             // one pooled block for the ids and every field, 64-byte aligned pieces
             std::array<std::size_t, kMaxFields + 1> offset{};
             std::size_t total = static_cast<std::size_t>(batch_size) * 8;
@@ -183,7 +190,7 @@ void bind_buffer(py::module_& m) {
           "gather",
           [](const ReplayBuffer& b, std::size_t field, py::array_t<std::int64_t, py::array::c_style | py::array::forcecast> ids) {
             if (field >= b.num_fields()) throw py::index_error("field index out of range");
-            const auto& s = b.specs()[field];
+            const auto& s = b.sample_specs()[field];
             std::vector<py::ssize_t> shape{ids.size()};
             shape.insert(shape.end(), s.shape.begin(), s.shape.end());
             py::array out(to_numpy_dtype(s.dtype), shape);
@@ -201,6 +208,8 @@ void bind_buffer(py::module_& m) {
           "field_view",
           [](const ReplayBuffer& b, std::size_t field, bool writable) {
             if (field >= b.num_fields()) throw py::index_error("field index out of range");
+            if (!b.is_stored(field))
+              throw py::value_error(b.specs()[field].name + " has no storage (read from the next rows)");
             const auto& s = b.specs()[field];
             std::vector<py::ssize_t> shape{b.capacity()};
             shape.insert(shape.end(), s.shape.begin(), s.shape.end());
@@ -288,7 +297,65 @@ void bind_buffer(py::module_& m) {
             return result;
           },
           py::arg("ids"), py::arg("n_step"), py::arg("gamma"),
-          "n-step targets of the given stored ids: (field arrays..., discounts).");
+          "n-step targets of the given stored ids: (field arrays..., discounts).")
+      // ---- observations stored once, frame stacks, memory
+      .def("is_stored", &ReplayBuffer::is_stored, py::arg("field"))
+      .def_property_readonly("frame_stack", [](const ReplayBuffer& b) { return b.observation_store().frame_stack(); })
+      .def("storage_bytes", &ReplayBuffer::storage_bytes, py::arg("field"))
+      .def_property_readonly("side_bytes", &ReplayBuffer::side_bytes)
+      .def_property_readonly("side_rows", &ReplayBuffer::side_rows)
+      .def_property_readonly("observation_fixed_bytes", &ReplayBuffer::observation_fixed_bytes)
+      .def(
+          "observation_state_views",
+          [](const ReplayBuffer& b, bool writable) {
+            // pending next observations [N, *F], tail frames [T, *F], tail done flags [T]
+            const auto& st = b.observation_store();
+            const auto& s = b.specs()[ReplayBuffer::kObs];
+            py::dict d;
+            auto rows = [&](std::int64_t n) {
+              std::vector<py::ssize_t> shape{n};
+              shape.insert(shape.end(), s.shape.begin(), s.shape.end());
+              return shape;
+            };
+            if (st.pending()) d["pending_next_observations"] = storage_view(st.pending(), s.dtype, rows(b.num_envs()), writable);
+            if (st.tail_rows() > 0) {
+              d["tail_frames"] = storage_view(st.tail_frames(), s.dtype, rows(st.tail_rows()), writable);
+              d["tail_done"] = storage_view(st.tail_done(), DType::Bool, {st.tail_rows()}, writable);
+            }
+            return d;
+          },
+          py::arg("writable") = false,
+          "Views of the observation store's fixed state by name (empty in the plain layout).")
+      .def(
+          "side_entries",
+          [](const ReplayBuffer& b) {
+            std::vector<std::int64_t> slots;
+            std::vector<std::uint8_t> rows;
+            {
+              py::gil_scoped_release nogil;
+              b.side_entries(slots, rows);
+            }
+            const auto& s = b.specs()[ReplayBuffer::kObs];
+            std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(slots.size())};
+            shape.insert(shape.end(), s.shape.begin(), s.shape.end());
+            py::array r(to_numpy_dtype(s.dtype), shape);
+            if (!rows.empty()) std::memcpy(r.mutable_data(), rows.data(), rows.size());
+            return py::make_tuple(py::array_t<std::int64_t>(static_cast<py::ssize_t>(slots.size()), slots.data()), r);
+          },
+          "Kept next observations: (int64 slots [m], rows [m, *frame_shape]), a copy.")
+      .def(
+          "set_side_entries",
+          [](ReplayBuffer& b, const py::array_t<std::int64_t, py::array::c_style>& slots, const py::array& rows) {
+            const auto& s = b.specs()[ReplayBuffer::kObs];
+            checked_out_array(rows, s.dtype, s.shape, slots.size(), "side rows");
+            if (slots.ndim() != 1) throw py::value_error("side slots: expected a 1-d int64 array");
+            const std::int64_t* sp = slots.data();
+            const auto* rp = static_cast<const std::uint8_t*>(rows.data());
+            const std::int64_t m = slots.size();
+            py::gil_scoped_release nogil;
+            b.set_side_entries(sp, rp, m);
+          },
+          py::arg("slots"), py::arg("rows"), "Replace the kept next observations (after set_state).");
 }
 
 }  // namespace fastrl::bind

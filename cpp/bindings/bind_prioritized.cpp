@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "convert.hpp"
+#include "storage_options.hpp"
 #include "outputs.hpp"
 #include "fastrl/prioritized_buffer.hpp"
 
@@ -36,15 +37,21 @@ void bind_prioritized(py::module_& m) {
                                       "Prioritized replay core (use fastrl.PrioritizedReplayBuffer).")
       .def(py::init([](const std::vector<std::tuple<std::string, std::vector<std::int64_t>, std::string>>& fields,
                        std::int64_t capacity, std::int64_t num_envs, std::uint64_t seed, double alpha, double eps,
-                       double episode_returns_gamma) {
+                       double episode_returns_gamma, bool store_next_observations, std::int64_t frame_stack,
+                       bool zero_padding, std::shared_ptr<MappedFile> mapped,
+                       const std::vector<std::uint64_t>& field_offsets) {
              if (fields.size() > kMaxFields) throw py::value_error("at most 64 fields are supported");
              std::vector<FieldSpec> specs;
              for (const auto& [name, shape, dtype] : fields) specs.push_back({name, shape, dtype_from_name(dtype)});
              return new PrioritizedReplayBuffer(std::move(specs), capacity, num_envs, seed, alpha, eps,
-                                                episode_returns_gamma);
+                                                episode_returns_gamma,
+                                                make_storage_options(store_next_observations, frame_stack,
+                                                                     zero_padding, std::move(mapped), field_offsets));
            }),
            py::arg("fields"), py::arg("capacity"), py::arg("num_envs"), py::arg("seed"), py::arg("alpha"),
-           py::arg("eps"), py::arg("episode_returns_gamma") = -1.0)
+           py::arg("eps"), py::arg("episode_returns_gamma") = -1.0, py::arg("store_next_observations") = true,
+           py::arg("frame_stack") = 1, py::arg("zero_padding") = false, py::arg("mapped") = py::none(),
+           py::arg("field_offsets") = std::vector<std::uint64_t>{})
       .def_property_readonly(
           "base", [](PrioritizedReplayBuffer& p) -> ReplayBuffer& { return p.base(); },
           py::return_value_policy::reference_internal, "The underlying ReplayBuffer core (writes go through it).")
@@ -105,7 +112,7 @@ void bind_prioritized(py::module_& m) {
              py::handle weights_out, const py::tuple& outs, std::int64_t n_step, std::optional<double> gamma,
              py::handle discounts_out) {
             check_batch_size(batch_size);
-            const auto& specs = p.base().specs();
+            const auto& specs = p.base().sample_specs();
             if (outs.size() != specs.size())
               throw py::value_error("expected " + std::to_string(specs.size()) + " field outputs, got " +
                                     std::to_string(outs.size()));

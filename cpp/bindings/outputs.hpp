@@ -23,7 +23,7 @@ constexpr std::size_t kMaxFields = 64;
 // *ids / *discounts.
 inline py::tuple pooled_outputs(const ReplayBuffer& b, std::int64_t batch, bool with_ids, bool nstep, bool with_discounts,
                          void** outs, std::int64_t** ids, void** discounts) {
-  const auto& specs = b.specs();
+  const auto& specs = b.sample_specs();
   const std::size_t nb = static_cast<std::size_t>(batch);
   const std::size_t ns = dtype_size(b.nstep_dtype());
   auto type_of = [&](std::size_t f) { return nstep && f == ReplayBuffer::kRewards ? b.nstep_dtype() : specs[f].dtype; };

@@ -133,4 +133,10 @@ inline void cast_copy(void* dst, DType dst_t, const void* src, DType src_t, std:
   });
 }
 
+// Contiguous source rows for one field: `rows * numel` elements of `dtype`.
+struct Source {
+  const void* data = nullptr;
+  DType dtype = DType::Float32;
+};
+
 }  // namespace fastrl

@@ -43,8 +43,9 @@ namespace fastrl {
 class PrioritizedReplayBuffer : private SlotObserver {
  public:
   PrioritizedReplayBuffer(std::vector<FieldSpec> specs, std::int64_t capacity, std::int64_t num_envs,
-                          std::uint64_t seed, double alpha, double eps, double episode_returns_gamma = -1.0)
-      : base_(std::move(specs), capacity, num_envs, seed, episode_returns_gamma),
+                          std::uint64_t seed, double alpha, double eps, double episode_returns_gamma = -1.0,
+                          const StorageOptions& storage = {})
+      : base_(std::move(specs), capacity, num_envs, seed, episode_returns_gamma, storage),
         sum_(base_.capacity()),
         min_(base_.capacity()),
         raw_(static_cast<double*>(std::calloc(static_cast<std::size_t>(base_.capacity()), sizeof(double))),

@@ -26,6 +26,15 @@
 // first id of the running episode), so `require_return` sampling is exact and O(B log N).
 // Cost: O(1) amortised per written row.
 //
+// Observations stored once (StorageOptions::observations, see observation_store.hpp): without
+// stored next observations the next_observations field has no storage and is read from the
+// stream's next row (exceptions kept aside); with frame_stack = k the observations field holds
+// single frames and observations / next_observations are sampled as stacks of k (sample_specs()).
+// Every read equals what the full layout returns, and the same ids are drawn.
+//
+// Storage. Each field's zero-filled storage comes from StorageOptions::allocate (calloc when
+// null), e.g. regions of a memory-mapped file (mapped_file.hpp).
+//
 // Costs: write O(rows * row_bytes); sample O(B * row_bytes), independent of capacity.
 // Thread safety: `write`, `sample*`, `gather` and the state accessors lock one mutex, so one
 // writer and any number of readers may call them from different threads. Raw storage views
@@ -43,6 +52,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -54,6 +64,7 @@
 
 #include "fastrl/buffer_returns.hpp"
 #include "fastrl/dtype.hpp"
+#include "fastrl/observation_store.hpp"
 #include "fastrl/rng.hpp"
 
 namespace fastrl {
@@ -71,12 +82,6 @@ struct FieldSpec {
   std::size_t row_bytes() const { return static_cast<std::size_t>(numel()) * dtype_size(dtype); }
 };
 
-// Contiguous source rows for one field: `rows * numel` elements of `dtype`.
-struct Source {
-  const void* data = nullptr;
-  DType dtype = DType::Float32;
-};
-
 // Told about row changes while the buffer's lock is held; must not throw or call back into the buffer.
 class SlotObserver {
  public:
@@ -85,6 +90,13 @@ class SlotObserver {
   virtual void on_write(std::int64_t first_id, std::int64_t rows) noexcept = 0;
   // The stored rows were replaced wholesale (clear() or set_state()); `total` is the new row count.
   virtual void on_restore(std::int64_t total) noexcept = 0;
+};
+
+// How fields are stored (see the header comment).
+struct StorageOptions {
+  ObservationOptions observations;
+  // Zero-filled storage of `bytes` bytes (>= 1) for field `field`; null: calloc.
+  std::function<std::shared_ptr<std::uint8_t>(std::size_t field, std::size_t bytes)> allocate;
 };
 
 // Options of n-step sampling (see the header comment).
@@ -101,7 +113,7 @@ class ReplayBuffer {
 
   // episode_returns_gamma < 0 disables episode returns; in [0, 1] appends `returns` and `has_return`.
   ReplayBuffer(std::vector<FieldSpec> specs, std::int64_t capacity, std::int64_t num_envs,
-               std::uint64_t seed, double episode_returns_gamma = -1.0)
+               std::uint64_t seed, double episode_returns_gamma = -1.0, const StorageOptions& storage = {})
       : specs_(std::move(specs)), num_envs_(num_envs), rng_(seed) {
     if (num_envs < 1) throw std::invalid_argument("num_envs must be >= 1, got " + std::to_string(num_envs));
     if (std::isnan(episode_returns_gamma) || episode_returns_gamma > 1.0)
@@ -129,18 +141,45 @@ class ReplayBuffer {
         if (specs_[j].name == specs_[i].name)
           throw std::invalid_argument("field name '" + specs_[i].name + "' is declared twice");
     }
-    for (const auto& s : specs_) {
+    const ObservationOptions& oo = storage.observations;
+    const bool plain_obs = oo.store_next_observations && oo.frame_stack == 1;
+    if (!plain_obs && (specs_.size() <= kTruncated || specs_[kObs].name != "observations" ||
+                       specs_[kNextObs].name != "next_observations" || specs_[kNextObs].shape != specs_[kObs].shape ||
+                       specs_[kNextObs].dtype != specs_[kObs].dtype))
+      throw std::invalid_argument("compact observations and frame stacks need the standard fields first");
+    out_specs_ = specs_;
+    if (!plain_obs) {
+      obs_ = ObservationStore(oo, specs_[kObs].dtype, specs_[kObs].numel(), capacity_, num_envs_);
+      for (std::size_t f : {kObs, kNextObs})
+        if (oo.frame_stack > 1) out_specs_[f].shape.insert(out_specs_[f].shape.begin(), oo.frame_stack);
+    }
+    for (std::size_t f = 0; f < specs_.size(); ++f) {
+      const auto& s = specs_[f];
       const std::size_t rb = s.row_bytes();
       if (rb != 0 && static_cast<std::uint64_t>(capacity_) > UINT64_MAX / rb)
         throw std::invalid_argument("field '" + s.name + "' is too large");
+      if (f == kNextObs && obs_.compact()) {  // read from the next row: no storage
+        storage_.emplace_back();
+        continue;
+      }
       const std::size_t bytes = std::max<std::size_t>(1, static_cast<std::size_t>(capacity_) * rb);
+      if (storage.allocate) {
+        storage_.push_back(storage.allocate(f, bytes));
+        if (!storage_.back()) throw std::bad_alloc();
+        continue;
+      }
       void* p = std::calloc(bytes, 1);  // large blocks come as lazily-zeroed pages
       if (!p) throw std::bad_alloc();
       storage_.emplace_back(static_cast<std::uint8_t*>(p), [](std::uint8_t* q) { std::free(q); });
     }
   }
 
+  // Per-row shapes as stored (observations: one frame) and as sampled (stacks of frame_stack).
   const std::vector<FieldSpec>& specs() const { return specs_; }
+  const std::vector<FieldSpec>& sample_specs() const { return out_specs_; }
+  // Whether field `field` has storage (next_observations has none when read from the next row).
+  bool is_stored(std::size_t field) const { return static_cast<bool>(storage_.at(field)); }
+  const ObservationStore& observation_store() const { return obs_; }
   std::int64_t capacity() const { return capacity_; }
   std::int64_t num_envs() const { return num_envs_; }
   std::int64_t total() const { std::lock_guard<std::mutex> g(mu_); return total_; }
@@ -164,7 +203,20 @@ class ReplayBuffer {
   // Shared ownership of a field's storage: a view made from it outlives the buffer.
   std::shared_ptr<std::uint8_t> storage(std::size_t field) const { return storage_.at(field); }
   std::size_t storage_bytes(std::size_t field) const {
-    return static_cast<std::size_t>(capacity_) * specs_.at(field).row_bytes();
+    return is_stored(field) ? static_cast<std::size_t>(capacity_) * specs_.at(field).row_bytes() : 0;
+  }
+  // Bytes of the compact-observation side store (grows with episode ends), and of its fixed parts.
+  std::size_t side_bytes() const { std::lock_guard<std::mutex> g(mu_); return obs_.side_bytes(); }
+  std::size_t observation_fixed_bytes() const { return obs_.fixed_bytes(); }
+  std::int64_t side_rows() const { std::lock_guard<std::mutex> g(mu_); return obs_.side_rows(); }
+  // Side entries (slots below size(), ascending, and their next observations) for save / load.
+  void side_entries(std::vector<std::int64_t>& slots, std::vector<std::uint8_t>& rows) const {
+    std::lock_guard<std::mutex> g(mu_);
+    obs_.side_entries(size_locked(), slots, rows);
+  }
+  void set_side_entries(const std::int64_t* slots, const std::uint8_t* rows, std::int64_t m) {
+    std::lock_guard<std::mutex> g(mu_);
+    obs_.set_side_entries(size_locked(), slots, rows, m);
   }
 
   // Appends `rows` rows (a multiple of num_envs), one Source per written field in field order.
@@ -184,10 +236,13 @@ class ReplayBuffer {
                                     " does not fit in " + dtype_name(s.dtype));
     }
     std::lock_guard<std::mutex> g(mu_);
+    if (rows == 0) return;
+    obs_.before_write(row_storage_locked(), src, rows);
     // Only the last `capacity` rows can survive; skip the ones that would be overwritten at once.
     std::int64_t skip = rows > capacity_ ? rows - capacity_ : 0;
     for (std::size_t f = 0; f < num_written_; ++f) {
       const auto& s = specs_[f];
+      if (!storage_[f]) continue;
       const std::size_t rb = s.row_bytes();
       const std::size_t in_rb = static_cast<std::size_t>(s.numel()) * dtype_size(src[f].dtype);
       const auto* in = static_cast<const std::uint8_t*>(src[f].data) + skip * in_rb;
@@ -203,6 +258,7 @@ class ReplayBuffer {
     }
     const std::int64_t first = total_;
     total_ += rows;
+    obs_.after_write(row_storage_locked(), src, first, rows);
     if (has_episode_returns()) update_returns_locked(src, first);
     if (observer_) observer_->on_write(total_ - rows, rows);
   }
@@ -220,7 +276,7 @@ class ReplayBuffer {
     sample_ids_locked(batch_size, replace, ids);
     to_slots_locked(ids, batch_size);
     for (std::size_t f = 0; f < specs_.size(); ++f)
-      if (outs[f]) gather_slots_locked(f, slots_.data(), batch_size, outs[f]);
+      if (outs[f]) gather_field_locked(f, ids, slots_.data(), batch_size, outs[f]);
   }
 
   // --- composite hooks (see the header comment) ---
@@ -244,7 +300,7 @@ class ReplayBuffer {
     if (!outs) return;
     if (nstep) return gather_nstep_locked(ids, batch_size, *nstep, outs);
     for (std::size_t f = 0; f < specs_.size(); ++f)
-      if (outs[f]) gather_slots_locked(f, slots_.data(), batch_size, outs[f]);
+      if (outs[f]) gather_field_locked(f, ids, slots_.data(), batch_size, outs[f]);
   }
 
   // The general sample: with require_return only steps whose episode has ended are drawn
@@ -259,7 +315,7 @@ class ReplayBuffer {
     if (nstep) return gather_nstep_locked(ids, batch_size, *nstep, outs);
     to_slots_locked(ids, batch_size);
     for (std::size_t f = 0; f < specs_.size(); ++f)
-      if (outs[f]) gather_slots_locked(f, slots_.data(), batch_size, outs[f]);
+      if (outs[f]) gather_field_locked(f, ids, slots_.data(), batch_size, outs[f]);
   }
 
   // Runs f(total) under the lock and returns its result.
@@ -278,12 +334,12 @@ class ReplayBuffer {
     gather_nstep_locked(ids, n, nstep, outs);
   }
 
-  // Copies the rows of `ids` of one field into out (B * row_bytes). Ids must be live.
+  // Copies the rows of `ids` of one field, as sampled, into out (n * sampled row bytes). Ids must be live.
   void gather(std::size_t field, const std::int64_t* ids, std::int64_t n, void* out) const {
     std::lock_guard<std::mutex> g(mu_);
     check_live_locked(ids, n);
     to_slots_locked(ids, n);
-    gather_slots_locked(field, slots_.data(), n, out);
+    gather_field_locked(field, ids, slots_.data(), n, out);
   }
 
   // Throws std::out_of_range unless every id is currently stored.
@@ -314,6 +370,7 @@ class ReplayBuffer {
     total_ = total;
     rng_.set_state(rng);
     episode_starts_ = episode_starts;
+    obs_.reset();
     if (observer_) observer_->on_restore(total_);
   }
   void seed(std::uint64_t s) { std::lock_guard<std::mutex> g(mu_); rng_.seed_with(s); }
@@ -321,6 +378,7 @@ class ReplayBuffer {
     std::lock_guard<std::mutex> g(mu_);
     total_ = 0;
     for (std::size_t s = 0; s < episode_starts_.size(); ++s) episode_starts_[s] = static_cast<std::int64_t>(s);
+    obs_.reset();
     if (observer_) observer_->on_restore(0);
   }
 
@@ -424,10 +482,17 @@ class ReplayBuffer {
     };
     put(outs[kRewards], nstep_rewards_);
     put(ns.discounts, nstep_discounts_);
+    if (outs[kNextObs] && (!is_stored(kNextObs) || obs_.frame_stack() > 1)) {  // it needs the last ids
+      last_ids_.resize(static_cast<std::size_t>(b));
+      const std::int64_t lo = total_ - size_locked(), lo_slot = lo % capacity_;
+      for (std::int64_t i = 0; i < b; ++i)
+        last_ids_[i] = lo + (last_slots_[i] >= lo_slot ? last_slots_[i] - lo_slot : last_slots_[i] - lo_slot + capacity_);
+    }
     for (std::size_t f = 0; f < specs_.size(); ++f) {
       if (!outs[f] || f == kRewards) continue;
       const bool from_last = f == kNextObs || f == kTerminated || f == kTruncated;
-      gather_slots_locked(f, from_last ? last_slots_.data() : slots_.data(), b, outs[f]);
+      if (from_last) gather_field_locked(f, last_ids_.data(), last_slots_.data(), b, outs[f]);
+      else gather_field_locked(f, ids, slots_.data(), b, outs[f]);
     }
   }
 
@@ -461,6 +526,29 @@ class ReplayBuffer {
     for (std::int64_t i = 0; i < n; ++i) std::memcpy(out + i * RB, base + slots[i] * RB, RB);
   }
 
+  RowStorage row_storage_locked() const {
+    RowStorage R;
+    if (specs_.size() > kTruncated) {
+      R.obs = storage_[kObs].get();
+      R.next = storage_[kNextObs].get();
+      R.terminated = storage_[kTerminated].get();
+      R.truncated = storage_[kTruncated].get();
+    }
+    R.L = layout_locked();
+    return R;
+  }
+
+  // Rows of live ids (with their slots) of one field, as sampled: observations and next
+  // observations through the observation store when they are stacked or read from the next row.
+  void gather_field_locked(std::size_t f, const std::int64_t* ids, const std::int64_t* slots, std::int64_t n,
+                           void* out) const {
+    if ((f == kObs || f == kNextObs) && obs_.frame_stack() > 1)
+      return obs_.gather_stacks(row_storage_locked(), ids, slots, n, f == kNextObs, static_cast<std::uint8_t*>(out));
+    if (f == kNextObs && !storage_[f])
+      return obs_.gather_next(row_storage_locked(), ids, slots, n, static_cast<std::uint8_t*>(out));
+    gather_slots_locked(f, slots, n, out);
+  }
+
   void gather_slots_locked(std::size_t field, const std::int64_t* slots, std::int64_t n, void* out_v) const {
     const std::size_t rb = specs_[field].row_bytes();
     const std::uint8_t* base = storage_[field].get();
@@ -476,8 +564,9 @@ class ReplayBuffer {
     }
   }
 
-  std::vector<FieldSpec> specs_;
-  std::vector<std::shared_ptr<std::uint8_t>> storage_;
+  std::vector<FieldSpec> specs_, out_specs_;
+  std::vector<std::shared_ptr<std::uint8_t>> storage_;  // null for a field without storage
+  ObservationStore obs_;  // inactive (plain fields) unless compact or stacked
   std::int64_t capacity_ = 0;
   std::int64_t num_envs_ = 1;
   std::int64_t total_ = 0;
@@ -490,7 +579,7 @@ class ReplayBuffer {
   double returns_gamma_ = -1.0;
   std::vector<std::int64_t> episode_starts_;
   std::vector<std::int64_t> prefix_;  // scratch, guarded by mu_
-  mutable std::vector<std::int64_t> last_slots_;  // scratch, guarded by mu_
+  mutable std::vector<std::int64_t> last_slots_, last_ids_;  // scratch, guarded by mu_
   mutable std::vector<double> nstep_rewards_, nstep_discounts_;  // scratch, guarded by mu_
 };
 

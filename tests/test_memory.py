@@ -1,0 +1,418 @@
+"""Observations stored once, frame stacks, memory-mapped storage: against full copies (issue 5)."""
+
+from __future__ import annotations
+
+import os
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+from reference import FullCopyObservations, ReturnsModel, env_like_rows
+
+import fastrl
+from fastrl import PrioritizedReplayBuffer, ReplayBuffer
+
+VALUES = [0.0, -0.0, 1.0, float("nan"), 2.5]  # repeats, signed zeros and NaN: bitwise equality matters
+
+
+def bits(a) -> np.ndarray:
+    a = a.numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+    return np.ascontiguousarray(a).view(np.uint8)
+
+
+def assert_bits_equal(got, want, what=""):
+    g, w = bits(got), bits(want)
+    assert g.shape == w.shape, (what, g.shape, w.shape)
+    if not np.array_equal(g, w):
+        bad = np.argwhere(g != w)[0]
+        raise AssertionError(f"{what}: first difference at byte index {tuple(bad)}: got {np.asarray(got)!r}")
+
+
+def write_both(buf, model, rets, rng, steps, start, frame_shape, dtype, p_jump, values, actions=True):
+    obs, nxt, te, tr = env_like_rows(rng, steps, buf.num_envs, frame_shape, dtype, start, p_jump=p_jump,
+                                     values=values)
+    k = len(obs)
+    r = rng.normal(size=k).astype(np.float32)
+    buf.extend(obs, np.arange(k) % 3, r, nxt, te, tr)
+    model.write(obs, nxt, te, tr)
+    rets.extend(r, te, tr)
+
+
+def check_all_live(buf, model):
+    live = np.arange(buf.total_added - len(buf), buf.total_added)
+    if not len(live):
+        return
+    got = buf.get(live)
+    for j, i in enumerate(live):
+        assert_bits_equal(got["observations"][j], model.obs[i], f"observations of id {i}")
+        assert_bits_equal(got["next_observations"][j], model.next_obs[i], f"next_observations of id {i}")
+
+
+LAYOUTS = st.sampled_from([(False, 1), (False, 2), (False, 4), (True, 3), (True, 1)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(layout=LAYOUTS, padding=st.sampled_from(["reset", "zero"]), num_envs=st.integers(1, 3),
+       capacity=st.integers(1, 30), pixels=st.booleans(), p_jump=st.sampled_from([0.0, 0.0, 0.2]),
+       writes=st.lists(st.integers(0, 12), min_size=1, max_size=6), seed=st.integers(0, 2**32 - 1))
+def test_every_stored_and_sampled_observation_equals_full_copies(layout, padding, num_envs, capacity, pixels, p_jump,
+                                                                  writes, seed):
+    store_next, k = layout
+    capacity = max(capacity, num_envs)
+    frame_shape, dtype, values = ((2, 3), np.uint8, None) if pixels else ((3,), np.float32, VALUES)
+    note(f"store_next={store_next} k={k} padding={padding} N={num_envs} cap={capacity}")
+    buf = ReplayBuffer(capacity, observation_shape=frame_shape, observation_dtype=dtype, num_envs=num_envs,
+                       seed=seed, store_next_observations=store_next, frame_stack=k, frame_padding=padding)
+    model = FullCopyObservations(num_envs, k, padding)
+    rets = ReturnsModel(capacity, num_envs)
+    rng = np.random.default_rng(seed)
+    start = [None] * num_envs
+    for steps in writes:
+        write_both(buf, model, rets, rng, steps, start, frame_shape, dtype, p_jump, values)
+        check_all_live(buf, model)  # the write cursor, wrap-around and evicted frames included
+        if len(buf):
+            b = buf.sample(16)
+            for j, i in enumerate(b.indices.tolist()):
+                assert_bits_equal(b.observations[j], model.obs[i], "sampled observations")
+                assert_bits_equal(b.next_observations[j], model.next_obs[i], "sampled next_observations")
+            # n-step: the bootstrap observation is the next observation of the last summed step
+            b = buf.sample(16, n_step=3, gamma=0.9)
+            for j, i in enumerate(b.indices.tolist()):
+                _, last, steps_summed = rets.nstep(i, 3, 0.9)
+                assert_bits_equal(b.observations[j], model.obs[i], "n-step observations")
+                assert_bits_equal(b.next_observations[j], model.next_obs[last], "n-step next_observations")
+                assert b.discounts[j].item() == pytest.approx(0.9**steps_summed)
+            out = buf.empty_batch(8)
+            buf.sample_into(out)
+            for j, i in enumerate(out.indices.tolist()):
+                assert_bits_equal(out.next_observations[j], model.next_obs[i], "sample_into next_observations")
+
+
+def full_twin(buf: ReplayBuffer, cls=ReplayBuffer, **kw) -> ReplayBuffer:
+    """A full-layout buffer (observation and next observation stacks stored as they are) with the same seed."""
+    shape = buf.fields[0].shape
+    return cls(buf.capacity, observation_shape=shape, observation_dtype=buf.fields[0].dtype, num_envs=buf.num_envs,
+               seed=0, store_next_observations=True, **kw)
+
+
+@settings(max_examples=25, deadline=None)
+@given(k=st.sampled_from([1, 4]), num_envs=st.integers(1, 3), capacity=st.integers(4, 40),
+       writes=st.lists(st.integers(1, 15), min_size=1, max_size=5), seed=st.integers(0, 2**32 - 1))
+def test_batches_equal_the_full_layout_with_nstep_returns_and_prioritized(k, num_envs, capacity, writes, seed):
+    """Same ids, same generator use, same values as the naive layout: uniform, n-step,
+    require_return, prioritized sampling (zero-mass rows never drawn), after a save/load round trip."""
+    capacity = max(capacity, num_envs)
+    kw = {"episode_returns_gamma": 0.9}
+    compact = ReplayBuffer(capacity, observation_shape=(2, 2), observation_dtype=np.uint8, num_envs=num_envs, seed=0,
+                           frame_stack=k, **kw)
+    full = full_twin(compact, **kw)
+    pc = PrioritizedReplayBuffer(capacity, observation_shape=(2, 2), observation_dtype=np.uint8, num_envs=num_envs,
+                                 seed=0, frame_stack=k, alpha=0.7)
+    pf = full_twin(pc, PrioritizedReplayBuffer, alpha=0.7)
+    model = FullCopyObservations(num_envs, k)
+    rng = np.random.default_rng(seed)
+    start = [None] * num_envs
+    for steps in writes:
+        obs, nxt, te, tr = env_like_rows(rng, steps, num_envs, (2, 2), np.uint8, start, p_jump=0.1)
+        first = len(model.obs)
+        model.write(obs, nxt, te, tr)
+        full_obs, full_nxt = np.stack(model.obs[first:]), np.stack(model.next_obs[first:])
+        r = rng.normal(size=len(obs)).astype(np.float32)
+        a = rng.integers(0, 4, size=len(obs))
+        for b in (compact, pc):
+            b.extend(obs, a, r, nxt, te, tr)
+        for b in (full, pf):
+            b.extend(full_obs, a, r, full_nxt, te, tr)
+        for opts in ({}, {"n_step": 3, "gamma": 0.9}, {"require_return": True}, {"replace": False}):
+            if opts.get("require_return") and not full._impl.episode_starts() or (
+                    opts.get("replace") is False and len(full) < 5):
+                continue
+            try:
+                want = full.sample(5, **opts)
+            except ValueError:  # no step has a return yet: both must refuse
+                with pytest.raises(ValueError):
+                    compact.sample(5, **opts)
+                continue
+            got = compact.sample(5, **opts)
+            for name in ("indices", "observations", "next_observations", "rewards", "terminated", "truncated"):
+                assert_bits_equal(getattr(got, name), getattr(want, name), f"{opts} {name}")
+            for name in want.extras:
+                assert_bits_equal(got.extras[name], want.extras[name], f"{opts} {name}")
+        got, want = pc.sample(6, beta=0.5), pf.sample(6, beta=0.5)
+        for name in ("indices", "weights", "observations", "next_observations"):
+            assert_bits_equal(getattr(got, name), getattr(want, name), f"prioritized {name}")
+        g3, w3 = pc.sample(6, beta=0.5, n_step=3, gamma=0.9), pf.sample(6, beta=0.5, n_step=3, gamma=0.9)
+        for name in ("indices", "weights", "observations", "next_observations", "rewards", "discounts"):
+            assert_bits_equal(getattr(g3, name), getattr(w3, name), f"prioritized n-step {name}")
+        pri = rng.random(6) * np.array([0, 1, 1, 1, 1, 1])  # one zero priority: that row gets no mass
+        pc.update_priorities(got.indices, pri)
+        pf.update_priorities(want.indices, pri)
+        compact2 = ReplayBuffer(capacity, observation_shape=(2, 2), observation_dtype=np.uint8, num_envs=num_envs,
+                                frame_stack=k, **kw)
+        compact2.load_state_dict(compact.state_dict())
+        compact = compact2
+    live = np.arange(full.total_added - len(full), full.total_added)
+    g, w = compact.get(live), full.get(live)
+    for name in w:
+        assert_bits_equal(g[name], w[name], name)
+
+
+# ------------------------------------------------------------------ gymnasium's FrameStackObservation
+@pytest.mark.parametrize("padding", ["reset", "zero"])
+def test_cartpole_frame_stack_matches_gymnasium_step_by_step(padding):
+    k = 4
+    env = gym.wrappers.FrameStackObservation(gym.make("CartPole-v1", max_episode_steps=30), k, padding_type=padding)
+    buf = ReplayBuffer.from_env(env, 64, frame_stack=k, frame_padding=padding, seed=0)
+    assert buf.fields[0].shape == (k, 4) and buf.field("observations").shape == (64, 4)
+    assert buf.frame_padding == padding
+    expected = []  # per id: the wrapper's (obs, next_obs)
+    obs, _ = env.reset(seed=1)
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # several episodes (terminations and the 30-step truncation), wraps around
+        a = int(rng.integers(2))
+        nxt, r, term, trunc, _ = env.step(a)
+        buf.add(obs, a, r, nxt, term, trunc)
+        expected.append((obs.copy(), nxt.copy()))
+        i = buf.total_added - 1
+        got = buf.get([i])  # step by step: the newest step, its successor not written yet
+        np.testing.assert_array_equal(got["observations"][0], obs)
+        np.testing.assert_array_equal(got["next_observations"][0], nxt)
+        obs = env.reset()[0] if term or trunc else nxt
+    live = np.arange(buf.total_added - len(buf), buf.total_added)
+    got = buf.get(live)
+    for j, i in enumerate(live):
+        assert_bits_equal(got["observations"][j], expected[i][0], f"obs {i}")
+        assert_bits_equal(got["next_observations"][j], expected[i][1], f"next obs {i}")
+    assert buf._impl.side_rows < 200 // 5  # one kept final observation per episode, not one per step
+
+
+def test_vector_env_frame_stack_with_autoreset_matches_gymnasium():
+    k, n = 4, 3
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: gym.wrappers.FrameStackObservation(gym.make("CartPole-v1", max_episode_steps=20), k)] * n,
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    buf = ReplayBuffer.from_env(envs, 90, frame_stack=k, seed=0)
+    assert buf.num_envs == n and buf.fields[0].shape == (k, 4)
+    obs, _ = envs.reset(seed=3)
+    expected_obs, expected_next = [], []
+    for _ in range(80):
+        a = envs.action_space.sample()
+        nxt, r, term, trunc, info = envs.step(a)
+        final = fastrl.final_observations(nxt, term, trunc, info)
+        buf.extend(obs, a, r, final, term, trunc)
+        expected_obs.extend(obs.copy())
+        expected_next.extend(final.copy())
+        obs = nxt  # SAME_STEP: already the reset stack where an episode ended
+    live = np.arange(buf.total_added - len(buf), buf.total_added)
+    got = buf.get(live)
+    for j, i in enumerate(live):
+        assert_bits_equal(got["observations"][j], expected_obs[i], f"obs {i}")
+        assert_bits_equal(got["next_observations"][j], expected_next[i], f"next obs {i}")
+
+
+# ------------------------------------------------------------------ persistence
+def filled_pixels(tmp=None, n=50, **kw):
+    kw.setdefault("frame_stack", 4)
+    buf = ReplayBuffer(32, observation_shape=(6, 6), observation_dtype=np.uint8, num_envs=2, seed=5, **kw)
+    model = FullCopyObservations(2, kw["frame_stack"], kw.get("frame_padding", "reset"))
+    rng = np.random.default_rng(1)
+    start = [None, None]
+    for _ in range(n // 10):
+        obs, nxt, te, tr = env_like_rows(rng, 5, 2, (6, 6), np.uint8, start, p_done=0.3)
+        buf.extend(obs, np.zeros(10, np.int64), np.ones(10), nxt, te, tr)
+        model.write(obs, nxt, te, tr)
+    return buf, model
+
+
+@pytest.mark.parametrize("kw", [{}, {"frame_stack": 1}, {"store_next_observations": True},
+                                {"frame_padding": "zero", "episode_returns_gamma": 0.5}])
+def test_save_load_keeps_side_store_tail_and_sampling(tmp_path, kw):
+    buf, model = filled_pixels(**kw)
+    assert buf._impl.side_rows > 0 or kw.get("store_next_observations")
+    path = tmp_path / "b.frb"
+    buf.save(path)
+    others = (ReplayBuffer.load(path), _via_state_dict(buf))
+    want = buf.sample(20)
+    for other in others:
+        check_all_live(other, model)
+        got = other.sample(20)
+        for name in ("indices", "observations", "next_observations"):
+            assert_bits_equal(getattr(got, name), getattr(want, name), name)
+        assert other._impl.side_rows == buf._impl.side_rows
+
+
+def _via_state_dict(buf):
+    other = ReplayBuffer(**{k: v for k, v in buf._config.items()}, seed=1)
+    other.load_state_dict(buf.state_dict())
+    return other
+
+
+def test_damaged_side_store_in_state_dict_is_rejected_and_changes_nothing():
+    buf, _ = filled_pixels()
+    sd = buf.state_dict()
+    slots = sd["arrays"]["observation_store/side_slots"]
+    assert len(slots) >= 2
+    target, _ = filled_pixels(frame_padding="reset")
+    before = target.state_dict()
+    for damage in (lambda s: s.__setitem__(0, 10**6), lambda s: s.__setitem__(1, s[0]), lambda s: s.__setitem__(0, -1)):
+        bad = {**sd, "arrays": dict(sd["arrays"])}
+        bad["arrays"]["observation_store/side_slots"] = s = slots.copy()
+        damage(s)
+        with pytest.raises(ValueError, match="kept next observations"):
+            target.load_state_dict(bad)
+        after = target.state_dict()
+        assert after["state"] == before["state"]
+        for name, v in before["arrays"].items():
+            assert_bits_equal(after["arrays"][name], v, name)
+
+
+def test_old_files_without_layout_keys_load_as_the_full_layout(tmp_path):
+    buf = ReplayBuffer(8, observation_shape=(2,), store_next_observations=True, seed=0)
+    for i in range(5):
+        buf.add(np.full(2, i, np.float32), 0, 0.0, np.full(2, i + 1, np.float32), False, False)
+    path = tmp_path / "old.frb"
+    meta = buf._meta()
+    for key in ("store_next_observations", "frame_stack", "frame_padding"):
+        del meta["config"][key]
+    from fastrl import serialization
+    serialization.write_file(path, meta, list(buf._arrays(len(buf)).items()))
+    loaded = ReplayBuffer.load(path)
+    assert loaded.store_next_observations and loaded.frame_stack == 1
+    np.testing.assert_array_equal(loaded.get(range(5))["next_observations"][:, 0], np.arange(1, 6))
+
+
+# ------------------------------------------------------------------ memory-mapped storage
+def test_mmap_storage_same_api_saves_in_place_and_reopens(tmp_path):
+    path = str(tmp_path / "mapped.frb")
+    buf, model = filled_pixels(storage_path=path, episode_returns_gamma=0.9)
+    assert buf.storage_path == path and os.path.exists(path)
+    ref, _ = filled_pixels(episode_returns_gamma=0.9)
+    a, b = buf.sample(16), ref.sample(16)
+    for name in ("indices", "observations", "next_observations", "rewards"):
+        assert_bits_equal(getattr(a, name), getattr(b, name), name)
+    check_all_live(buf, model)
+    before = os.stat(path)
+    buf.save(path)  # in place: header and small arrays only
+    after = os.stat(path)
+    assert after.st_ino == before.st_ino  # the same file, not a new copy renamed over it
+    for mapped in (True, False):
+        other = ReplayBuffer.load(path, mmap=mapped)
+        assert other.storage_path == (path if mapped else None)
+        check_all_live(other, model)
+        assert_bits_equal(other.sample(16).observations, _via_state_dict(ref).sample(16).observations,
+                          f"mmap={mapped}")
+        del other
+    # a normally saved file cannot be mapped; the mapped file keeps being the storage after reopening
+    plain = tmp_path / "plain.frb"
+    ref.save(plain)
+    with pytest.raises(ValueError, match="mmap=False"):
+        ReplayBuffer.load(plain, mmap=True)
+    reopened = ReplayBuffer.load(path, mmap=True)
+    del buf
+    obs = np.zeros((2, 6, 6), np.uint8)
+    reopened.extend(obs, np.zeros(2, np.int64), np.zeros(2), obs, np.ones(2, bool), np.zeros(2, bool))
+    reopened.save(path)
+    again = ReplayBuffer.load(path, mmap=True)
+    assert again.total_added == reopened.total_added
+    assert_bits_equal(again.get([again.total_added - 1])["observations"], reopened.get([reopened.total_added - 1])[
+        "observations"], "after reopen")
+
+
+def test_mmap_damage_is_detected_and_existing_files_are_not_overwritten(tmp_path):
+    path = str(tmp_path / "m.frb")
+    buf, _ = filled_pixels(storage_path=path)
+    buf.save(path)
+    with pytest.raises(FileExistsError):
+        ReplayBuffer(8, observation_shape=(2,), storage_path=path)
+    buf.field("observations")  # a view of the mapped rows stays valid after the buffer is gone
+    start = buf._layout.data_start
+    del buf
+    with open(path, "r+b") as f:
+        f.seek(start + 3)
+        byte = f.read(1)
+        f.seek(start + 3)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ValueError, match="damaged"):
+        ReplayBuffer.load(path, mmap=True)
+    ReplayBuffer.load(path, mmap=True, verify=False)  # the caller's choice
+    with pytest.raises(ValueError, match="damaged"):
+        ReplayBuffer.load(path)
+
+
+def test_mmap_buffers_are_not_limited_by_available_memory(tmp_path, monkeypatch):
+    import fastrl.buffer as fb
+
+    monkeypatch.setattr(fb, "available_memory", lambda: 1 << 20)  # 1 MiB of RAM left
+    with pytest.raises(ValueError, match="storage_path"):
+        ReplayBuffer(10_000, observation_shape=(84, 84), observation_dtype=np.uint8)
+    buf = ReplayBuffer(10_000, observation_shape=(84, 84), observation_dtype=np.uint8,
+                       storage_path=tmp_path / "big.frb", frame_stack=4)
+    assert buf.memory_usage()["observations"] == 10_000 * 84 * 84
+    assert os.stat(tmp_path / "big.frb").st_blocks * 512 < 1 << 20  # sparse until rows are written
+
+
+def test_prioritized_buffer_with_mmap_and_frame_stack_round_trip(tmp_path):
+    path = str(tmp_path / "p.frb")
+    buf = PrioritizedReplayBuffer(16, observation_shape=(3,), storage_path=path, frame_stack=2, seed=0)
+    for i in range(20):
+        o = np.full(3, i, np.float32)
+        buf.add(o, 0, 1.0, o + 1, i % 7 == 6, False)
+    buf.update_priorities([10, 11], [5.0, 0.0])
+    buf.save(path)
+    other = PrioritizedReplayBuffer.load(path, mmap=True)
+    np.testing.assert_array_equal(other.priorities([10, 11]), buf.priorities([10, 11]))
+    a, b = buf.sample(8, beta=0.4), other.sample(8, beta=0.4)
+    assert_bits_equal(a.next_observations, b.next_observations, "next_observations")
+    assert "priority_trees" in other.memory_usage()
+
+
+# ------------------------------------------------------------------ memory report
+def test_pixel_frame_stacks_take_under_a_seventh_of_the_naive_layout():
+    cap = 2_000
+    compact, _ = filled_pixels(), None
+    del compact
+    buf = ReplayBuffer(cap, observation_shape=(84, 84), observation_dtype=np.uint8, frame_stack=4)
+    naive = ReplayBuffer(cap, observation_shape=(4, 84, 84), observation_dtype=np.uint8,
+                         store_next_observations=True)
+    rng = np.random.default_rng(0)
+    start = [None]
+    obs, nxt, te, tr = env_like_rows(rng, cap, 1, (84, 84), np.uint8, start, p_done=0.002)
+    buf.extend(obs, np.zeros(cap, np.int64), np.zeros(cap), nxt, te, tr)
+    per_row = buf.memory_bytes() / cap
+    assert per_row <= naive.memory_bytes() / cap / 7
+    assert per_row * 1_000_000 < 8e9  # a million 84x84 pixel transitions in under 8 GB
+    usage = buf.memory_usage()
+    assert "next_observations" not in usage and usage["observations"] == cap * 84 * 84
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("kw, err, match", [
+    ({"frame_stack": 0}, ValueError, "frame_stack"),
+    ({"frame_stack": 2.0}, TypeError, "frame_stack"),
+    ({"frame_stack": True}, TypeError, "frame_stack"),
+    ({"frame_padding": "edge"}, ValueError, "frame_padding"),
+    ({"store_next_observations": "no"}, TypeError, "store_next_observations"),
+])
+def test_bad_options(kw, err, match):
+    with pytest.raises(err, match=match):
+        ReplayBuffer(8, observation_shape=(2,), **kw)
+
+
+def test_bad_observations_with_frame_stack_change_nothing():
+    buf = ReplayBuffer(8, observation_shape=(2,), frame_stack=3, seed=0)
+    buf.add(np.zeros(2, np.float32), 0, 0.0, np.ones(2, np.float32), False, False)
+    snap = buf.state_dict()
+    for bad in (np.zeros((2, 2), np.float32), np.zeros((3, 3), np.float32), np.zeros(3, np.float32)):
+        with pytest.raises(ValueError, match="observations"):
+            buf.add(bad, 0, 0.0, np.ones(2, np.float32), False, False)
+    with pytest.raises(ValueError, match="next_observations"):
+        buf.add(np.zeros(2, np.float32), 0, 0.0, np.ones((2, 2), np.float32), False, False)
+    with pytest.raises(ValueError, match="no storage"):
+        buf.field("next_observations")
+    after = buf.state_dict()
+    assert after["state"] == snap["state"] and after["arrays"].keys() == snap["arrays"].keys()
+    for name, v in snap["arrays"].items():
+        assert_bits_equal(after["arrays"][name], v, name)
