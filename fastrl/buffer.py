@@ -14,6 +14,7 @@ from fastrl import _core, serialization, storage
 from fastrl._schema import STANDARD_FIELDS, Field, build_fields
 
 _N_STD = len(STANDARD_FIELDS)
+_COMPACT_FROM_BYTES = 1024  # auto layout: observations stored once from this row size on
 _RETURN_FIELDS = {"returns": "float32", "has_return": "bool"}  # computed by C++ (episode_returns_gamma)
 _TORCH_DTYPES = {"bool": torch.bool, "uint8": torch.uint8, "int32": torch.int32, "int64": torch.int64,
                  "float32": torch.float32, "float64": torch.float64}
@@ -135,7 +136,10 @@ class ReplayBuffer:
             of the true return when rewards are non-negative (what SAIL-DQN uses). If the oldest
             steps of a long episode are overwritten before it ends, the stored steps still get
             their exact return-to-go (it only depends on later, still-stored rewards).
-        store_next_observations: False (the default) stores each observation once: the next
+        store_next_observations: None (the default) picks False for observations of 1 KiB or more
+            (pixels) or with ``frame_stack``, and True for small ones (vectors), where a second
+            copy costs little memory and the full layout is faster to add to and sample from.
+            False stores each observation once: the next
             observation of a step is read from the next step of the same stream. Where the env
             emitted something else (the true final observation at an episode end, or any
             non-consecutive rows), the given next observation is kept in a small side store, so
@@ -175,7 +179,7 @@ class ReplayBuffer:
         seed: int | None = None,
         extra_fields: Mapping[str, tuple[Any, Any]] | None = None,
         episode_returns_gamma: float | None = None,
-        store_next_observations: bool = False,
+        store_next_observations: bool | None = None,
         frame_stack: int = 1,
         frame_padding: str = "reset",
         storage_path: str | os.PathLike[str] | None = None,
@@ -188,8 +192,8 @@ class ReplayBuffer:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        if not isinstance(store_next_observations, (bool, np.bool_)):
-            raise TypeError(f"store_next_observations must be a bool, got {type(store_next_observations).__name__}")
+        if store_next_observations is not None and not isinstance(store_next_observations, (bool, np.bool_)):
+            raise TypeError(f"store_next_observations must be a bool or None, got {type(store_next_observations).__name__}")
         if not 1 <= frame_stack <= 1024:
             raise ValueError(f"frame_stack must be in [1, 1024], got {frame_stack}")
         if frame_padding not in ("reset", "zero"):
@@ -206,6 +210,8 @@ class ReplayBuffer:
             fields = fields + tuple(Field(n, (), d) for n, d in _RETURN_FIELDS.items())
         self.frame_stack = int(frame_stack)
         self.frame_padding = frame_padding
+        if store_next_observations is None:  # auto: compact where the memory it saves matters
+            store_next_observations = frame_stack == 1 and user_fields[0].row_bytes < _COMPACT_FROM_BYTES
         self.store_next_observations = bool(store_next_observations)
         self._frame_shape = user_fields[0].shape
         # fields as stored (``_stored``: with storage or not) and as sampled (``fields``: stacks)

@@ -216,6 +216,7 @@ def test_vector_env_frame_stack_with_autoreset_matches_gymnasium():
 # ------------------------------------------------------------------ persistence
 def filled_pixels(tmp=None, n=50, **kw):
     kw.setdefault("frame_stack", 4)
+    kw.setdefault("store_next_observations", False)  # tiny frames: the auto layout would store them twice
     buf = ReplayBuffer(32, observation_shape=(6, 6), observation_dtype=np.uint8, num_envs=2, seed=5, **kw)
     model = FullCopyObservations(2, kw["frame_stack"], kw.get("frame_padding", "reset"))
     rng = np.random.default_rng(1)
@@ -416,3 +417,10 @@ def test_bad_observations_with_frame_stack_change_nothing():
     assert after["state"] == snap["state"] and after["arrays"].keys() == snap["arrays"].keys()
     for name, v in snap["arrays"].items():
         assert_bits_equal(after["arrays"][name], v, name)
+
+
+def test_auto_layout_stores_pixels_once_and_small_vectors_twice():
+    assert not ReplayBuffer(8, observation_shape=(4, 84, 84), observation_dtype=np.uint8, seed=0).store_next_observations
+    assert not ReplayBuffer(8, observation_shape=(2,), frame_stack=4, seed=0).store_next_observations
+    assert ReplayBuffer(8, observation_shape=(8,), seed=0).store_next_observations
+    assert not ReplayBuffer(8, observation_shape=(8,), store_next_observations=False, seed=0).store_next_observations
