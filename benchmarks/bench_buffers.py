@@ -292,11 +292,21 @@ def bench_config(classes, obs_shape, obs_dtype, cap, batch, repeats, n_add):
 
 
 def memcpy_us(obs_shape, batch, repeats):
-    """One memcpy of the bytes a pixel batch holds (obs + next_obs + small fields)."""
+    """One memcpy of the bytes a pixel batch holds (obs + next_obs + small fields): from a source
+    that is hot in cache, and from cold memory (a new region of a 256 MiB array each call, as the
+    rows of a large replay buffer are)."""
     nbytes = batch * (2 * int(np.prod(obs_shape)) + 8 + 4 + 1 + 1 + 8)
     src = np.random.default_rng(0).integers(0, 256, nbytes, dtype=np.uint8)
     dst = np.empty_like(src)
-    return median_us(lambda: loop(np.copyto, (dst, src), 100), 100, repeats)
+    hot = median_us(lambda: loop(np.copyto, (dst, src), 100), 100, repeats)
+    big = np.random.default_rng(1).integers(0, 256, 256 << 20, dtype=np.uint8)
+    starts = list(range(0, big.size - nbytes, nbytes))
+    it = iter(starts * 1000)
+
+    def cold():
+        k = next(it)
+        np.copyto(dst, big[k:k + nbytes])
+    return hot, median_us(lambda: loop(lambda: cold(), (), 100), 100, repeats)
 
 
 def main(argv=None):
@@ -328,9 +338,12 @@ def main(argv=None):
                 cells.append(f"{r[op]:>11.2f} ({ref / r[op]:>6.2f}x)")
             print(f"{name:<20}" + "".join(cells))
         if dtype == np.uint8:
-            mc = memcpy_us(shape, batch, repeats)
+            hot, cold = memcpy_us(shape, batch, repeats)
             s = res["fastrl"][f"sample({batch})"]
-            print(f"one memcpy of the same bytes: {mc:.2f} us; fastrl sample({batch}) / memcpy = {s / mc:.2f}")
+            si = res["fastrl"]["sample_into"]
+            print(f"one memcpy of the same bytes: {hot:.2f} us from cache, {cold:.2f} us from cold memory; "
+                  f"fastrl sample({batch}) / memcpy = {s / hot:.2f} (hot), {s / cold:.2f} (cold); "
+                  f"sample_into / memcpy = {si / hot:.2f} (hot), {si / cold:.2f} (cold)")
         if "cpprb" in res:
             f, c = res["fastrl"], res["cpprb"]
             print(f"fastrl vs cpprb: add {c['add'] / f['add']:.1f}x, sample {c[f'sample({batch})'] / f[f'sample({batch})']:.1f}x")
