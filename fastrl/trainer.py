@@ -113,7 +113,12 @@ class Trainer:
         if resume is not None:
             ckpt_path = checkpoint.find(resume)
             ckpt = checkpoint.load(ckpt_path)
-            algo = ckpt["algo"]
+            algo = ckpt.get("algo")
+            if algo not in ALGOS:
+                raise ConfigError(f"{ckpt_path}: checkpoint algorithm {algo!r} is unknown to this "
+                                  f"fastrl (known: {', '.join(ALGOS)})")
+            if not isinstance(ckpt.get("config"), dict):
+                raise checkpoint.CheckpointError(f"{ckpt_path}: checkpoint has no config")
             run_dir = (
                 ckpt_path.parent.parent
                 if ckpt_path.parent.name == "checkpoints"
