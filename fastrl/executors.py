@@ -18,10 +18,11 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from fastrl.config import ConfigError
 
@@ -63,7 +64,7 @@ def run_task(task: Task) -> Result:
             "train_seconds": res.train_seconds,
             "evals": [dict(e) for e in res.evals],
         }
-    except Exception as e:  # a failed run is a result, not the end of the sweep
+    except Exception as e:  # noqa: BLE001  a failed run is a result, not the end of the sweep
         with contextlib.suppress(OSError):
             (run_dir / "error.txt").write_text(traceback.format_exc())
         result = failed_result(f"{type(e).__name__}: {_first_line(e)}")
@@ -195,7 +196,7 @@ def run_local(tasks: Sequence[Task], workers: int, on_result: OnResult) -> None:
                     broken = True
                     result = failed_result("worker process died during the run (killed or out of memory?)")
                     write_result(Path(task["run_dir"]), result)
-                except Exception as e:  # e.g. a result that could not be sent back
+                except Exception as e:  # noqa: BLE001  e.g. a result that could not be sent back
                     result = failed_result(f"{type(e).__name__}: {_first_line(e)}")
                     write_result(Path(task["run_dir"]), result)
                 on_result(task, result)
@@ -229,8 +230,8 @@ def run_ray(
         ) from None
     started = not ray.is_initialized()
     if started:
-        opts: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
-                                    logging_level="ERROR")
+        opts: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                    "logging_level": "ERROR"}
         try:
             if address:
                 ray.init(address=address, **opts)
@@ -248,7 +249,7 @@ def run_ray(
                 task = refs.pop(ref)
                 try:
                     result = ray.get(ref)
-                except Exception as e:  # the worker died, or the node went away
+                except Exception as e:  # noqa: BLE001  the worker died, or the node went away
                     result = failed_result(f"Ray: {type(e).__name__}: {_first_line(e)}")
                 write_result(Path(task["run_dir"]), result)  # the driver's copy (no shared disk?)
                 on_result(task, result)

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -313,7 +314,9 @@ def plot_heatmap(report: Report, out: Path, metric: str = "auc") -> Path:
         if mu is not None:
             val[i, j] = mu
             text[i][j] = f"{mu:.3g}\n+-{sd:.2g}"
-        if "threshold" in name:
+        elif not r["ok"]:
+            text[i][j] = "failed" if r["failed"] else "not run"
+        if "threshold" in name and r["ok"]:
             text[i][j] += f"\n({r['reached']}/{r['ok']})" if mu is not None else f"0/{r['ok']}"
     fig, ax = plt.subplots(figsize=(1.6 * len(cols) + 2.5, 1.2 * len(rows) + 1.8),
                            constrained_layout=True)
@@ -339,5 +342,15 @@ def plot_heatmap(report: Report, out: Path, metric: str = "auc") -> Path:
     return out
 
 
-__all__ = ["METRICS", "Report", "TIMING_COLUMNS", "area_under_curve", "collect", "differences",
-           "format_table", "read_csv", "run_metrics", "write_report"]
+__all__ = [
+    "METRICS",
+    "TIMING_COLUMNS",
+    "Report",
+    "area_under_curve",
+    "collect",
+    "differences",
+    "format_table",
+    "read_csv",
+    "run_metrics",
+    "write_report",
+]

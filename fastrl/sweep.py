@@ -23,9 +23,10 @@ import itertools
 import json
 import os
 import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -528,7 +529,8 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--threshold", type=float,
                    help="return for steps/seconds to threshold (default: solved_threshold)")
     s.add_argument("--metric", default="auc",
-                   help=f"heatmap metric and ranking: {', '.join(('final', 'best', 'auc', 'steps_to_threshold', 'seconds_to_threshold'))}")
+                   help="heatmap metric and ranking: auc (default), final, best, steps_to_threshold, "
+                   "seconds_to_threshold")
     s.add_argument("--no-tensorboard", action="store_true", help="CSV logs only")
     s.add_argument("--dry-run", action="store_true", help="print the runs and exit")
     s.add_argument("--report", metavar="DIR", help="redraw the report of a sweep directory")
