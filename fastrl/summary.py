@@ -226,19 +226,21 @@ def differences(
 
 def format_table(report: Report, limit: int = 30) -> str:
     """A plain-text table of the summary (one line per configuration)."""
-    head = f"{'configuration':<44} {'runs':>5} {'final':>13} {'best':>13} {'auc':>13} {'steps to thr':>15}"
-    lines = [head]
+    names = [", ".join(f"{k}={row[k]}" for k in report.keys) or row["label"]
+             for row in report.summary]
+    w = min(max([len("configuration"), *map(len, names)]), 72)
+    lines = [f"{'configuration':<{w}} {'runs':>5} {'final':>13} {'best':>13} {'auc':>13} "
+             f"{'steps to thr':>17}"]
 
     def ms(row: Mapping[str, Any], name: str, digits: int = 1) -> str:
         mu, sd = row[f"{name}_mean"], row[f"{name}_std"]
         return "-" if mu is None else f"{mu:.{digits}f}+-{sd:.{digits}f}"
 
-    for row in report.summary[:limit]:
-        name = ", ".join(f"{k}={row[k]}" for k in report.keys) or row["label"]
+    for name, row in list(zip(names, report.summary))[:limit]:
         thr = f"{ms(row, 'steps_to_threshold', 0)} ({row['reached']}/{row['ok']})"
         runs = f"{row['ok']}/{row['runs']}"
-        lines.append(f"{name[:44]:<44} {runs:>5} {ms(row, 'final'):>13} {ms(row, 'best'):>13} "
-                     f"{ms(row, 'auc'):>13} {thr:>15}")
+        lines.append(f"{name[:w]:<{w}} {runs:>5} {ms(row, 'final'):>13} {ms(row, 'best'):>13} "
+                     f"{ms(row, 'auc'):>13} {thr:>17}")
     if len(report.summary) > limit:
         lines.append(f"... {len(report.summary) - limit} more in summary.csv")
     return "\n".join(lines)
@@ -287,7 +289,7 @@ def plot_curves(report: Report, out: Path) -> Path:
         ax.set_title(f"{panel_key}={p}" if panel_key else "greedy evaluation return")
         ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)
-        if ax.lines:
+        if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="best")
     axes[0][0].set_ylabel("evaluation return (mean +- std over seeds)")
     fig.savefig(out, dpi=90)
