@@ -229,8 +229,8 @@ def format_table(report: Report, limit: int = 30) -> str:
     names = [", ".join(f"{k}={row[k]}" for k in report.keys) or row["label"]
              for row in report.summary]
     w = min(max([len("configuration"), *map(len, names)]), 72)
-    lines = [f"{'configuration':<{w}} {'runs':>5} {'final':>13} {'best':>13} {'auc':>13} "
-             f"{'steps to thr':>17}"]
+    lines = [(f"{'configuration':<{w}} {'runs':>5} {'final':>13} {'best':>13} {'auc':>13} "
+             f"{'steps to thr':>17}")]
 
     def ms(row: Mapping[str, Any], name: str, digits: int = 1) -> str:
         mu, sd = row[f"{name}_mean"], row[f"{name}_std"]
