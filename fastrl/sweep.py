@@ -541,6 +541,9 @@ def cmd_sweep(args: Any) -> int:
     from fastrl.summary import check_metric, format_table, write_report
 
     check_metric(args.metric)
+    if args.report and (args.grid or args.range or args.random or args.set or args.steps):
+        raise ConfigError("--report redraws an existing sweep: give it no --grid, --range, "
+                          "--random, --set or --steps")
     if args.report:
         report = write_report(args.report, threshold=args.threshold, metric=args.metric)
     else:
