@@ -6,6 +6,7 @@ fastrl train --set learning_rate=3e-4 --set dueling=true
 fastrl train --resume runs/CartPole-v1-dqn-20250101-120000
 fastrl eval runs/CartPole-v1-dqn-20250101-120000 --episodes 20 --video
 fastrl plot runs/A runs/B --out curves.png
+fastrl sweep dqn CartPole-v1 --grid buffer_size=1000,10000 --seeds 3 --steps 20000
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument(
         "--out", help="PNG path (default: <first run>/curves.png, or curves.png for several)"
     )
+    from fastrl.sweep import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
     return p
 
 
@@ -185,6 +189,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "sweep":
+            from fastrl.sweep import cmd_sweep
+
+            return cmd_sweep(args)
         return {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot}[args.command](args)
     except (ConfigError, CheckpointError) as e:
         print(f"fastrl: error: {e}", file=sys.stderr)

@@ -1,0 +1,266 @@
+"""Where sweep runs execute: worker processes on this machine, or tasks on a Ray cluster.
+
+A task is a JSON-ready dict (``algo``, ``config``, ``run_dir``, ``tensorboard``, ``id``);
+:func:`run_task` trains it into its run directory on one torch thread, resuming from the run's
+checkpoint if it has one, writes ``result.json`` there and returns the same dict. An exception in a
+run becomes ``status: "failed"`` with a one-line ``error`` (traceback in ``error.txt``), never an
+exception in the sweep. Both executors call ``on_result(task, result)`` as runs end, in the order
+they end; a run's result does not depend on the executor (CPU runs are deterministic given the seed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+from fastrl.config import ConfigError
+
+Task = dict[str, Any]
+Result = dict[str, Any]
+OnResult = Callable[[Task, Result], None]
+
+RESULT_FILE = "result.json"
+LOCK_WAIT_S = 60.0  # how long a run waits for its directory to be released by a dying worker
+
+
+# ---------------------------------------------------------------------------- one run
+def run_task(task: Task) -> Result:
+    """Train one sweep run (resuming from its last good checkpoint) and return its result."""
+    t0 = time.perf_counter()
+    run_dir = Path(task["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resumed_from = None
+    try:
+        with _run_lock(run_dir):
+            _one_thread()
+            from fastrl.agents import ALGOS
+            from fastrl.config import from_dict
+
+            if task["algo"] not in ALGOS:
+                raise ConfigError(f"unknown algorithm {task['algo']!r} on this worker")
+            cfg = from_dict(ALGOS[task["algo"]][0], task["config"])
+            trainer, resumed_from = _open_trainer(cfg, task["algo"], run_dir, task["tensorboard"])
+            try:
+                res = trainer.train()
+            finally:
+                trainer.close()
+        result = {
+            "status": "ok",
+            "error": "",
+            "env_steps": res.env_steps,
+            "episodes": res.episodes,
+            "solved": res.solved,
+            "train_seconds": res.train_seconds,
+            "evals": [dict(e) for e in res.evals],
+        }
+    except Exception as e:  # noqa: BLE001  a failed run is a result, not the end of the sweep
+        with contextlib.suppress(OSError):
+            (run_dir / "error.txt").write_text(traceback.format_exc())
+        result = failed_result(f"{type(e).__name__}: {_first_line(e)}")
+    result.update(resumed_from=resumed_from, wall_seconds=time.perf_counter() - t0)
+    write_result(run_dir, result)
+    return result
+
+
+def failed_result(error: str) -> Result:
+    return {"status": "failed", "error": error, "env_steps": 0, "episodes": 0, "solved": False,
+            "train_seconds": 0.0, "evals": [], "resumed_from": None, "wall_seconds": 0.0}
+
+
+def write_result(run_dir: Path, result: Result) -> None:
+    """``run_dir/result.json``, atomically (temp file, then rename)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / (RESULT_FILE + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, run_dir / RESULT_FILE)
+
+
+def read_result(run_dir: Path) -> Result | None:
+    try:
+        data = json.loads((run_dir / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "status" in data else None
+
+
+def _open_trainer(cfg: Any, algo: str, run_dir: Path, tensorboard: bool) -> tuple[Any, int | None]:
+    """A Trainer resumed from the newest readable checkpoint (last.pt, then step_*.pt), else new."""
+    from fastrl.checkpoint import CheckpointError
+    from fastrl.trainer import Trainer
+
+    ckpt_dir = run_dir / "checkpoints"
+    candidates = [ckpt_dir / "last.pt", *sorted(ckpt_dir.glob("step_*.pt"), reverse=True)]
+    for path in candidates:
+        if path.is_file():
+            try:
+                trainer = Trainer(cfg, resume=path, progress=False, tensorboard=tensorboard)
+            except CheckpointError:
+                continue  # damaged or its buffer is gone: try an older one
+            return trainer, trainer.env_steps
+    for old in run_dir.glob("events.out.tfevents.*"):  # a restart from scratch logs anew
+        old.unlink()
+    return Trainer(cfg, algo=algo, run_dir=run_dir, progress=False, tensorboard=tensorboard), None
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``run_dir`` so that two processes never write one run."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(run_dir / ".lock", "w") as f:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{run_dir} is being written by another process (another sweep?)"
+                    ) from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # the config's torch_threads (default 1) may change it
+    with contextlib.suppress(RuntimeError):  # allowed once per process, before parallel work
+        torch.set_num_interop_threads(1)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"
+
+
+# ---------------------------------------------------------------------------- local processes
+def _init_worker(parent_pid: int) -> None:
+    _one_thread()
+
+    def watch() -> None:  # a worker whose sweep was killed stops too (its run resumes later)
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def run_local(tasks: Sequence[Task], workers: int, on_result: OnResult) -> None:
+    """Run ``tasks`` in ``workers`` spawned processes, at most ``workers`` at a time.
+
+    A worker that dies (killed, out of memory) fails the runs then in flight; the pool is
+    restarted for the rest.
+    """
+    ctx = mp.get_context("spawn")
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+        )
+
+    pending = deque(tasks)
+    inflight: dict[Future[Result], Task] = {}
+    pool = new_pool()
+    try:
+        while pending or inflight:
+            while pending and len(inflight) < workers:
+                task = pending.popleft()
+                inflight[pool.submit(run_task, task)] = task
+            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            broken = False
+            for fut in done:
+                task = inflight.pop(fut)
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:
+                    broken = True
+                    result = failed_result("worker process died during the run (killed or out of memory?)")
+                    write_result(Path(task["run_dir"]), result)
+                except Exception as e:  # noqa: BLE001  e.g. a result that could not be sent back
+                    result = failed_result(f"{type(e).__name__}: {_first_line(e)}")
+                    write_result(Path(task["run_dir"]), result)
+                on_result(task, result)
+            if broken:
+                for task in inflight.values():
+                    result = failed_result("stopped: another worker process died")
+                    write_result(Path(task["run_dir"]), result)
+                    on_result(task, result)
+                inflight.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = new_pool()
+    except BaseException:  # Ctrl-C: stop the workers now; their runs resume from checkpoints
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ---------------------------------------------------------------------------- Ray
+def run_ray(
+    tasks: Sequence[Task], workers: int | None, address: str | None, on_result: OnResult
+) -> None:
+    """Run ``tasks`` as Ray tasks (one CPU each) on the cluster at ``address``, or on a new local
+    Ray instance with ``workers`` CPUs when no address is given."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            "--executor ray needs Ray: pip install 'fastrl[ray]' (or use --executor local)"
+        ) from None
+    started = not ray.is_initialized()
+    if started:
+        opts: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                    "logging_level": "ERROR"}
+        try:
+            if address:
+                ray.init(address=address, **opts)
+            else:
+                ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, **opts)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise ConfigError(f"cannot start or reach Ray at {address or 'local'}: {_first_line(e)}") from None
+    remote = ray.remote(num_cpus=1, max_retries=0)(run_task)
+    refs: dict[Any, Task] = {}
+    try:
+        refs = {remote.remote(task): task for task in tasks}
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            for ref in done:
+                task = refs.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except Exception as e:  # noqa: BLE001  the worker died, or the node went away
+                    result = failed_result(f"Ray: {type(e).__name__}: {_first_line(e)}")
+                write_result(Path(task["run_dir"]), result)  # the driver's copy (no shared disk?)
+                on_result(task, result)
+    except BaseException:
+        for ref in refs:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        raise
+    finally:
+        if started:
+            ray.shutdown()
+
+
+__all__ = ["failed_result", "read_result", "run_local", "run_ray", "run_task", "write_result"]
