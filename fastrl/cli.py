@@ -31,7 +31,8 @@ def _fields_help() -> str:
     from fastrl.agents import ALGOS
     from fastrl.config import describe
 
-    parts, described = [], {}
+    parts: list[str] = []
+    described: dict[type, str] = {}
     for name, (cls, _, defaults) in ALGOS.items():
         if cls in described:  # same fields as an earlier name, other defaults
             changed = ", ".join(f"{k}={v}" for k, v in defaults.items())

@@ -69,16 +69,18 @@ for _env in ("CartPole-v1", "LunarLander-v3"):
     PRESETS[("sail-dqn", _env)] = {**PRESETS[("dqn", _env)], "sail": True, "sail_alpha": 0.9}
 
 # DDPG on Pendulum: one gradient step per env step after 1,000 random steps, RL-Zoo's gamma 0.98 and
-# Gaussian noise 0.1; 20,000 steps (RL-Zoo's budget). Greedy evaluations every 1,000 steps.
+# Gaussian noise 0.1; 20,000 steps (RL-Zoo's budget). 128x128 networks and batches of 128: Pendulum
+# needs no more (evaluation >= -200 after 4,000-6,000 steps), and a gradient step costs ~5x less
+# than with 256x256 and batch 256. Greedy evaluations every 1,000 steps.
 _PENDULUM: dict[str, Any] = dict(
     total_steps=20_000,
     buffer_size=20_000,
-    batch_size=256,
+    batch_size=128,
     learning_starts=1_000,
     train_freq=1,
     gradient_steps=1,
-    actor_hidden_sizes=(256, 256),
-    critic_hidden_sizes=(256, 256),
+    actor_hidden_sizes=(128, 128),
+    critic_hidden_sizes=(128, 128),
     gamma=0.98,
     tau=0.005,
     actor_learning_rate=1e-3,

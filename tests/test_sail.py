@@ -27,7 +27,7 @@ def sail_agent(alpha=0.9, **cfg):
 
 def sail_batch(obs, actions, rewards, next_obs, terminated, returns, has_return, discounts=None,
                weights=None):
-    f = lambda x, dt=torch.float32: torch.tensor(x, dtype=dt)  # noqa: E731
+    f = lambda x, dt=torch.float32: torch.tensor(x, dtype=dt)
     n = len(rewards)
     return NStepBatch(
         f(obs).view(-1, 1),
@@ -156,8 +156,8 @@ def test_algo_name_defaults_and_presets():
         with_overrides(preset("sail-dqn", "CartPole-v1"), {"sail_alpha": 1.5}).check()
 
 
-TINY = dict(learning_starts=100, eval_every=0, eval_episodes=2, log_every=50, batch_size=32,
-            total_steps=300, max_episode_steps=60)
+TINY = {"learning_starts": 100, "eval_every": 0, "eval_episodes": 2, "log_every": 50, "batch_size": 32,
+            "total_steps": 300, "max_episode_steps": 60}
 
 
 @pytest.mark.parametrize("extra", [{}, {"prioritized": True, "n_step": 3, "num_envs": 2}])

@@ -4,6 +4,8 @@ is DDPG with the TD3 options on)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -33,11 +35,11 @@ class Agent(Protocol):
 
 
 class Algo(NamedTuple):
-    config: type
+    config: type[Any]
     """The config dataclass."""
     agent: Any
     """The agent class; ``agent.from_spaces(obs_space, action_space, config, device, seed)``."""
-    defaults: dict[str, Any] = {}
+    defaults: Mapping[str, Any] = MappingProxyType({})
     """Config fields that differ from the config class's defaults for this name."""
 
 
@@ -80,5 +82,15 @@ def default_config(algo: str) -> Any:
     return with_overrides(a.config(), a.defaults)
 
 
-__all__ = ["ALGOS", "DDPG", "DDPGConfig", "DQN", "DQNConfig", "Agent", "Algo", "algo_of", "default_config",
-           "get_algo"]
+__all__ = [
+    "ALGOS",
+    "DDPG",
+    "DQN",
+    "Agent",
+    "Algo",
+    "DDPGConfig",
+    "DQNConfig",
+    "algo_of",
+    "default_config",
+    "get_algo",
+]

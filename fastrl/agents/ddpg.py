@@ -9,8 +9,9 @@ minimum), ``policy_delay`` (the actor and the target networks move every d-th cr
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
