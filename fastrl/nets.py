@@ -4,7 +4,7 @@ deterministic actor and Q(s, a) critics of DDPG / TD3, Adam with the fused kerne
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 from torch import nn
@@ -120,10 +120,10 @@ class Actor(nn.Module):
         final_init: float = 3e-3,
     ) -> None:
         super().__init__()
-        in_dim = math.prod(int(s) for s in obs_shape)
-        self.net = nn.Sequential(nn.Flatten(), mlp(in_dim, hidden_sizes, action_dim))
+        body = mlp(math.prod(int(s) for s in obs_shape), hidden_sizes, action_dim)
         if final_init > 0:
-            final_layer_uniform_(self.net[-1][-1], final_init)
+            final_layer_uniform_(cast(nn.Linear, body[-1]), final_init)
+        self.net = nn.Sequential(nn.Flatten(), body)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(obs.float()))
@@ -146,10 +146,11 @@ class Critic(nn.Module):
     ) -> None:
         super().__init__()
         in_dim = math.prod(int(s) for s in obs_shape) + int(action_dim)
-        self.qs = nn.ModuleList(mlp(in_dim, hidden_sizes, 1) for _ in range(n_critics))
+        qs = [mlp(in_dim, hidden_sizes, 1) for _ in range(n_critics)]
         if final_init > 0:
-            for q in self.qs:
-                final_layer_uniform_(q[-1], final_init)
+            for q in qs:
+                final_layer_uniform_(cast(nn.Linear, q[-1]), final_init)
+        self.qs = nn.ModuleList(qs)
 
     def _input(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return torch.cat([obs.float().flatten(1), action.float()], dim=1)

@@ -72,51 +72,45 @@ for _env in ("CartPole-v1", "LunarLander-v3"):
 # Gaussian noise 0.1; 20,000 steps (RL-Zoo's budget). 128x128 networks and batches of 128: Pendulum
 # needs no more (evaluation >= -200 after 4,000-6,000 steps), and a gradient step costs ~5x less
 # than with 256x256 and batch 256. Greedy evaluations every 1,000 steps.
-_PENDULUM: dict[str, Any] = dict(
-    total_steps=20_000,
-    buffer_size=20_000,
-    batch_size=128,
-    learning_starts=1_000,
-    train_freq=1,
-    gradient_steps=1,
-    actor_hidden_sizes=(128, 128),
-    critic_hidden_sizes=(128, 128),
-    gamma=0.98,
-    tau=0.005,
-    actor_learning_rate=1e-3,
-    critic_learning_rate=1e-3,
-    noise="gaussian",
-    noise_sigma=0.1,
-    eval_every=1_000,
-    eval_episodes=20,
-    checkpoint_every=0,
-)
+_PENDULUM: dict[str, Any] = {
+    "total_steps": 20_000,
+    "buffer_size": 20_000,
+    "batch_size": 128,
+    "learning_starts": 1_000,
+    "train_freq": 1,
+    "gradient_steps": 1,
+    "actor_hidden_sizes": (128, 128),
+    "critic_hidden_sizes": (128, 128),
+    "gamma": 0.98,
+    "tau": 0.005,
+    "actor_learning_rate": 1e-3,
+    "critic_learning_rate": 1e-3,
+    "noise": "gaussian",
+    "noise_sigma": 0.1,
+    "eval_every": 1_000,
+    "eval_episodes": 20,
+    "checkpoint_every": 0,
+}
 PRESETS[("ddpg", "Pendulum-v1")] = dict(_PENDULUM)
 # TD3: the same with twin critics, delayed actor updates, target policy smoothing (its defaults).
 PRESETS[("td3", "Pendulum-v1")] = dict(_PENDULUM)
 
 # LunarLanderContinuous: RL-Zoo's budget and exploration (300k steps, 10k random, noise 0.1);
 # stops when the greedy evaluation reaches 230 (the 200 bar with a margin).
-_LUNAR_CONTINUOUS: dict[str, Any] = dict(
-    total_steps=300_000,
-    buffer_size=300_000,
-    batch_size=256,
-    learning_starts=10_000,
-    train_freq=1,
-    gradient_steps=1,
-    actor_hidden_sizes=(256, 256),
-    critic_hidden_sizes=(256, 256),
-    gamma=0.99,
-    tau=0.005,
-    actor_learning_rate=1e-3,
-    critic_learning_rate=1e-3,
-    noise="gaussian",
-    noise_sigma=0.1,
-    eval_every=10_000,
-    eval_episodes=20,
-    solved_threshold=230.0,
-    solve_on="eval",
-)
+_LUNAR_CONTINUOUS: dict[str, Any] = {
+    **_PENDULUM,
+    "total_steps": 300_000,
+    "buffer_size": 300_000,
+    "batch_size": 256,
+    "learning_starts": 10_000,
+    "actor_hidden_sizes": (256, 256),
+    "critic_hidden_sizes": (256, 256),
+    "gamma": 0.99,
+    "eval_every": 10_000,
+    "checkpoint_every": 50_000,
+    "solved_threshold": 230.0,
+    "solve_on": "eval",
+}
 PRESETS[("ddpg", "LunarLanderContinuous-v3")] = dict(_LUNAR_CONTINUOUS)
 PRESETS[("td3", "LunarLanderContinuous-v3")] = dict(_LUNAR_CONTINUOUS)
 

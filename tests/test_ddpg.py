@@ -2,12 +2,12 @@
 scaling, state round trips, presets and bad configurations."""
 
 import copy
-from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from test_dqn import NStepBatch as B
 
 from fastrl.agents import ALGOS, algo_of, default_config
 from fastrl.agents.ddpg import DDPG, DDPGConfig
@@ -16,19 +16,6 @@ from fastrl.nets import Actor, Critic, polyak_
 from fastrl.noise import GaussianNoise, OUNoise
 from fastrl.presets import PRESETS, preset
 from fastrl.trainer import Trainer
-
-
-class B(NamedTuple):
-    observations: torch.Tensor
-    actions: torch.Tensor
-    rewards: torch.Tensor
-    next_observations: torch.Tensor
-    terminated: torch.Tensor
-    truncated: torch.Tensor
-    indices: torch.Tensor
-    extras: dict
-    weights: torch.Tensor | None = None
-    discounts: torch.Tensor | None = None
 
 
 def random_batch(n=8, obs_dim=3, act_dim=2, seed=0, low=-2.0, high=2.0, **kw):

@@ -4,7 +4,7 @@ with Double DQN, n-step targets and PER; the trainer's buffer keeps the episode 
 import numpy as np
 import pytest
 import torch
-from test_dqn import NStepBatch, Table
+from test_dqn import Table, batch
 
 from fastrl.agents import ALGOS, algo_of, default_config
 from fastrl.agents.dqn import DQN, DQNConfig
@@ -27,20 +27,11 @@ def sail_agent(alpha=0.9, **cfg):
 
 def sail_batch(obs, actions, rewards, next_obs, terminated, returns, has_return, discounts=None,
                weights=None):
-    f = lambda x, dt=torch.float32: torch.tensor(x, dtype=dt)
+    """test_dqn's batch with the buffer's episode-return extras."""
     n = len(rewards)
-    return NStepBatch(
-        f(obs).view(-1, 1),
-        f(actions, torch.int64),
-        f(rewards),
-        f(next_obs).view(-1, 1),
-        f(terminated, torch.bool),
-        torch.zeros(n, dtype=torch.bool),
-        torch.arange(n),
-        {"returns": f(returns), "has_return": f(has_return, torch.bool)},
-        None if discounts is None else f(discounts),
-        None if weights is None else f(weights),
-    )
+    b = batch(obs, actions, rewards, next_obs, terminated, [False] * n, discounts, weights)
+    return b._replace(extras={"returns": torch.tensor(returns, dtype=torch.float32),
+                              "has_return": torch.tensor(has_return, dtype=torch.bool)})
 
 
 def reference_target(b, alpha, gamma, double):
