@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -108,7 +108,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def __init__(self, *args: Any, alpha: float = 0.6, eps: float = 1e-6, **kwargs: Any) -> None:
         self._alpha0 = _real("alpha", alpha)
         self._eps = _real("eps", eps)
-        self._per_prepared: dict[int, tuple[Batch, int, np.ndarray, np.ndarray, tuple[Any, ...]]] = {}
+        self._per_prepared: dict[int, tuple[Any, ...]] = {}  # id(batch) -> (batch, B, ids, weights, arrays, discounts)
         super().__init__(*args, **kwargs)
         self._config["eps"] = self._eps
 
@@ -179,8 +179,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         return Batch(t[2], t[3], t[4], t[5], t[6], t[7], t[0], dict(zip(self._extra_names, t[_N_STD + 2:])),
                      weights=t[1], discounts=None if arrays[-1] is None else torch.from_numpy(arrays[-1]))
 
-    def sample(self, batch_size: int, beta: float = 0.4, *, replace: bool = True, device: Any = None,
-               n_step: int = 1, gamma: float | None = None) -> Batch:
+    def sample(  # type: ignore[override]  # beta comes second, as in every PER API
+            self, batch_size: int, beta: float = 0.4, *, replace: bool = True, device: Any = None,
+            n_step: int = 1, gamma: float | None = None) -> Batch:
         """Sample ``batch_size`` transitions with probability ``P(i)``, stratified.
 
         ``batch.weights`` (``float32[B]``) are the importance weights ``(N * P(i))**-beta``
@@ -221,14 +222,14 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             w = torch.from_numpy(np.empty(idx.shape, np.float32))
         out = b._replace(weights=w)
         if idx.device.type == "cpu":
-            arrays = tuple(t.numpy() for t in out[:_N_STD]) + tuple(out.extras[n].numpy() for n in self._extra_names)
+            arrays = tuple(cast(torch.Tensor, t).numpy() for t in out[:_N_STD]) + tuple(out.extras[n].numpy() for n in self._extra_names)
             if len(self._per_prepared) >= 16:
                 self._per_prepared.pop(next(iter(self._per_prepared)))
-            disc = None if out.discounts is None else out.discounts.numpy()
+            disc = None if out.discounts is None else cast(torch.Tensor, out.discounts).numpy()
             self._per_prepared[id(out)] = (out, len(idx), idx.numpy(), w.numpy(), arrays, disc)
         return out
 
-    def sample_into(self, out: Batch, batch_size: int | None = None, *, beta: float = 0.4,
+    def sample_into(self, out: Batch, batch_size: int | None = None, *, beta: float = 0.4,  # type: ignore[override]
                     replace: bool = True, n_step: int = 1, gamma: float | None = None) -> Batch:
         """Prioritized sample into caller-owned tensors (e.g. from :meth:`empty_batch`).
 

@@ -122,7 +122,13 @@ class Trainer:
         if resume is not None:
             ckpt_path = checkpoint.find(resume)
             ckpt = checkpoint.load(ckpt_path)
-            algo = ckpt["algo"]
+            saved_algo = ckpt.get("algo")
+            if not isinstance(saved_algo, str) or saved_algo not in ALGOS:
+                raise ConfigError(f"{ckpt_path}: checkpoint algorithm {saved_algo!r} is unknown to "
+                                  f"this fastrl (known: {', '.join(ALGOS)})")
+            algo = saved_algo
+            if not isinstance(ckpt.get("config"), dict):
+                raise checkpoint.CheckpointError(f"{ckpt_path}: checkpoint has no config")
             run_dir = (
                 ckpt_path.parent.parent
                 if ckpt_path.parent.name == "checkpoints"
