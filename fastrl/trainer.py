@@ -116,7 +116,7 @@ class Trainer:
         progress: bool = True,
         tensorboard: bool = True,
     ) -> None:
-        from fastrl.agents import algo_of, default_config, get_algo
+        from fastrl.agents import ALGOS, algo_of, default_config, get_algo
 
         ckpt = None
         if resume is not None:
