@@ -416,7 +416,9 @@ def main() -> int:
     rows.sort(key=lambda r: (r["env"], ALGOS.index(r["lib"]), r["seed"]))
     text = report(rows)
     print(text)
-    stem = "bench_learning" if algos == list(ALGOS) else "bench_learning_" + "_".join(algos)
+    stem = "bench_learning"  # the parts run alone get their own files
+    if algos != list(ALGOS) or args.envs:
+        stem = "_".join([stem, *algos, *(args.envs or [])])
     (out / f"{stem}.txt").write_text(text + "\n")
     (out / f"{stem}.json").write_text(json.dumps(rows, indent=1))
     plot(rows, out / f"{stem}.png")
