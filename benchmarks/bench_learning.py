@@ -1,12 +1,24 @@
-"""Learning benchmark: fastrl's DQN presets against Stable-Baselines3 DQN (RL-Zoo settings).
+"""Learning benchmark: fastrl's presets (dqn, sail-dqn, ddpg, td3) against each other and against
+Stable-Baselines3 with RL-Zoo settings (``sb3-dqn``, ``sb3-ddpg``).
 
-For each env and seed: env steps, episodes and training wall time until the 20-episode greedy
-evaluation first reaches the threshold, the final policy's greedy evaluation (20 fresh episodes),
-and env steps per second. Both libraries are evaluated by the same code (fastrl.envs.evaluate,
-same seeds, every ``eval_every`` env steps) and evaluation time is excluded from both clocks.
-Training stops at the preset's solved threshold (CartPole 500, LunarLander 200) or its step budget.
+For each algorithm, env and seed: env steps, episodes and training wall time until the 20-episode
+greedy evaluation first reaches the threshold, the final policy's greedy evaluation (20 fresh
+episodes), and env steps per second. Every library is evaluated by the same code
+(fastrl.envs.evaluate, same seeds, every ``eval_every`` env steps) and evaluation time is excluded
+from every clock. DQN-family runs stop at the preset's solved threshold (CartPole 500, LunarLander
+230) or its step budget; DDPG / TD3 / SB3 DDPG train for their 20,000 steps on Pendulum.
 
-    python benchmarks/bench_learning.py                       # both envs, seeds 0 1 2, SB3 if installed
+Steps per second are counted in wall time and in CPU time of the process (evaluations excluded
+from both): on a shared machine the wall clock of runs made minutes apart can differ several-fold,
+the CPU time much less.
+
+Checks: dqn vs sb3-dqn time to threshold; sail-dqn reaches the thresholds dqn reaches; ddpg and td3
+reach -200 on Pendulum within 20,000 steps on every seed, at >= 2x the steps per second of
+sb3-ddpg measured in the same run.
+
+    python benchmarks/bench_learning.py                                   # everything, seeds 0 1 2
+    python benchmarks/bench_learning.py --algos sail-dqn dqn --envs CartPole-v1
+    python benchmarks/bench_learning.py --algos ddpg td3 sb3-ddpg --sb3-seeds 0
     python benchmarks/bench_learning.py --envs CartPole-v1 --seeds 0 --no-sb3
 """
 
@@ -20,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,9 +41,32 @@ from fastrl.envs import evaluate, make_env
 from fastrl.presets import preset
 from fastrl.trainer import Trainer
 
-THRESHOLD = {"CartPole-v1": 475.0, "LunarLander-v3": 200.0}
+THRESHOLD = {"CartPole-v1": 475.0, "LunarLander-v3": 200.0, "Pendulum-v1": -200.0}
 MAX_EPISODES = {"LunarLander-v3": 500}  # the seed course's claim: 200 within about 500 episodes
+MAX_STEPS = {"Pendulum-v1": 20_000}  # the issue's bar: -200 within 20,000 env steps
 FINAL_EVAL_SEED = 987_654
+ALGOS = ("dqn", "sb3-dqn", "sail-dqn", "ddpg", "td3", "sb3-ddpg")
+ENVS = {"dqn": ("CartPole-v1", "LunarLander-v3"), "ddpg": ("Pendulum-v1",)}  # by family
+FAMILY = {"dqn": "dqn", "sb3-dqn": "dqn", "sail-dqn": "dqn", "ddpg": "ddpg", "td3": "ddpg",
+          "sb3-ddpg": "ddpg"}
+COLORS = {"dqn": "tab:blue", "sail-dqn": "tab:green", "sb3-dqn": "tab:orange", "ddpg": "tab:blue",
+          "td3": "tab:green", "sb3-ddpg": "tab:orange"}
+
+# rl-baselines3-zoo hyperparams/ddpg.yml, Pendulum-v1 entry (SB3's defaults for the rest: batch 256,
+# tau 0.005, one critic)
+ZOO_DDPG = {
+    "Pendulum-v1": dict(
+        n_timesteps=20_000,
+        gamma=0.98,
+        buffer_size=200_000,
+        learning_starts=10_000,
+        noise_std=0.1,
+        gradient_steps=-1,
+        train_freq=(1, "episode"),
+        learning_rate=1e-3,
+        policy_kwargs=dict(net_arch=[400, 300]),
+    ),
+}
 
 # rl-baselines3-zoo hyperparams/dqn.yml (LunarLander-v2 entry used for v3)
 ZOO = {
@@ -69,38 +105,60 @@ def eval_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step, 7]).generate_state(1)[0]) % 2**31
 
 
-def run_fastrl(env_id: str, seed: int, out_dir: Path) -> dict:
-    cfg = with_overrides(preset("dqn", env_id), {"seed": seed, "runs_dir": str(out_dir)})
-    trainer = Trainer(cfg, progress=False, tensorboard=False)
+def run_fastrl(algo: str, env_id: str, seed: int, out_dir: Path) -> dict:
+    cfg = with_overrides(preset(algo, env_id), {"seed": seed, "runs_dir": str(out_dir)})
+    trainer = Trainer(cfg, algo=algo, progress=False, tensorboard=False)
+    evaluate_, eval_cpu = trainer._evaluate, [0.0]
+
+    def timed_evaluate() -> dict:  # CPU time of evaluations, excluded like their wall time
+        c = time.process_time()
+        try:
+            return evaluate_()
+        finally:
+            eval_cpu[0] += time.process_time() - c
+
+    trainer._evaluate = timed_evaluate  # type: ignore[method-assign]
     try:
+        cpu = time.process_time()
         r = trainer.train()
+        cpu = time.process_time() - cpu - eval_cpu[0]
         final = evaluate(trainer.agent.greedy, lambda: make_env(env_id), 20, FINAL_EVAL_SEED + seed)
     finally:
         trainer.close()
-    return summarize(
-        env_id, "fastrl", seed, r.evals, r.env_steps, r.train_seconds, float(final.mean())
-    )
+    return summarize(env_id, algo, seed, r.evals, r.env_steps, r.train_seconds, float(final.mean()), cpu)
 
 
-def run_sb3(env_id: str, seed: int, eval_every: int, stop_at: float) -> dict:
+def run_sb3(algo: str, env_id: str, seed: int, eval_every: int, stop_at: float | None) -> dict:
     import torch
-    from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
 
     torch.set_num_threads(1)  # same as fastrl's default; SB3 is faster this way on small nets too
-    params = dict(ZOO[env_id])
-    n_timesteps = params.pop("n_timesteps")
     env = make_env(env_id)
-    model = DQN("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **params)
+    if algo == "sb3-dqn":
+        from stable_baselines3 import DQN
+
+        params = dict(ZOO[env_id])
+        n_timesteps = params.pop("n_timesteps")
+        model: Any = DQN("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **params)
+    else:
+        from stable_baselines3 import DDPG
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        params = dict(ZOO_DDPG[env_id])
+        n_timesteps = params.pop("n_timesteps")
+        dim = env.action_space.shape[0]
+        noise = NormalActionNoise(np.zeros(dim), params.pop("noise_std") * np.ones(dim))
+        model = DDPG("MlpPolicy", env, action_noise=noise, seed=seed, device="cpu", verbose=0,
+                     **params)
     evals: list[dict] = []
-    clock = {"eval": 0.0, "episodes": 0}
+    clock = {"eval": 0.0, "episodes": 0, "eval_cpu": 0.0}
 
     class Evaluator(BaseCallback):
         def _on_step(self) -> bool:
             clock["episodes"] += int(np.sum(self.locals["dones"]))
             if self.num_timesteps % eval_every:
                 return True
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             trained = t - start - clock["eval"]  # wall time so far minus earlier evaluations
             ret = evaluate(
                 lambda o: model.predict(o, deterministic=True)[0],
@@ -110,6 +168,7 @@ def run_sb3(env_id: str, seed: int, eval_every: int, stop_at: float) -> dict:
                 envs=eval_envs,
             )
             clock["eval"] += time.perf_counter() - t
+            clock["eval_cpu"] += time.process_time() - c
             evals.append(
                 {
                     "step": self.num_timesteps,
@@ -119,12 +178,13 @@ def run_sb3(env_id: str, seed: int, eval_every: int, stop_at: float) -> dict:
                     "std": float(ret.std()),
                 }
             )
-            return evals[-1]["mean"] < stop_at
+            return stop_at is None or evals[-1]["mean"] < stop_at
 
     eval_envs = [make_env(env_id) for _ in range(20)]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     model.learn(n_timesteps, callback=Evaluator())
     train_seconds = time.perf_counter() - start - clock["eval"]
+    cpu = time.process_time() - cpu - clock["eval_cpu"]
     final = evaluate(
         lambda o: model.predict(o, deterministic=True)[0],
         lambda: make_env(env_id),
@@ -132,23 +192,31 @@ def run_sb3(env_id: str, seed: int, eval_every: int, stop_at: float) -> dict:
         FINAL_EVAL_SEED + seed,
     )
     return summarize(
-        env_id, "sb3", seed, evals, int(model.num_timesteps), train_seconds, float(final.mean())
+        env_id, algo, seed, evals, int(model.num_timesteps), train_seconds, float(final.mean()), cpu
     )
 
 
 def summarize(
-    env_id: str, lib: str, seed: int, evals: list[dict], steps: int, seconds: float, final: float
+    env_id: str,
+    algo: str,
+    seed: int,
+    evals: list[dict],
+    steps: int,
+    seconds: float,
+    final: float,
+    cpu_seconds: float,
 ) -> dict:
     first = next((e for e in evals if e["mean"] >= THRESHOLD[env_id]), None)
     return {
         "env": env_id,
-        "lib": lib,
+        "lib": algo,
         "seed": seed,
         "steps_to": first and first["step"],
         "episodes_to": first and first["episodes"],
         "time_to": first and first["train_seconds"],
         "final": final,
         "sps": steps / max(seconds, 1e-9),
+        "cpu_sps": steps / max(cpu_seconds, 1e-9),
         "steps": steps,
         "evals": evals,
     }
@@ -165,48 +233,79 @@ def median(rows: list[dict], key: str):
     return None if m == math.inf else m
 
 
+def compatible(algo: str, env_id: str) -> bool:
+    """DQN-family algorithms on envs with discrete actions, DDPG-family ones on continuous actions."""
+    import gymnasium as gym
+
+    env = make_env(env_id)
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
+    env.close()
+    return discrete == (FAMILY[algo] == "dqn")
+
+
+def reached(r: dict) -> bool:
+    """The seed's evaluation reached the threshold within the episode / step limit of its env."""
+    return (
+        r["steps_to"] is not None
+        and r["episodes_to"] <= MAX_EPISODES.get(r["env"], 10**9)
+        and r["steps_to"] <= MAX_STEPS.get(r["env"], 10**12)
+    )
+
+
 def report(rows: list[dict]) -> str:
     head = (
-        f"{'env':<15} {'lib':<7} {'seed':>6} {'steps to thr':>12} {'episodes':>8} {'time to thr s':>13} "
-        f"{'final eval':>10} {'steps/s':>8}"
+        f"{'env':<15} {'algo':<9} {'seed':>6} {'steps to thr':>12} {'episodes':>8} "
+        f"{'time to thr s':>13} {'final eval':>10} {'steps/s':>8} {'CPU steps/s':>11}"
     )
     lines = [head, "-" * len(head)]
-    for env_id in dict.fromkeys(r["env"] for r in rows):
+    envs = list(dict.fromkeys(r["env"] for r in rows))
+    for env_id in envs:
         for lib in dict.fromkeys(r["lib"] for r in rows if r["env"] == env_id):
             sub = [r for r in rows if r["env"] == env_id and r["lib"] == lib]
             for r in sub:
                 lines.append(
-                    f"{env_id:<15} {lib:<7} {r['seed']:>6} {fmt(r['steps_to'], 'd'):>12} "
+                    f"{env_id:<15} {lib:<9} {r['seed']:>6} {fmt(r['steps_to'], 'd'):>12} "
                     f"{fmt(r['episodes_to'], 'd'):>8} {fmt(r['time_to'], '.1f'):>13} "
-                    f"{r['final']:>10.1f} {r['sps']:>8.0f}"
+                    f"{r['final']:>10.1f} {r['sps']:>8.0f} {r.get('cpu_sps', math.nan):>11.0f}"
                 )
             lines.append(
-                f"{env_id:<15} {lib:<7} {'median':>6} {fmt(median(sub, 'steps_to'), '.0f'):>12} "
+                f"{env_id:<15} {lib:<9} {'median':>6} {fmt(median(sub, 'steps_to'), '.0f'):>12} "
                 f"{fmt(median(sub, 'episodes_to'), '.0f'):>8} {fmt(median(sub, 'time_to'), '.1f'):>13} "
                 f"{statistics.median(r['final'] for r in sub):>10.1f} "
-                f"{statistics.median(r['sps'] for r in sub):>8.0f}"
+                f"{statistics.median(r['sps'] for r in sub):>8.0f} "
+                f"{statistics.median(r.get('cpu_sps', math.nan) for r in sub):>11.0f}"
             )
         lines.append("")
     lines.append(
-        "checks (threshold: CartPole 475, LunarLander 200; time = training wall time, evaluation excluded):"
+        "checks (threshold: CartPole 475, LunarLander 200, Pendulum -200; time = training wall time, "
+        "evaluation excluded):"
     )
-    for env_id in dict.fromkeys(r["env"] for r in rows):
-        ours = [r for r in rows if r["env"] == env_id and r["lib"] == "fastrl"]
-        theirs = [r for r in rows if r["env"] == env_id and r["lib"] == "sb3"]
+    for env_id in envs:
         thr = THRESHOLD[env_id]
-        reached = sum(
-            r["steps_to"] is not None and r["episodes_to"] <= MAX_EPISODES.get(env_id, 10**9)
-            for r in ours
-        )
-        final_ok = sum(r["final"] >= thr for r in ours)
         limit = f" within {MAX_EPISODES[env_id]} episodes" if env_id in MAX_EPISODES else ""
-        lines.append(
-            f"  {env_id}: eval >= {thr:g}{limit} on {reached}/{len(ours)} seeds "
-            f"[{'PASS' if reached == len(ours) else 'FAIL'}]; final policy >= {thr:g} on "
-            f"{final_ok}/{len(ours)} [{'PASS' if final_ok == len(ours) else 'FAIL'}]"
-        )
-        if theirs:
-            a, b = median(ours, "time_to"), median(theirs, "time_to")
+        limit += f" within {MAX_STEPS[env_id]} steps" if env_id in MAX_STEPS else ""
+        of = {lib: [r for r in rows if r["env"] == env_id and r["lib"] == lib] for lib in ALGOS}
+        for lib in ("dqn", "sail-dqn", "ddpg", "td3"):
+            ours = of[lib]
+            if not ours:
+                continue
+            n_ok = sum(map(reached, ours))
+            final_ok = sum(r["final"] >= thr for r in ours)
+            lines.append(
+                f"  {env_id} {lib}: eval >= {thr:g}{limit} on {n_ok}/{len(ours)} seeds "
+                f"[{'PASS' if n_ok == len(ours) else 'FAIL'}]; final policy >= {thr:g} on "
+                f"{final_ok}/{len(ours)} [{'PASS' if final_ok == len(ours) else 'FAIL'}]"
+            )
+        if of["dqn"] and of["sail-dqn"]:
+            d = [r["seed"] for r in of["dqn"] if reached(r)]
+            s_ = [r["seed"] for r in of["sail-dqn"] if reached(r)]
+            ok = set(d) <= set(s_)
+            lines.append(
+                f"  {env_id}: sail-dqn reaches the threshold on every seed dqn does "
+                f"(dqn seeds {d}, sail-dqn seeds {s_}) [{'PASS' if ok else 'FAIL'}]"
+            )
+        if of["dqn"] and of["sb3-dqn"]:
+            a, b = median(of["dqn"], "time_to"), median(of["sb3-dqn"], "time_to")
             if a is not None and b is not None:
                 lines.append(
                     f"  {env_id}: median time to threshold fastrl {a:.1f} s vs SB3 {b:.1f} s: ratio "
@@ -217,10 +316,20 @@ def report(rows: list[dict]) -> str:
                     f"  {env_id}: median time ratio undefined (fastrl {fmt(a, '.1f')} s, SB3 "
                     f"{fmt(b, '.1f')} s: a library reached the threshold on fewer than half the seeds)"
                 )
+        for lib in ("ddpg", "td3"):
+            if of[lib] and of["sb3-ddpg"]:
+                for key, what in (("cpu_sps", "steps per CPU second"), ("sps", "steps per wall second")):
+                    a = statistics.median(r[key] for r in of[lib])
+                    b = statistics.median(r[key] for r in of["sb3-ddpg"])
+                    lines.append(
+                        f"  {env_id}: median {what} {lib} {a:.0f} vs SB3 DDPG (RL-Zoo) {b:.0f}: "
+                        f"{a / b:.2f}x (target >= 2x) [{'PASS' if a >= 2 * b else 'FAIL'}]"
+                    )
     return "\n".join(lines)
 
 
 def plot(rows: list[dict], out: Path) -> None:
+    """Greedy evaluation against env steps, one panel per env, one line per algorithm and seed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -230,22 +339,25 @@ def plot(rows: list[dict], out: Path) -> None:
     fig, axes = plt.subplots(
         1, len(envs), figsize=(6 * len(envs), 4), squeeze=False, constrained_layout=True
     )
-    colors = {"fastrl": "tab:blue", "sb3": "tab:orange"}
     for ax, env_id in zip(axes[0], envs):
+        labelled = set()
         for r in (r for r in rows if r["env"] == env_id):
             e = r["evals"]
             ax.plot(
-                [x["train_seconds"] for x in e],
+                [x["step"] for x in e],
                 [x["mean"] for x in e],
-                color=colors[r["lib"]],
+                color=COLORS[r["lib"]],
                 alpha=0.8,
-                label=f"{r['lib']} seed {r['seed']}",
+                marker="o",
+                markersize=2,
+                label=None if r["lib"] in labelled else r["lib"],
             )
+            labelled.add(r["lib"])
         ax.axhline(THRESHOLD[env_id], color="gray", linestyle="--")
-        ax.set_title(f"{env_id}: greedy evaluation (20 episodes)")
-        ax.set_xlabel("training wall time (s)")
+        ax.set_title(f"{env_id}: greedy evaluation (20 episodes), one line per seed")
+        ax.set_xlabel("env steps")
         ax.set_ylabel("mean return")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
     fig.savefig(out, dpi=100)
     plt.close(fig)
 
@@ -254,12 +366,16 @@ def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--envs", nargs="+", default=list(THRESHOLD))
+    p.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
+    p.add_argument(
+        "--envs", nargs="+", help="default: CartPole-v1 LunarLander-v3 (DQN family), Pendulum-v1 (DDPG)"
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--sb3-seeds", nargs="+", type=int, help="seeds of the SB3 runs (default: --seeds)")
     p.add_argument("--no-sb3", action="store_true")
     p.add_argument("--out", default="bench_out")
     p.add_argument(
-        "--report", metavar="JSON", help="only print the table of a saved bench_learning.json"
+        "--report", metavar="JSON", help="only print the table of a saved bench_learning*.json"
     )
     args = p.parse_args()
     out = Path(args.out)
@@ -267,36 +383,46 @@ def main() -> int:
     if args.report:
         print(report(json.loads(Path(args.report).read_text())))
         return 0
+    algos = list(args.algos)
     try:
         import stable_baselines3  # noqa: F401
-
-        have_sb3 = not args.no_sb3
     except ImportError:
-        have_sb3 = False
         print("stable_baselines3 not installed: fastrl only", file=sys.stderr)
+        args.no_sb3 = True
+    if args.no_sb3:
+        algos = [a for a in algos if not a.startswith("sb3-")]
+    sb3_seeds = args.sb3_seeds if args.sb3_seeds is not None else args.seeds
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for env_id in args.envs:
-            cfg = preset("dqn", env_id)
-            for seed in args.seeds:
-                rows.append(run_fastrl(env_id, seed, Path(tmp)))
-                print(
-                    f"fastrl {env_id} seed {seed}: {fmt(rows[-1]['time_to'], '.1f')} s",
-                    file=sys.stderr,
-                )
-                if have_sb3:
-                    rows.append(run_sb3(env_id, seed, cfg.eval_every, cfg.solved_threshold))
+        envs = args.envs or [e for a in algos for e in ENVS[FAMILY[a]]]
+        for env_id in dict.fromkeys(envs):
+            for seed in args.seeds:  # seeds outer, algorithms inner: all see similar machine load
+                for algo in (a for a in algos if compatible(a, env_id)):
+                    if algo.startswith("sb3-"):
+                        if seed not in sb3_seeds:
+                            continue
+                        cfg = preset("dqn" if algo == "sb3-dqn" else "ddpg", env_id)
+                        stop = cfg.solved_threshold if algo == "sb3-dqn" else None
+                        rows.append(run_sb3(algo, env_id, seed, cfg.eval_every, stop))
+                    else:
+                        rows.append(run_fastrl(algo, env_id, seed, Path(tmp)))
+                    r = rows[-1]
                     print(
-                        f"sb3    {env_id} seed {seed}: {fmt(rows[-1]['time_to'], '.1f')} s",
+                        f"{algo:<9} {env_id} seed {seed}: reached at {fmt(r['steps_to'], 'd')} steps, "
+                        f"{fmt(r['time_to'], '.1f')} s; final {r['final']:.1f}; {r['sps']:.0f} steps/s, "
+                        f"{r['cpu_sps']:.0f} per CPU second",
                         file=sys.stderr,
                     )
-    rows.sort(key=lambda r: (r["env"], r["lib"] != "fastrl", r["seed"]))
+    rows.sort(key=lambda r: (r["env"], ALGOS.index(r["lib"]), r["seed"]))
     text = report(rows)
     print(text)
-    (out / "bench_learning.txt").write_text(text + "\n")
-    (out / "bench_learning.json").write_text(json.dumps(rows, indent=1))
-    plot(rows, out / "bench_learning.png")
-    print(f"wrote {out / 'bench_learning.png'}")
+    stem = "bench_learning"  # the parts run alone get their own files
+    if algos != list(ALGOS) or args.envs:
+        stem = "_".join([stem, *algos, *(args.envs or [])])
+    (out / f"{stem}.txt").write_text(text + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(rows, indent=1))
+    plot(rows, out / f"{stem}.png")
+    print(f"wrote {out / (stem + '.png')}")
     return 0
 
 

@@ -3,6 +3,8 @@
 fastrl train                              DQN on CartPole-v1 with its preset
 fastrl train dqn LunarLander-v3 --seed 1  another env, another seed
 fastrl train --set learning_rate=3e-4 --set dueling=true
+fastrl train sail-dqn CartPole-v1         SAIL-DQN (DQN with the self-imitation bonus)
+fastrl train ddpg Pendulum-v1             DDPG; td3 for TD3
 fastrl train --resume runs/CartPole-v1-dqn-20250101-120000
 fastrl eval runs/CartPole-v1-dqn-20250101-120000 --episodes 20 --video
 fastrl plot runs/A runs/B --out curves.png
@@ -30,8 +32,14 @@ def _fields_help() -> str:
     from fastrl.agents import ALGOS
     from fastrl.config import describe
 
-    parts = []
-    for name, (cls, _) in ALGOS.items():
+    parts: list[str] = []
+    described: dict[type, str] = {}
+    for name, (cls, _, defaults) in ALGOS.items():
+        if cls in described:  # same fields as an earlier name, other defaults
+            changed = ", ".join(f"{k}={v}" for k, v in defaults.items())
+            parts.append(f"{name} config fields: those of {described[cls]}, with {changed}")
+            continue
+        described[cls] = name
         parts.append(
             f"{name} config fields (--set key=value; defaults shown, presets override some):\n"
             f"{describe(cls)}"
@@ -40,7 +48,7 @@ def _fields_help() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="fastrl", description="Train, evaluate and plot DQN-family agents.")
+    p = _Parser(prog="fastrl", description="Train, evaluate and plot DQN-family and DDPG / TD3 agents.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser(
@@ -51,9 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
         "TensorBoard events, metrics.csv, checkpoints and a PNG plot.",
         epilog=_fields_help(),
     )
-    t.add_argument("algo", nargs="?", default="dqn", help="algorithm (default: dqn)")
     t.add_argument(
-        "env_id", nargs="?", default=None, help="gymnasium env id (default: CartPole-v1)"
+        "algo", nargs="?", default="dqn", help="algorithm: dqn, sail-dqn, ddpg or td3 (default: dqn)"
+    )
+    t.add_argument(
+        "env_id",
+        nargs="?",
+        default=None,
+        help="gymnasium env id (default: CartPole-v1 for dqn / sail-dqn, Pendulum-v1 for ddpg / td3)",
     )
     t.add_argument("--steps", type=int, help="total env steps (config total_steps)")
     t.add_argument("--seed", type=int, help="random seed")
@@ -121,7 +134,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = with_overrides(from_dict(ALGOS[algo][0], ckpt["config"]), overrides)
         del ckpt
     else:
-        cfg = with_overrides(preset(args.algo, args.env_id or "CartPole-v1"), overrides)
+        from fastrl.agents import default_config
+
+        env_id = args.env_id or default_config(args.algo).env_id
+        cfg = with_overrides(preset(args.algo, env_id), overrides)
         algo = args.algo
     cfg.check()
     if args.print_config:

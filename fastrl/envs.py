@@ -45,18 +45,21 @@ class Replayable(gym.Wrapper):
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
-        self._record: dict[str, Any] = {"seed": None, "rng": None, "actions": []}
+        self._record: dict[str, Any] = {"seed": None, "rng": None, "actions": [], "dtype": None}
         self.fastrl_pending: dict[str, Any] | None = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
         rng = None
         if seed is None and self.unwrapped._np_random is not None:
             rng = self.unwrapped.np_random.bit_generator.state
-        self._record = {"seed": seed, "rng": rng, "actions": []}
+        self._record = {"seed": seed, "rng": rng, "actions": [], "dtype": None}
         return self.env.reset(seed=seed, options=options)
 
     def step(self, action: Any) -> Any:
-        self._record["actions"].append(np.asarray(action).tolist())
+        a = np.asarray(action)
+        self._record["actions"].append(a.tolist())
+        if a.ndim:  # array actions are replayed with their dtype: float32 and float64 torques
+            self._record["dtype"] = a.dtype.str  # give different Pendulum states (NumPy 2)
         return self.env.step(action)
 
     def fastrl_state(self) -> dict[str, Any]:
@@ -64,6 +67,7 @@ class Replayable(gym.Wrapper):
             "seed": self._record["seed"],
             "rng": self._record["rng"],
             "actions": list(self._record["actions"]),
+            "dtype": self._record["dtype"],
         }
 
     def fastrl_restore(self) -> Any:
@@ -76,8 +80,9 @@ class Replayable(gym.Wrapper):
                 self.unwrapped.reset(seed=0)
             self.unwrapped.np_random.bit_generator.state = rec["rng"]
         obs, _ = self.reset(seed=rec["seed"])
+        dtype = rec.get("dtype")
         for a in rec["actions"]:
-            obs, *_ = self.step(np.asarray(a) if isinstance(a, list) else a)
+            obs, *_ = self.step(np.asarray(a, dtype=dtype) if isinstance(a, list) else a)
         return obs
 
 

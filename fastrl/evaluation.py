@@ -14,35 +14,21 @@ from fastrl.envs import make_env
 
 def load_agent(path: str | Path, device: Any = "cpu") -> tuple[Any, Any]:
     """``(agent, config)`` from a checkpoint file (best.pt, last.pt or step_*.pt)."""
-    import gymnasium as gym
-
     from fastrl.agents import ALGOS
+    from fastrl.config import ConfigError
     from fastrl.trainer import resolve_device
 
     state = checkpoint.load(path)
     try:
-        config_cls, agent_cls = ALGOS[state["algo"]]
+        config_cls, agent_cls, _ = ALGOS[state["algo"]]
         cfg = from_dict(config_cls, state["config"])
         env = make_env(cfg.env_id, cfg.max_episode_steps, cfg.frame_stack)
         obs_space, act_space = env.observation_space, env.action_space
         env.close()
-        if not isinstance(act_space, gym.spaces.Discrete):
-            raise checkpoint.CheckpointError(
-                f"{path}: env {cfg.env_id} has no discrete action space"
-            )
-        pixels = cfg.network == "cnn" or (
-            cfg.network == "auto"
-            and obs_space.dtype == np.uint8
-            and len(obs_space.shape or ()) == 3
-        )
-        agent = agent_cls(
-            tuple(obs_space.shape or ()),
-            int(act_space.n),
-            cfg,
-            resolve_device(device),
-            pixels=pixels,
-            seed=0,
-        )
+        try:
+            agent = agent_cls.from_spaces(obs_space, act_space, cfg, resolve_device(device), seed=0)
+        except ConfigError as e:
+            raise checkpoint.CheckpointError(f"{path}: {e}") from None
         agent.load_state_dict(state["agent"])
     except (KeyError, TypeError, RuntimeError) as e:
         raise checkpoint.CheckpointError(
@@ -63,7 +49,7 @@ def record_video(
         frames.append(env.render())
         done = False
         while not done and len(frames) < max_frames:
-            obs, _, term, trunc, _ = env.step(int(agent.greedy(np.asarray(obs)[None])[0]))
+            obs, _, term, trunc, _ = env.step(agent.greedy(np.asarray(obs)[None])[0])
             frames.append(env.render())
             done = term or trunc
     finally:

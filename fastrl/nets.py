@@ -1,9 +1,10 @@
-"""Q-networks: an MLP for vector observations, the Nature DQN CNN for pixels, plain or dueling heads."""
+"""Networks and their upkeep: Q-networks (MLP or Nature CNN torso, plain or dueling head), the
+deterministic actor and Q(s, a) critics of DDPG / TD3, Adam with the fused kernel, Polyak updates."""
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence, cast
 
 import torch
 from torch import nn
@@ -96,3 +97,95 @@ class QNetwork(nn.Module):
             a = self.advantage(z)
             return self.value(z) + a - a.mean(dim=1, keepdim=True)
         return self.head(z)
+
+
+def final_layer_uniform_(layer: nn.Linear, bound: float) -> nn.Linear:
+    """Weights and bias of ``layer`` drawn from U(-bound, bound) (Lillicrap et al., 2015: 3e-3),
+    so the first actions and Q-values are near zero."""
+    with torch.no_grad():
+        layer.weight.uniform_(-bound, bound)
+        layer.bias.uniform_(-bound, bound)
+    return layer
+
+
+class Actor(nn.Module):
+    """Deterministic policy: observations ``[B, *obs_shape]`` -> actions ``float32[B, action_dim]`` in
+    [-1, 1] (tanh output); the final layer starts at U(-final_init, final_init)."""
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        action_dim: int,
+        hidden_sizes: Sequence[int] = (256, 256),
+        final_init: float = 3e-3,
+    ) -> None:
+        super().__init__()
+        body = mlp(math.prod(int(s) for s in obs_shape), hidden_sizes, action_dim)
+        if final_init > 0:
+            final_layer_uniform_(cast(nn.Linear, body[-1]), final_init)
+        self.net = nn.Sequential(nn.Flatten(), body)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs.float()))
+
+
+class Critic(nn.Module):
+    """``n_critics`` independent Q(s, a) MLPs over ``cat(flatten(obs), action)``.
+
+    ``forward(obs, action)`` -> ``float32[n_critics, B]``; ``q1`` -> the first critic's ``float32[B]``
+    (what the actor climbs). The final layers start at U(-final_init, final_init).
+    """
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        action_dim: int,
+        hidden_sizes: Sequence[int] = (256, 256),
+        n_critics: int = 1,
+        final_init: float = 3e-3,
+    ) -> None:
+        super().__init__()
+        in_dim = math.prod(int(s) for s in obs_shape) + int(action_dim)
+        qs = [mlp(in_dim, hidden_sizes, 1) for _ in range(n_critics)]
+        if final_init > 0:
+            for q in qs:
+                final_layer_uniform_(cast(nn.Linear, q[-1]), final_init)
+        self.qs = nn.ModuleList(qs)
+
+    def _input(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return torch.cat([obs.float().flatten(1), action.float()], dim=1)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = self._input(obs, action)
+        return torch.stack([q(x).squeeze(1) for q in self.qs])
+
+    def q1(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.qs[0](self._input(obs, action)).squeeze(1)
+
+
+def adam(params: Any, lr: float, eps: float, device: torch.device) -> torch.optim.Adam:
+    """Adam with the fused kernel where torch has one for ``device``, else the foreach one."""
+    params = list(params)
+    if device.type in ("cuda", "cpu", "mps"):
+        try:
+            return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    return torch.optim.Adam(params, lr=lr, eps=eps, foreach=True)
+
+
+@torch.no_grad()
+def polyak_(target: Sequence[torch.Tensor], online: Sequence[torch.Tensor], tau: float) -> None:
+    """``target += tau * (online - target)`` for every pair, in one foreach kernel per dtype and
+    device (``tau == 1`` copies)."""
+    if tau >= 1.0:
+        torch._foreach_copy_(list(target), list(online))
+    else:
+        torch._foreach_lerp_(list(target), list(online), tau)
+
+
+def copy_buffers_(target: nn.Module, online: nn.Module) -> None:
+    """Copy non-parameter buffers (e.g. batch-norm statistics) of ``online`` into ``target``."""
+    with torch.no_grad():
+        for b_t, b in zip(target.buffers(), online.buffers()):
+            b_t.copy_(b)

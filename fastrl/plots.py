@@ -1,4 +1,5 @@
-"""Learning curves of one or several runs in one PNG (training and evaluation returns, loss, epsilon)."""
+"""Learning curves of one or several runs in one PNG (training and evaluation returns, TD loss,
+exploration: DQN's epsilon or DDPG's noise scale)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import numpy as np
 from fastrl.logger import read_metrics
 
 PANELS = (
-    ("charts/episodic_return", "training return (10-episode mean)"),
-    ("eval/mean_return", "greedy evaluation return (mean +- std)"),
-    ("losses/td_loss", "TD loss"),
-    ("charts/epsilon", "epsilon"),
+    (("charts/episodic_return",), "training return (10-episode mean)"),
+    (("eval/mean_return",), "greedy evaluation return (mean +- std)"),
+    (("losses/td_loss",), "TD loss (DDPG / TD3: critic)"),
+    (("charts/epsilon", "charts/noise_scale"), "exploration (epsilon or noise scale)"),
 )
 
 
@@ -40,8 +41,9 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     for run in run_dirs:
         run = Path(run)
         data = read_metrics(run)
-        for ax, (key, title) in zip(axes.flat, PANELS):
-            if key not in data:
+        for ax, (keys, title) in zip(axes.flat, PANELS):
+            key = next((k for k in keys if k in data), None)
+            if key is None:
                 continue
             steps, values = data[key]
             if key == "charts/episodic_return":
@@ -55,11 +57,11 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
                     ax.fill_between(steps, v - s, v + s, alpha=0.2, color=line.get_color())
             else:
                 ax.plot(steps, values, label=run.name)
-    for ax, (key, title) in zip(axes.flat, PANELS):
+    for ax, (keys, title) in zip(axes.flat, PANELS):
         ax.set_title(title)
         ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)
-        if key == "losses/td_loss" and ax.lines:
+        if keys == ("losses/td_loss",) and ax.lines:
             ax.set_yscale("log")
         if ax.lines:
             ax.legend(fontsize=7)

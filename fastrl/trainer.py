@@ -86,28 +86,37 @@ def _new_run_dir(cfg: Any, algo: str) -> Path:
 
 
 def _make_buffer(cfg: Any, envs: gym.vector.VectorEnv, seed: int) -> ReplayBuffer:
-    if cfg.prioritized:
-        return PrioritizedReplayBuffer.from_env(envs, cfg.buffer_size, seed=seed, alpha=cfg.per_alpha,
-                                                eps=cfg.per_eps)
-    return ReplayBuffer.from_env(envs, cfg.buffer_size, seed=seed)
+    """The replay buffer for ``envs``: prioritized if the config asks (DQN's ``prioritized``), with
+    episode returns discounted by ``gamma`` if the agent uses them (SAIL)."""
+    kwargs: dict[str, Any] = {"seed": seed}
+    if getattr(cfg, "sail", False):
+        kwargs["episode_returns_gamma"] = cfg.gamma
+    if getattr(cfg, "prioritized", False):
+        return PrioritizedReplayBuffer.from_env(envs, cfg.buffer_size, alpha=cfg.per_alpha,
+                                                eps=cfg.per_eps, **kwargs)
+    return ReplayBuffer.from_env(envs, cfg.buffer_size, **kwargs)
 
 
 class Trainer:
-    """One run. ``config`` is an agent config (e.g. DQNConfig); with ``resume`` (a run directory or
-    checkpoint file) the run continues from that checkpoint, with ``config`` (if given) replacing
-    the saved one (e.g. to train for more steps)."""
+    """One run of any algorithm in :data:`fastrl.agents.ALGOS`. ``config`` is its config (e.g. a
+    DQNConfig for dqn and sail-dqn, a DDPGConfig for ddpg and td3; None: the algorithm's defaults);
+    with ``resume`` (a run directory or checkpoint file) the run continues from that checkpoint,
+    with ``config`` (if given) replacing the saved one (e.g. to train for more steps).
+
+    The loop is the same for every agent; what differs is asked of the agent (see
+    :class:`fastrl.agents.Agent`): burn-in actions, exploration, the scalars it logs."""
 
     def __init__(
         self,
         config: Any = None,
         *,
-        algo: str = "dqn",
+        algo: str | None = None,
         run_dir: str | Path | None = None,
         resume: str | Path | None = None,
         progress: bool = True,
         tensorboard: bool = True,
     ) -> None:
-        from fastrl.agents import ALGOS
+        from fastrl.agents import ALGOS, algo_of, default_config, get_algo
 
         ckpt = None
         if resume is not None:
@@ -126,11 +135,11 @@ class Trainer:
                 else ckpt_path.parent
             )
             if config is None:
-                config = from_dict(ALGOS[algo][0], ckpt["config"])
-        if algo not in ALGOS:
-            raise ConfigError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
-        config_cls, agent_cls = ALGOS[algo]
-        cfg = config if config is not None else config_cls()
+                config = from_dict(get_algo(algo).config, ckpt["config"])
+        if algo is None:  # the name from the config's class and options (dqn without either)
+            algo = algo_of(config) if config is not None else "dqn"
+        config_cls, agent_cls, _ = get_algo(algo)
+        cfg = config if config is not None else default_config(algo)
         if not isinstance(cfg, config_cls):
             raise ConfigError(f"{algo} needs a {config_cls.__name__}, got {type(cfg).__name__}")
         cfg.check()
@@ -147,27 +156,18 @@ class Trainer:
         self.envs = make_vec_env(
             cfg.env_id, cfg.num_envs, cfg.vector_mode, cfg.max_episode_steps, cfg.frame_stack
         )
-        act_space, obs_space = self.envs.single_action_space, self.envs.single_observation_space
-        if not isinstance(act_space, gym.spaces.Discrete):
-            self.envs.close()
-            raise ConfigError(
-                f"{algo} needs a discrete action space but {cfg.env_id} has "
-                f"{type(act_space).__name__}; pick an env with Discrete actions"
+        try:
+            self.agent = agent_cls.from_spaces(
+                self.envs.single_observation_space,
+                self.envs.single_action_space,
+                cfg,
+                self.device,
+                seed=int(seeds[2]),
             )
-        pixels = cfg.network == "cnn" or (
-            cfg.network == "auto"
-            and obs_space.dtype == np.uint8
-            and len(obs_space.shape or ()) == 3
-        )
+        except ConfigError:
+            self.envs.close()
+            raise
         self.buffer = _make_buffer(cfg, self.envs, int(seeds[1]))
-        self.agent = agent_cls(
-            tuple(obs_space.shape or ()),
-            int(act_space.n),
-            cfg,
-            self.device,
-            pixels=pixels,
-            seed=int(seeds[2]),
-        )
 
         # Counters and episode statistics (all saved in checkpoints).
         self.env_steps = self.iterations = self.episodes = 0
@@ -197,17 +197,18 @@ class Trainer:
     def train(self) -> TrainResult:
         cfg, agent, n = self.cfg, self.agent, self.cfg.num_envs
         buffer: Any = self.buffer
+        prioritized = getattr(cfg, "prioritized", False)
         bar = _progress_bar(cfg.total_steps, self.env_steps, self.progress, self.run_dir.name)
         sums: dict[str, torch.Tensor] = {}  # update metrics summed on the device since the last log
-        n_updates = 0
+        counts: dict[str, int] = {}  # how many updates returned each metric (TD3's actor loss: fewer)
         last_log_time, last_log_step = time.perf_counter(), self.env_steps
         lengths: deque[int] = deque(maxlen=10)
         tic = time.perf_counter()
         try:
             while self.env_steps < cfg.total_steps and not self.solved:
-                # 1. act: uniformly random during burn-in, epsilon-greedy after
+                # 1. act: uniformly random during burn-in, the agent's exploration after
                 if self.env_steps < cfg.learning_starts:
-                    actions = agent.rng.integers(agent.n_actions, size=n)
+                    actions = agent.random_actions(n)
                 else:
                     actions = agent.act(self.obs, explore=True)
 
@@ -225,12 +226,12 @@ class Trainer:
                 prev_steps = self.env_steps
                 self.env_steps += n
                 self.iterations += 1
-                agent.exploration.next_step(n)
+                done = np.logical_or(terminated, truncated)
+                agent.after_env_step(done)
 
                 # 3. episode bookkeeping
                 self.ep_return += rewards
                 self.ep_len += 1
-                done = np.logical_or(terminated, truncated)
                 if done.any():
                     for i in np.flatnonzero(done):
                         self.recent_returns.append(float(self.ep_return[i]))
@@ -243,7 +244,6 @@ class Trainer:
                             },
                         )
                     self.episodes += int(done.sum())
-                    agent.exploration.next_episode(int(done.sum()))
                     self.ep_return[done] = 0.0
                     self.ep_len[done] = 0
                     if (
@@ -260,8 +260,8 @@ class Trainer:
                         metrics = agent.update(self._sample())
                         for k, v in metrics.items():
                             sums[k] = sums[k] + v if k in sums else v
-                        n_updates += 1
-                        if cfg.prioritized:  # the buffer adds per_eps: priority = |td| + eps
+                            counts[k] = counts.get(k, 0) + 1
+                        if prioritized:  # the buffer adds per_eps: priority = |td| + eps
                             buffer.update_priorities(self._batch_indices, agent.td_abs)  # type: ignore[attr-defined]
 
                 # 5. log, evaluate, checkpoint (outside the timed part)
@@ -271,19 +271,21 @@ class Trainer:
                     tic = now
                     sps = (self.env_steps - last_log_step) / max(now - last_log_time, 1e-9)
                     last_log_time, last_log_step = now, self.env_steps
+                    shown = agent.progress()  # e.g. charts/epsilon, charts/noise_scale
                     self.logger.log(
                         self.env_steps,
-                        **{k: v / n_updates for k, v in sums.items()},  # means; float() syncs here
-                        **{"charts/epsilon": agent.epsilon, "perf/sps": sps},
+                        **{k: v / counts[k] for k, v in sums.items()},  # means; float() syncs here
+                        **shown,
+                        **{"perf/sps": sps},
                     )
-                    sums, n_updates = {}, 0
+                    sums, counts = {}, {}
                     if bar is not None:
                         bar.set_postfix(
                             ret10=f"{np.mean(list(self.recent_returns)[-10:]):.1f}"
                             if self.recent_returns
                             else "-",
                             len=f"{np.mean(lengths):.0f}" if lengths else "-",
-                            eps=f"{agent.epsilon:.3f}",
+                            **{k.rsplit("/", 1)[-1]: f"{v:.3g}" for k, v in shown.items()},
                             sps=f"{sps:.0f}",
                             refresh=False,
                         )
@@ -337,7 +339,7 @@ class Trainer:
         kwargs: dict[str, Any] = {}
         if cfg.n_step > 1:
             kwargs.update(n_step=cfg.n_step, gamma=cfg.gamma)
-        if cfg.prioritized:
+        if getattr(cfg, "prioritized", False):
             frac = min(1.0, self.env_steps / cfg.total_steps)
             kwargs["beta"] = cfg.per_beta_start + frac * (1.0 - cfg.per_beta_start)
         batch = self.buffer.sample(cfg.batch_size, device=self.device, **kwargs)
@@ -511,9 +513,11 @@ def _progress_bar(total: int, initial: int, enabled: bool, desc: str) -> Any:
 
 
 def train(config: Any = None, **kwargs: Any) -> TrainResult:
-    """Train an agent: ``train(DQNConfig(...))`` or ``train(resume="runs/CartPole-v1-dqn-...")``.
+    """Train an agent: ``train(DQNConfig(...))``, ``train(preset("td3", "Pendulum-v1"))`` or
+    ``train(resume="runs/CartPole-v1-dqn-...")``.
 
-    Keyword arguments go to :class:`Trainer` (``algo``, ``run_dir``, ``resume``, ``progress``).
+    Keyword arguments go to :class:`Trainer` (``algo``: the name in the run directory, by default
+    the one of the config, see :func:`fastrl.agents.algo_of`; ``run_dir``, ``resume``, ``progress``).
     """
     trainer = Trainer(config, **kwargs)
     try:

@@ -1,5 +1,6 @@
 """The fastrl command, run in a subprocess with tiny step counts."""
 
+import json
 import subprocess
 import sys
 
@@ -66,6 +67,36 @@ def test_train_eval_plot_resume(tmp_path):
     assert "300 env steps" in p.stdout
 
 
+@pytest.mark.parametrize("algo,env_id", [("sail-dqn", "CartPole-v1"), ("ddpg", "Pendulum-v1"),
+                                         ("td3", "Pendulum-v1")])
+def test_train_eval_plot_resume_other_algos(tmp_path, algo, env_id):
+    run = tmp_path / "run"
+    p = fastrl("train", algo, env_id, *TINY, "--run-dir", run, "--set", "max_episode_steps=50",
+               "--set", "checkpoint_every=100")
+    assert p.returncode == 0, p.stderr
+    assert "final greedy evaluation" in p.stdout
+    config = json.loads((run / "config.json").read_text())
+    assert config["algo"] == algo and config["env_id"] == env_id
+    p = fastrl("eval", run, "--episodes", "2", "--video")
+    assert p.returncode == 0, p.stderr
+    assert "2 greedy episodes: mean" in p.stdout and "video: " in p.stdout
+    p = fastrl("plot", run)
+    assert p.returncode == 0, p.stderr
+    assert (run / "curves.png").stat().st_size > 1000
+    p = fastrl("train", "--resume", run, "--steps", "300", "--no-progress")
+    assert p.returncode == 0, p.stderr
+    assert "300 env steps" in p.stdout
+    assert json.loads((run / "config.json").read_text())["algo"] == algo
+
+
+def test_progress_bar_shows_the_agents_scalar(tmp_path):
+    p = fastrl("train", "ddpg", "Pendulum-v1", "--steps", "120", "--set", "learning_starts=50",
+               "--set", "eval_every=0", "--set", "eval_episodes=1", "--set", "log_every=20",
+               "--run-dir", tmp_path / "run")
+    assert p.returncode == 0, p.stderr
+    assert "noise_scale=0.1" in p.stderr and "sps=" in p.stderr  # tqdm writes to stderr
+
+
 def test_help_lists_config_fields():
     p = fastrl("train", "--help")
     assert p.returncode == 0
@@ -75,8 +106,17 @@ def test_help_lists_config_fields():
         "double_dqn",
         "epsilon_schedule",
         "learning_starts",
+        "sail_alpha",
+        "actor_learning_rate",
+        "twin_critics",
+        "policy_delay",
+        "target_policy_noise",
+        "ou_theta",
     ):
         assert field in p.stdout
+    for algo in ("dqn", "sail-dqn", "ddpg", "td3"):
+        assert f"{algo} config fields" in p.stdout
+    assert "sail-dqn config fields: those of dqn, with sail=True" in p.stdout
 
 
 def test_print_config_uses_preset():
@@ -90,6 +130,10 @@ def test_print_config_uses_preset():
     [
         (["train", "dqn", "NoSuchEnv-v9", "--steps", "10"], "NoSuchEnv-v9"),
         (["train", "dqn", "Pendulum-v1", "--steps", "10"], "discrete action space"),
+        (["train", "sail-dqn", "Pendulum-v1", "--steps", "10"], "discrete action space"),
+        (["train", "ddpg", "CartPole-v1", "--steps", "10"], "continuous (Box) action space"),
+        (["train", "td3", "--set", "policy_delay=0"], "policy_delay"),
+        (["train", "sail-dqn", "--set", "sail_alpha=2"], "sail_alpha"),
         (["train", "--set", "bogus=1"], "unknown config key 'bogus'"),
         (["train", "--set", "batch_size=big"], "bad value for batch_size"),
         (["train", "--set", "batch_size"], "key=value"),

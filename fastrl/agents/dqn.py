@@ -1,4 +1,5 @@
-"""DQN (Mnih et al., 2015) with Double DQN, dueling heads, n-step targets and prioritized replay as options."""
+"""DQN (Mnih et al., 2015) with Double DQN, dueling heads, n-step targets, prioritized replay and
+SAIL (self-imitation advantage learning, Ferret et al., 2021) as options."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 
 from fastrl.buffer import Batch
 from fastrl.config import ConfigError, TrainConfig, check_common
-from fastrl.nets import QNetwork
+from fastrl.nets import QNetwork, adam, copy_buffers_, polyak_
 from fastrl.schedules import Schedule
 
 
@@ -66,6 +67,12 @@ class DQNConfig(TrainConfig):
     """Importance-sampling exponent at the start, annealed linearly to 1 over total_steps."""
     per_eps: float = 1e-6
     """Added to |TD error| to form new priorities."""
+    sail: bool = False
+    """SAIL: add sail_alpha * (max(G, Q_target(s, a)) - max_b Q_target(s, b)) to the target, G the
+    observed discounted return from s (the trainer's buffer keeps it, episode_returns_gamma = gamma);
+    transitions whose episode has not ended yet (no G) get the plain target."""
+    sail_alpha: float = 0.9
+    """SAIL bonus weight (0 gives plain DQN)."""
 
     def check(self) -> None:
         """ConfigError naming the first out-of-range field."""
@@ -79,6 +86,8 @@ class DQNConfig(TrainConfig):
         for name in ("learning_rate", "adam_eps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.sail_alpha <= 1.0:
+            raise ConfigError(f"sail_alpha must be in [0, 1], got {self.sail_alpha}")
         for name in ("max_grad_norm", "clip_grad_value", "per_alpha", "per_beta_start", "per_eps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -98,17 +107,6 @@ class DQNConfig(TrainConfig):
             decay=self.epsilon_decay,
             unit=self.epsilon_unit,
         )
-
-
-def _adam(params: Any, lr: float, eps: float, device: torch.device) -> torch.optim.Adam:
-    """Adam with the fused kernel where torch has one for ``device``, else the foreach one."""
-    params = list(params)
-    if device.type in ("cuda", "cpu", "mps"):
-        try:
-            return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            pass
-    return torch.optim.Adam(params, lr=lr, eps=eps, foreach=True)
 
 
 class DQN:
@@ -143,16 +141,50 @@ class DQN:
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self._params: list[torch.Tensor] = list(self.q.parameters())
         self._target_params: list[torch.Tensor] = list(self.q_target.parameters())
-        self.optimizer = _adam(self._params, cfg.learning_rate, cfg.adam_eps, self.device)
+        self.optimizer = adam(self._params, cfg.learning_rate, cfg.adam_eps, self.device)
         self.exploration = cfg.make_schedule()
         self.rng = np.random.default_rng(seed)
         self.updates = 0
         self.td_abs: torch.Tensor | None = None
         """|TD error| of the last update's batch, ``float32[B]`` (new priorities for PER)."""
 
+    @classmethod
+    def from_spaces(
+        cls, obs_space: Any, action_space: Any, config: DQNConfig, device: Any, seed: int | None
+    ) -> DQN:
+        """The agent for a gymnasium env's spaces (ConfigError for a non-Discrete action space);
+        the Nature CNN for uint8 image observations when ``config.network`` is auto."""
+        import gymnasium as gym
+
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise ConfigError(
+                f"DQN needs a discrete action space but {config.env_id} has "
+                f"{type(action_space).__name__} actions; use ddpg or td3 for continuous actions"
+            )
+        shape = tuple(obs_space.shape or ())
+        pixels = config.network == "cnn" or (
+            config.network == "auto" and obs_space.dtype == np.uint8 and len(shape) == 3
+        )
+        return cls(shape, int(action_space.n), config, device, pixels=pixels, seed=seed)
+
     @property
     def epsilon(self) -> float:
         return self.exploration.value
+
+    # ------------------------------------------------------------------ what the training loop calls
+    def random_actions(self, n: int) -> np.ndarray:
+        """Uniformly random actions ``int64[n]`` (the burn-in before ``learning_starts``)."""
+        return self.rng.integers(self.n_actions, size=n)
+
+    def after_env_step(self, done: np.ndarray) -> None:
+        """Advance epsilon after one vector-env step (``done: bool[N]``, episodes that ended)."""
+        self.exploration.next_step(len(done))
+        if done.any():
+            self.exploration.next_episode(int(done.sum()))
+
+    def progress(self) -> dict[str, float]:
+        """Scalars for the log and the progress bar."""
+        return {"charts/epsilon": self.epsilon}
 
     # ------------------------------------------------------------------ acting
     def act(self, obs: Any, explore: bool = True) -> np.ndarray:
@@ -178,16 +210,22 @@ class DQN:
 
     # ------------------------------------------------------------------ learning
     def td_target(self, batch: Batch, q_next_online: torch.Tensor | None = None) -> torch.Tensor:
-        """y = r + discount * (1 - terminated) * Q_target(s', a*): ``float32[B]``.
+        """y = r + discount * (1 - terminated) * Q_target(s', a*) [+ SAIL bonus]: ``float32[B]``.
 
         ``a*`` is argmax of the online network with Double DQN (``q_next_online``, the online
         Q-values of the next observations, may be passed in), of the target network otherwise.
         ``discount`` is gamma, or ``batch.discounts`` (gamma**k of each n-step sample) when present.
-        Truncated transitions bootstrap like any other; only ``terminated`` stops it.
+        Truncated transitions bootstrap like any other; only ``terminated`` stops it. With ``sail``
+        the :meth:`sail_bonus` is added (one target-network pass over s and s').
         """
         with torch.no_grad():
             next_obs = batch.next_observations
-            q_next_target = self.q_target(next_obs)
+            if self.config.sail:
+                b = batch.observations.shape[0]
+                q_t = self.q_target(torch.cat([batch.observations, next_obs]))
+                q_obs_target, q_next_target = q_t[:b], q_t[b:]
+            else:
+                q_next_target = self.q_target(next_obs)
             if self.config.double_dqn:
                 if q_next_online is None:
                     q_next_online = self.q(next_obs)
@@ -198,7 +236,29 @@ class DQN:
             discount = getattr(batch, "discounts", None)
             if discount is None:
                 discount = self.config.gamma
-            return batch.rewards.float() + discount * (~batch.terminated).float() * q_next
+            y = batch.rewards.float() + discount * (~batch.terminated).float() * q_next
+            if self.config.sail:
+                y = y + self.sail_bonus(batch, q_obs_target)
+            return y
+
+    def sail_bonus(self, batch: Batch, q_obs_target: torch.Tensor) -> torch.Tensor:
+        """``alpha * (max(G, Q_target(s, a)) - max_b Q_target(s, b))`` where the transition has an
+        observed return G (``batch.extras["returns"]``, ``["has_return"]``), 0 where it has not:
+        ``float32[B]``. ``q_obs_target``: ``float32[B, n_actions]``, the target network at s.
+
+        With n-step targets G is still the return from s (its own discounted return-to-go), so the
+        bonus is the same. G of a truncated episode is its observed partial return.
+        """
+        extras = batch.extras
+        if "returns" not in extras or "has_return" not in extras:
+            raise ValueError(
+                "SAIL needs episode returns in the batch: sample from a buffer made with "
+                "ReplayBuffer(..., episode_returns_gamma=gamma)"
+            )
+        q_sa = q_obs_target.gather(1, batch.actions.long().view(-1, 1)).squeeze(1)
+        v = q_obs_target.max(dim=1).values
+        bonus = self.config.sail_alpha * (torch.maximum(extras["returns"].float(), q_sa) - v)
+        return torch.where(extras["has_return"], bonus, torch.zeros_like(bonus))
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step on ``batch``; returns 0-d tensors ``losses/td_loss``, ``losses/q_values``
@@ -236,12 +296,8 @@ class DQN:
     @torch.no_grad()
     def update_target(self) -> None:
         """Hard copy (tau == 1) or Polyak step (tau < 1) of the online into the target network."""
-        if self.config.tau >= 1.0:
-            torch._foreach_copy_(self._target_params, self._params)
-        else:
-            torch._foreach_lerp_(self._target_params, self._params, self.config.tau)
-        for b_t, b in zip(self.q_target.buffers(), self.q.buffers()):
-            b_t.copy_(b)
+        polyak_(self._target_params, self._params, self.config.tau)
+        copy_buffers_(self.q_target, self.q)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
