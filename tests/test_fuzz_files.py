@@ -20,6 +20,21 @@ def saved(tmp_path_factory):
     return buf, p.read_bytes()
 
 
+def damaged(tmp_path_factory, data, blob, name):
+    """``blob`` truncated at a random offset and/or with 1-4 random bytes flipped, written to a file."""
+    mode = data.draw(st.sampled_from(["truncate", "flip", "both"]))
+    b = bytearray(blob)
+    if mode in ("flip", "both"):
+        for _ in range(data.draw(st.integers(1, 4))):
+            i = data.draw(st.integers(0, len(b) - 1))
+            b[i] ^= data.draw(st.integers(1, 255))
+    if mode in ("truncate", "both"):
+        b = b[: data.draw(st.integers(0, len(b) - 1))]
+    p = tmp_path_factory.mktemp("d") / name
+    p.write_bytes(bytes(b))
+    return p
+
+
 def same(a, b):
     x, y = a.state_dict(), b.state_dict()
     return x["state"] == y["state"] and all(np.array_equal(x["arrays"][k], y["arrays"][k]) for k in x["arrays"])
@@ -29,16 +44,7 @@ def same(a, b):
 @given(data=st.data())
 def test_truncated_and_flipped_files(tmp_path_factory, data):
     buf, blob = saved(tmp_path_factory)
-    mode = data.draw(st.sampled_from(["truncate", "flip", "both"]))
-    b = bytearray(blob)
-    if mode in ("flip", "both"):
-        for _ in range(data.draw(st.integers(1, 4))):
-            i = data.draw(st.integers(0, len(b) - 1))
-            b[i] ^= data.draw(st.integers(1, 255))
-    if mode in ("truncate", "both"):
-        b = b[: data.draw(st.integers(0, len(b) - 1))]
-    p = tmp_path_factory.mktemp("d") / "damaged.frb"
-    p.write_bytes(bytes(b))
+    p = damaged(tmp_path_factory, data, blob, "damaged.frb")
     try:
         loaded = fastrl.ReplayBuffer.load(p)
     except ValueError:
@@ -82,16 +88,7 @@ def test_damaged_checkpoints_raise_or_load_exactly(tmp_path_factory, data):
     from fastrl import checkpoint
 
     state, blob = _checkpoint_blob(tmp_path_factory)
-    b = bytearray(blob)
-    mode = data.draw(st.sampled_from(["truncate", "flip", "both"]))
-    if mode in ("flip", "both"):
-        for _ in range(data.draw(st.integers(1, 4))):
-            i = data.draw(st.integers(0, len(b) - 1))
-            b[i] ^= data.draw(st.integers(1, 255))
-    if mode in ("truncate", "both"):
-        b = b[: data.draw(st.integers(0, len(b) - 1))]
-    p = tmp_path_factory.mktemp("d") / "damaged.pt"
-    p.write_bytes(bytes(b))
+    p = damaged(tmp_path_factory, data, blob, "damaged.pt")
     try:
         loaded = checkpoint.load(p)
     except checkpoint.CheckpointError:
