@@ -14,6 +14,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import tempfile
 import threading
 import time
 import traceback
@@ -232,13 +233,20 @@ def run_ray(
     if started:
         opts: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                     "logging_level": "ERROR"}
+        # Ray starts its workers in the driver's working directory, with it on sys.path: from a
+        # source checkout (the repository root) that shadows the installed fastrl, whose source
+        # tree has no compiled _core. Task paths are absolute, so start Ray from a neutral folder.
+        cwd = os.getcwd()
         try:
+            os.chdir(tempfile.gettempdir())
             if address:
                 ray.init(address=address, **opts)
             else:
                 ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, **opts)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ConfigError(f"cannot start or reach Ray at {address or 'local'}: {_first_line(e)}") from None
+        finally:
+            os.chdir(cwd)
     remote = ray.remote(num_cpus=1, max_retries=0)(run_task)
     refs: dict[Any, Task] = {}
     try:
