@@ -115,10 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from fastrl.agents import ALGOS
-    from fastrl.config import from_dict, parse_assignments, with_overrides
+    from fastrl.config import parse_assignments, with_overrides
     from fastrl.presets import preset
-    from fastrl.trainer import Trainer
+    from fastrl.trainer import Trainer, saved_run
 
     overrides: dict[str, Any] = parse_assignments(args.set)
     for flag, key in (("steps", "total_steps"), ("seed", "seed"), ("device", "device")):
@@ -127,12 +126,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         from fastrl import checkpoint
 
-        ckpt = checkpoint.load(checkpoint.find(args.resume))
-        algo = ckpt["algo"]
-        if algo not in ALGOS:
-            raise ConfigError(f"checkpoint algorithm {algo!r} is unknown to this fastrl")
-        cfg = with_overrides(from_dict(ALGOS[algo][0], ckpt["config"]), overrides)
-        del ckpt
+        path = checkpoint.find(args.resume)
+        algo, saved = saved_run(checkpoint.load(path), path)
+        cfg = with_overrides(saved, overrides)
     else:
         from fastrl.agents import default_config
 

@@ -8,20 +8,19 @@ from typing import Any
 import numpy as np
 
 from fastrl import checkpoint
-from fastrl.config import from_dict
 from fastrl.envs import make_env
 
 
 def load_agent(path: str | Path, device: Any = "cpu") -> tuple[Any, Any]:
     """``(agent, config)`` from a checkpoint file (best.pt, last.pt or step_*.pt)."""
-    from fastrl.agents import ALGOS
+    from fastrl.agents import get_algo
     from fastrl.config import ConfigError
-    from fastrl.trainer import resolve_device
+    from fastrl.trainer import resolve_device, saved_run
 
     state = checkpoint.load(path)
+    algo, cfg = saved_run(state, path)
     try:
-        config_cls, agent_cls, _ = ALGOS[state["algo"]]
-        cfg = from_dict(config_cls, state["config"])
+        agent_cls = get_algo(algo).agent
         env = make_env(cfg.env_id, cfg.max_episode_steps, cfg.frame_stack)
         obs_space, act_space = env.observation_space, env.action_space
         env.close()

@@ -97,6 +97,20 @@ def _make_buffer(cfg: Any, envs: gym.vector.VectorEnv, seed: int) -> ReplayBuffe
     return ReplayBuffer.from_env(envs, cfg.buffer_size, **kwargs)
 
 
+def saved_run(ckpt: dict[str, Any], path: Any) -> tuple[str, Any]:
+    """``(algo, config)`` recorded in a loaded checkpoint, both checked: ConfigError for an
+    algorithm this fastrl does not know or a config it rejects, CheckpointError for no config."""
+    from fastrl.agents import ALGOS
+
+    algo = ckpt.get("algo")
+    if not isinstance(algo, str) or algo not in ALGOS:
+        raise ConfigError(f"{path}: checkpoint algorithm {algo!r} is unknown to this fastrl "
+                          f"(known: {', '.join(ALGOS)})")
+    if not isinstance(ckpt.get("config"), dict):
+        raise checkpoint.CheckpointError(f"{path}: checkpoint has no config")
+    return algo, from_dict(ALGOS[algo].config, ckpt["config"])
+
+
 class Trainer:
     """One run of any algorithm in :data:`fastrl.agents.ALGOS`. ``config`` is its config (e.g. a
     DQNConfig for dqn and sail-dqn, a DDPGConfig for ddpg and td3; None: the algorithm's defaults);
@@ -116,26 +130,20 @@ class Trainer:
         progress: bool = True,
         tensorboard: bool = True,
     ) -> None:
-        from fastrl.agents import ALGOS, algo_of, default_config, get_algo
+        from fastrl.agents import algo_of, default_config, get_algo
 
         ckpt = None
         if resume is not None:
             ckpt_path = checkpoint.find(resume)
             ckpt = checkpoint.load(ckpt_path)
-            saved_algo = ckpt.get("algo")
-            if not isinstance(saved_algo, str) or saved_algo not in ALGOS:
-                raise ConfigError(f"{ckpt_path}: checkpoint algorithm {saved_algo!r} is unknown to "
-                                  f"this fastrl (known: {', '.join(ALGOS)})")
-            algo = saved_algo
-            if not isinstance(ckpt.get("config"), dict):
-                raise checkpoint.CheckpointError(f"{ckpt_path}: checkpoint has no config")
+            algo, saved_config = saved_run(ckpt, ckpt_path)
             run_dir = (
                 ckpt_path.parent.parent
                 if ckpt_path.parent.name == "checkpoints"
                 else ckpt_path.parent
             )
             if config is None:
-                config = from_dict(get_algo(algo).config, ckpt["config"])
+                config = saved_config
         if algo is None:  # the name from the config's class and options (dqn without either)
             algo = algo_of(config) if config is not None else "dqn"
         config_cls, agent_cls, _ = get_algo(algo)
@@ -526,4 +534,4 @@ def train(config: Any = None, **kwargs: Any) -> TrainResult:
         trainer.close()
 
 
-__all__ = ["TrainResult", "Trainer", "resolve_device", "train"]
+__all__ = ["TrainResult", "Trainer", "resolve_device", "saved_run", "train"]
