@@ -394,8 +394,9 @@ class ReplayBuffer:
     # ------------------------------------------------------------------ sampling
     def _batch(self, arrays: tuple[Any, ...], discounts: np.ndarray | None = None) -> Batch:
         t = tuple(map(torch.from_numpy, arrays))
-        return Batch(t[1], t[2], t[3], t[4], t[5], t[6], t[0], dict(zip(self._extra_names, t[_N_STD + 1:])),
-                     discounts=None if discounts is None else torch.from_numpy(discounts))
+        extras = dict(zip(self._extra_names, t[_N_STD + 1:])) if self._extra_names else {}
+        disc = None if discounts is None else torch.from_numpy(discounts)
+        return tuple.__new__(Batch, (t[1], t[2], t[3], t[4], t[5], t[6], t[0], extras, None, disc))
 
     def _check_require_return(self, require_return: Any) -> bool:
         if require_return and self.episode_returns_gamma is None:

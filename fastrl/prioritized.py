@@ -13,6 +13,7 @@ from fastrl import _core
 from fastrl.buffer import Batch, ReplayBuffer, _as_out_array, _check_batch_size, _check_nstep, _to_device
 
 _N_STD = 6
+_new_tuple = tuple.__new__  # Batch(...) without the keyword parsing of a NamedTuple's __new__
 
 
 def _real(name: str, value: Any, low: float = 0.0) -> float:
@@ -69,12 +70,15 @@ class BetaSchedule(LinearSchedule):
 
 
 _NUMPY_FLOATS = (torch.float32, torch.float64)
+_VIEWABLE = frozenset({torch.float32, torch.float64, torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8})
 
 
 def _cpu_numpy(name: str, x: Any) -> np.ndarray:
     """A numpy view (CPU tensors, arrays) or copy (CUDA tensors, half floats, lists) of ``x``."""
     if isinstance(x, np.ndarray):
         return x
+    if type(x) is torch.Tensor and x.is_cpu and not x.requires_grad and x.dtype in _VIEWABLE:
+        return x.numpy()  # the common case (batch.indices, agent.td_abs), checked cheaply
     if isinstance(x, torch.Tensor):
         if x.device.type == "cpu" and not x.requires_grad and (x.dtype in _NUMPY_FLOATS or not x.is_floating_point()):
             return x.numpy()
@@ -176,8 +180,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def _pbatch(self, arrays: tuple[Any, ...]) -> Batch:
         # (ids, weights, fields..., discounts or None)
         t = tuple(map(torch.from_numpy, arrays[:-1]))
-        return Batch(t[2], t[3], t[4], t[5], t[6], t[7], t[0], dict(zip(self._extra_names, t[_N_STD + 2:])),
-                     weights=t[1], discounts=None if arrays[-1] is None else torch.from_numpy(arrays[-1]))
+        extras = dict(zip(self._extra_names, t[_N_STD + 2:])) if self._extra_names else {}
+        disc = None if arrays[-1] is None else torch.from_numpy(arrays[-1])
+        return _new_tuple(Batch, (t[2], t[3], t[4], t[5], t[6], t[7], t[0], extras, t[1], disc))
 
     def sample(  # type: ignore[override]  # beta comes second, as in every PER API
             self, batch_size: int, beta: float = 0.4, *, replace: bool = True, device: Any = None,

@@ -372,12 +372,14 @@ def test_alpha_changes_without_rebuild():
 
 
 # ---------------------------------------------------------------- trees stay exact
-def _random_updates(n_updates, cap=1000, seed=5):
+def _random_updates(n_updates, cap=1000, seed=5, sort=False):
     buf = make(cap, alpha=0.7, eps=1e-3, seed=seed)
     fill(buf, cap)
     gen = np.random.default_rng(seed)
     for _ in range(n_updates // 1000):
         ids = gen.integers(0, cap, size=1000)
+        if sort:  # sorted with repeats, as stratified sampling returns them: shared ancestors merge
+            ids = np.sort(ids)
         pr = gen.lognormal(0, 3, size=1000) * (gen.random(1000) > 0.1)
         buf.update_priorities(ids, pr)
     m = buf._per.masses()
@@ -388,8 +390,24 @@ def _random_updates(n_updates, cap=1000, seed=5):
     assert buf._per.min_mass == m.min()
 
 
-def test_trees_exact_after_many_updates():
-    _random_updates(100_000)
+@pytest.mark.parametrize("sort", [False, True])
+def test_trees_exact_after_many_updates(sort):
+    _random_updates(100_000, sort=sort)
+
+
+def test_trees_exact_after_sampled_updates():
+    """The sampler's own (sorted) ids fed back, the training loop's pattern, at a capacity deep
+    enough for several tree levels."""
+    cap = 5000
+    buf = make(cap, alpha=0.6, eps=1e-6, seed=2)
+    fill(buf, cap + 123)  # wrapped: the sorted slots start mid-buffer
+    gen = np.random.default_rng(2)
+    for _ in range(200):
+        ids, _ = buf.sample_indices(256, 0.4)
+        buf.update_priorities(ids, gen.exponential(size=256))
+    m = buf._per.masses()
+    assert buf._per.total_mass == tree_root(m, K)
+    assert buf._per.min_mass == m[m > 0].min()
 
 
 @pytest.mark.slow

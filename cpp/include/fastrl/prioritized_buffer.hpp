@@ -128,10 +128,7 @@ class PrioritizedReplayBuffer : private SlotObserver {
         scratch_[applied] = scratch_[i];  // applied <= i: compacting in place is safe
         ++applied;
       }
-      sum_.set(slots, scratch_.data(), applied, slots + n);
-      for (std::int64_t q = 0; q < applied; ++q)
-        if (!(scratch_[q] > 0.0)) scratch_[q] = std::numeric_limits<double>::infinity();
-      min_.set(slots, scratch_.data(), applied, slots + n);
+      sum_.set_with(min_, slots, scratch_.data(), applied, slots + n, min_leaf);
       return applied;
     });
   }
@@ -190,6 +187,8 @@ class PrioritizedReplayBuffer : private SlotObserver {
   }
 
   double mass(double raw) const { return std::pow(raw, alpha_); }
+  // The min tree's leaf for a mass: zero-mass slots do not count for the minimum.
+  static double min_leaf(double m) { return m > 0.0 ? m : std::numeric_limits<double>::infinity(); }
 
   template <class W>
   void draw_locked(Rng& rng, std::int64_t total, std::int64_t b, double beta, std::int64_t* ids, std::int64_t* slots,
@@ -199,13 +198,14 @@ class PrioritizedReplayBuffer : private SlotObserver {
     const double slice = s / static_cast<double>(b);
     mass_scratch_.resize(static_cast<std::size_t>(b));
     for (std::int64_t i = 0; i < b; ++i) mass_scratch_[i] = (static_cast<double>(i) + rng.uniform()) * slice;
-    sum_.find_prefix(mass_scratch_.data(), b, slots);
+    leaf_scratch_.resize(static_cast<std::size_t>(b));
+    sum_.find_prefix(mass_scratch_.data(), b, slots, leaf_scratch_.data());
     const double m_min = min_.root();
     // The live id in a slot: lo + (slot - lo % cap) mod cap, with live ids [lo, total).
     const std::int64_t cap = base_.capacity(), lo = total - std::min(total, cap), lo_slot = lo % cap;
     for (std::int64_t i = 0; i < b; ++i) {
       const std::int64_t slot = slots[i];
-      weights[i] = static_cast<W>(beta == 0.0 ? 1.0 : std::pow(m_min / sum_.get(slot), beta));
+      weights[i] = static_cast<W>(beta == 0.0 ? 1.0 : std::pow(m_min / leaf_scratch_[i], beta));
       ids[i] = lo + (slot >= lo_slot ? slot - lo_slot : slot - lo_slot + cap);
     }
   }
@@ -214,7 +214,7 @@ class PrioritizedReplayBuffer : private SlotObserver {
   void rebuild_locked(std::int64_t total) {
     const std::int64_t n = std::min(total, base_.capacity());
     sum_.assign([&](std::int64_t s) { return s < n ? mass(raw_.get()[s]) : 0.0; });
-    min_.assign([&](std::int64_t s) { return sum_.get(s) > 0.0 ? sum_.get(s) : std::numeric_limits<double>::infinity(); });
+    min_.assign([&](std::int64_t s) { return min_leaf(sum_.get(s)); });
   }
 
   // SlotObserver: called by base_ with its lock held.
@@ -228,7 +228,7 @@ class PrioritizedReplayBuffer : private SlotObserver {
       const std::int64_t run = std::min(left, cap - slot);
       std::fill(raw_.get() + slot, raw_.get() + slot + run, max_raw_);
       sum_.fill(slot, run, m);
-      min_.fill(slot, run, m > 0.0 ? m : std::numeric_limits<double>::infinity());
+      min_.fill(slot, run, min_leaf(m));
       slot = 0;
       left -= run;
     }
@@ -250,7 +250,7 @@ class PrioritizedReplayBuffer : private SlotObserver {
   double eps_ = 0.0;
   double max_raw_ = 1.0;  // running maximum raw priority: what new rows enter with
   double max_leaf_ = 0.0;
-  std::vector<double> scratch_, mass_scratch_;  // guarded by base_'s mutex
+  std::vector<double> scratch_, mass_scratch_, leaf_scratch_;  // guarded by base_'s mutex
   std::vector<std::int64_t> slot_scratch_;
 };
 

@@ -76,21 +76,27 @@ class SegmentTree {
   }
 
   // Leaves idx[q] = v[q] for q < n (a later duplicate wins), then their ancestors level by level,
-  // so the n recomputations of a level are independent. `scratch` holds n indices. O(n K log_K N).
+  // so the n recomputations of a level are independent. `scratch` holds n indices. O(n K log_K N);
+  // with sorted idx (what stratified sampling returns) a shared ancestor is recomputed once, so the
+  // upper levels cost O(nodes there) instead of O(n).
   void set(const std::int64_t* idx, const double* v, std::int64_t n, std::int64_t* scratch) {
+    for (std::int64_t q = 0; q < n; ++q) leaves()[idx[q]] = v[q];
+    recompute_ancestors(idx, n, scratch, [this](int l, std::int64_t p) { update_node(l, p); });
+  }
+
+  // This tree's leaves idx[q] = v[q] and `other`'s leaves idx[q] = w(v[q]), then the ancestors of
+  // both in one pass (the two trees have the same shape). O(n K log_K N), as set.
+  template <class OtherOp, class W>
+  void set_with(SegmentTree<OtherOp, K>& other, const std::int64_t* idx, const double* v, std::int64_t n,
+                std::int64_t* scratch, W&& w) {
     for (std::int64_t q = 0; q < n; ++q) {
       leaves()[idx[q]] = v[q];
-      scratch[q] = idx[q];
+      other.leaves()[idx[q]] = w(v[q]);
     }
-    for (int l = depth_ - 1; l >= 0; --l) {
-      double* parents = level(l);
-      const double* children = level(l + 1);
-      for (std::int64_t q = 0; q < n; ++q) {
-        const std::int64_t p = scratch[q] / K;
-        parents[p] = combine_children(children + p * K);
-        scratch[q] = p;
-      }
-    }
+    recompute_ancestors(idx, n, scratch, [this, &other](int l, std::int64_t p) {
+      update_node(l, p);
+      other.update_node(l, p);
+    });
   }
 
   // Leaves [first, first + count) = v, then the covering parents level by level. O(count + K log N).
@@ -117,6 +123,29 @@ class SegmentTree {
   }
 
  protected:
+  template <class, int>
+  friend class SegmentTree;
+
+  void update_node(int l, std::int64_t p) { level(l)[p] = combine_children(level(l + 1) + p * K); }
+
+  // Calls node(l, p) for every ancestor p at level l of the leaves idx[0..n), deepest level first;
+  // equal neighbours are merged, so with sorted idx each ancestor is visited once.
+  template <class F>
+  void recompute_ancestors(const std::int64_t* idx, std::int64_t n, std::int64_t* scratch, F&& node) const {
+    const std::int64_t* cur = idx;
+    for (int l = depth_ - 1; l >= 0; --l) {
+      std::int64_t m = 0, prev = -1;
+      for (std::int64_t q = 0; q < n; ++q) {
+        const std::int64_t p = cur[q] / K;
+        if (p == prev) continue;
+        node(l, p);
+        scratch[m++] = prev = p;
+      }
+      n = m;
+      cur = scratch;
+    }
+  }
+
   double* level(int l) { return t_.get() + offset_[l]; }
   const double* level(int l) const { return t_.get() + offset_[l]; }
   double* leaves() { return level(depth_); }
@@ -151,9 +180,11 @@ class SumTree : public SegmentTree<SumOp> {
   // running sum c0 + ... + cj exceeds the mass; where rounding leaves the mass at or past the
   // node's end it is the last child with positive mass, so only leaves with positive mass are
   // returned. The n descents go level by level with prefetching, overlapping their cache misses.
-  // `mass` is used as scratch. O(n K log_K N).
-  void find_prefix(double* mass, std::int64_t n, std::int64_t* out) const {
+  // `mass` is used as scratch; `leaf`, when given, receives each found leaf's value. O(n K log_K N).
+  void find_prefix(double* mass, std::int64_t n, std::int64_t* out, double* leaf = nullptr) const {
     for (std::int64_t q = 0; q < n; ++q) out[q] = 0;
+    if (depth_ == 0 && leaf)  // one leaf, which is the root
+      for (std::int64_t q = 0; q < n; ++q) leaf[q] = t_[0];
     for (int l = 1; l <= depth_; ++l) {
       const double* base = level(l);
       const double* next = l < depth_ ? level(l + 1) : nullptr;
@@ -178,6 +209,7 @@ class SumTree : public SegmentTree<SumOp> {
         mass[q] = m - before;
         out[q] = out[q] * K + child;
         if (next) __builtin_prefetch(next + out[q] * K);
+        else if (leaf) leaf[q] = c[child];
       }
     }
   }
