@@ -12,6 +12,7 @@ import torch
 
 from fastrl import _core, serialization, storage
 from fastrl._schema import STANDARD_FIELDS, Field, build_fields
+from fastrl.prefetch import Prefetcher
 
 _N_STD = len(STANDARD_FIELDS)
 _COMPACT_FROM_BYTES = 1024  # auto layout: observations stored once from this row size on
@@ -445,6 +446,17 @@ class ReplayBuffer:
         if need > 1 << 28 and need > available_memory():  # reading /proc/meminfo costs ~40 us: big batches only
             raise ValueError(f"batch_size={batch_size} needs {need / 2**30:.2f} GiB, more than the memory available")
         return batch_size
+
+    def prefetcher(self, batch_size: int, *, device: Any = None, n_step: int = 1,
+                   gamma: float | None = None) -> Prefetcher:
+        """A background sampler: a C++ thread draws the next batch (uniformly, as :meth:`sample`
+        with these arguments) into host memory, pinned for CUDA, while you train on the current
+        one; see :mod:`fastrl.prefetch` for the order of draws and when to call ``wait()``."""
+        batch_size = self._check_batch_bytes(_check_batch_size(batch_size))
+        if n_step != 1 or gamma is not None:
+            n_step, gamma = _check_nstep(n_step, gamma)
+        return Prefetcher(self, batch_size, torch.device("cpu") if device is None else torch.device(device),
+                          n_step, gamma, None)
 
     def empty_batch(self, batch_size: int, *, device: Any = None, pin_memory: bool = False,
                     discounts: bool = False) -> Batch:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from fastrl import _core
+from fastrl.prefetch import Prefetcher
 from fastrl.buffer import Batch, ReplayBuffer, _as_out_array, _check_batch_size, _check_nstep, _to_device
 
 _N_STD = 6
@@ -212,6 +213,17 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self._per_prepared.pop(id(staging), None)
         self.sample_into(staging, batch_size, beta=beta, n_step=n_step, gamma=gamma)
         return _to_device(staging, device)
+
+    def prefetcher(self, batch_size: int, beta: float = 0.4, *, device: Any = None,  # type: ignore[override]
+                   n_step: int = 1, gamma: float | None = None) -> Prefetcher:
+        """As :meth:`ReplayBuffer.prefetcher`, drawing prioritized batches; ``pf.next(beta=b)``
+        sets the beta of the draws that follow (each batch is drawn one ``next()`` ahead, so it
+        does not see the priorities updated since: a lag of one batch)."""
+        batch_size = self._check_batch_bytes(_check_batch_size(batch_size))
+        if n_step != 1 or gamma is not None:
+            n_step, gamma = _check_nstep(n_step, gamma)
+        return Prefetcher(self, batch_size, torch.device("cpu") if device is None else torch.device(device),
+                          n_step, gamma, _real("beta", beta))
 
     def empty_batch(self, batch_size: int, *, device: Any = None, pin_memory: bool = False,
                     discounts: bool = False) -> Batch:

@@ -6,6 +6,7 @@ namespace py = pybind11;
 namespace fastrl::bind {
 void bind_buffer(py::module_& m);
 void bind_prioritized(py::module_& m);
+void bind_prefetch(py::module_& m);
 void bind_returns(py::module_& m);
 void bind_storage(py::module_& m);
 }  // namespace fastrl::bind
@@ -15,5 +16,6 @@ PYBIND11_MODULE(_core, m) {
   fastrl::bind::bind_storage(m);
   fastrl::bind::bind_buffer(m);
   fastrl::bind::bind_prioritized(m);
+  fastrl::bind::bind_prefetch(m);
   fastrl::bind::bind_returns(m);
 }
