@@ -1,22 +1,32 @@
 """Training throughput against the compute floor (issue 8), all measured in one run.
 
-For each setting (network, batch size, updates per env step) it measures, on one thread:
-  floor/update  one bare DQN update in a tight loop (forward, loss, backward, fused Adam step),
-  floor/act     one bare greedy action (forward on one observation under inference_mode),
+For each setting (algorithm, network, batch size, updates per env step) it measures, on one thread:
+  floor/update  one bare update in a tight loop: the setting's own math written out by hand
+                (DQN: forward, Huber/MSE loss, backward, gradient clipping, fused Adam, target
+                update; DDPG: critic step, actor step, Polyak targets), with torch.optim's fused Adam,
+  floor/act     one bare action (forward on one observation under inference_mode),
   floor/env     one bare env.step with random actions,
 and the floor per env step = env + act + updates_per_step * update. Then it runs fastrl's full
-training loop and (when installed) Stable-Baselines3's DQN at the same settings and reports each
-library's time per env step and its overhead above the floor.
+training loop and (when installed) Stable-Baselines3's at the same settings, `--repeats` times
+each, and reports medians of their time per env step and the overhead above the floor.
 
-    python benchmarks/bench_throughput.py [--steps 20000] [--no-sb3]
+Rows: fastrl's DQN presets (CartPole-v1, LunarLander-v3), the DDPG preset (Pendulum-v1), and
+RL-Zoo's LunarLander DQN setting run by both libraries with the same algorithm (1-step targets,
+no Double DQN, Huber loss, hard target copies every 250 steps, 256x256, batch 128, one update per
+env step). CleanRL is not run: its PyPI release (0.4.8) needs gym, not gymnasium.
+
+    python benchmarks/bench_throughput.py [--steps 10000] [--repeats 3] [--no-sb3] [--only NAME]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -24,19 +34,43 @@ import torch
 import torch.nn.functional as F
 
 from fastrl.config import with_overrides
-from fastrl.nets import mlp
+from fastrl.nets import Actor, Critic, mlp
 from fastrl.presets import preset
 from fastrl.trainer import Trainer
 
 torch.set_num_threads(1)
 
-# (label, env, hidden, batch, train_freq, gradient_steps): fastrl's presets, and SB3 RL-Zoo's
-# LunarLander setting (256x256, batch 128, one update every 4 steps)
+
+@dataclass
+class Setting:
+    label: str
+    algo: str
+    env_id: str
+    overrides: dict[str, Any] = field(default_factory=dict)  # on top of the preset
+
+
+# RL-Zoo's LunarLander-v3 DQN (rl-baselines3-zoo hyperparams/dqn.yml), as both libraries run it
+RL_ZOO_LUNAR = dict(hidden_sizes=(256, 256), batch_size=128, buffer_size=50_000, learning_rate=6.3e-4,
+                    learning_starts=0, train_freq=4, gradient_steps=4, target_update_interval=250, tau=1.0,
+                    double_dqn=False, n_step=1, loss="huber", max_grad_norm=10.0, gamma=0.99,
+                    epsilon_start=1.0, epsilon_end=0.1, epsilon_schedule="linear")
+
 SETTINGS = [
-    ("CartPole preset", "CartPole-v1", (64, 64), 64, 256, 128),
-    ("LunarLander preset", "LunarLander-v3", (128, 128), 64, 2, 1),
-    ("LunarLander RL-Zoo", "LunarLander-v3", (256, 256), 128, 4, 4),
+    Setting("CartPole DQN preset", "dqn", "CartPole-v1"),
+    Setting("LunarLander DQN pre.", "dqn", "LunarLander-v3"),
+    Setting("Pendulum DDPG preset", "ddpg", "Pendulum-v1"),
+    Setting("LunarLander RL-Zoo", "dqn", "LunarLander-v3", RL_ZOO_LUNAR),
 ]
+
+
+def config(s: Setting, steps: int) -> Any:
+    """The setting's config for a run of `steps`: no evaluation, checkpoints or early stop; DQN's
+    epsilon decays over the first 12% of the steps (SB3's exploration_fraction here too)."""
+    over = {**s.overrides, "total_steps": steps, "eval_every": 0, "solved_threshold": None,
+            "checkpoint_every": 0, "log_every": 5000, "device": "cpu"}
+    if s.algo == "dqn":
+        over["epsilon_duration"] = int(0.12 * steps)
+    return with_overrides(preset(s.algo, s.env_id), over)
 
 
 def median_time(fn, n, repeats=5):
@@ -49,50 +83,91 @@ def median_time(fn, n, repeats=5):
     return statistics.median(out)
 
 
-def floor(env_id, hidden, batch):
-    """Bare costs with the preset's own algorithm: Double DQN, loss, gradient clipping and Polyak
-    target updates when the preset uses them (so the floor is the math, not a simpler method)."""
-    cfg = preset("dqn", env_id)
-    env = gym.make(env_id)
-    obs_dim, n_act = env.observation_space.shape[0], env.action_space.n
+def dqn_floor_update(cfg: Any, obs_dim: int, n_act: int):
+    hidden, batch = tuple(cfg.hidden_sizes), cfg.batch_size
     q, q_t = mlp(obs_dim, hidden, n_act), mlp(obs_dim, hidden, n_act)
     params, t_params = list(q.parameters()), list(q_t.parameters())
-    opt = torch.optim.Adam(params, lr=1e-3, fused=True)
-    o = torch.randn(batch, obs_dim)
+    opt = torch.optim.Adam(params, lr=cfg.learning_rate, fused=True)
+    o, o2 = torch.randn(batch, obs_dim), torch.randn(batch, obs_dim)
     a = torch.randint(0, n_act, (batch,))
-    r = torch.randn(batch)
-    o2 = torch.randn(batch, obs_dim)
-    d = torch.zeros(batch)
+    r, d = torch.randn(batch), torch.zeros(batch)
     loss_fn = F.mse_loss if cfg.loss == "mse" else F.smooth_l1_loss
     polyak = cfg.tau < 1.0 and cfg.target_update_interval == 1
+    gamma = cfg.gamma ** cfg.n_step
+    count = [0]
 
     def update():
-        if cfg.double_dqn:
-            q_all = q(torch.cat([o, o2]))
-            q_sa = q_all[:batch].gather(1, a[:, None]).squeeze(1)
-            with torch.no_grad():
-                a2 = q_all[batch:].argmax(1, keepdim=True)
-                y = r + 0.99 * (1 - d) * q_t(o2).gather(1, a2).squeeze(1)
-        else:
-            q_sa = q(o).gather(1, a[:, None]).squeeze(1)
-            with torch.no_grad():
-                y = r + 0.99 * (1 - d) * q_t(o2).max(1).values
+        q_sa = q(o).gather(1, a[:, None]).squeeze(1)
+        with torch.no_grad():
+            q_next = q_t(o2)
+            if cfg.double_dqn:
+                q_next = q_next.gather(1, q(o2).argmax(1, keepdim=True)).squeeze(1)
+            else:
+                q_next = q_next.max(1).values
+            y = r + gamma * (1 - d) * q_next
         loss = loss_fn(q_sa, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
         opt.step()
-        if polyak:
-            with torch.no_grad():
+        count[0] += 1
+        with torch.no_grad():
+            if polyak:
                 torch._foreach_lerp_(t_params, params, cfg.tau)
+            elif count[0] % cfg.target_update_interval == 0:
+                torch._foreach_copy_(t_params, params)
 
-    one = torch.randn(1, obs_dim)
-
-    def act():
+    def act(one=torch.randn(1, obs_dim)):
         with torch.inference_mode():
             return int(q(one).argmax())
 
+    return update, act
+
+
+def ddpg_floor_update(cfg: Any, obs_dim: int, act_dim: int):
+    batch = cfg.batch_size
+    actor, actor_t = Actor((obs_dim,), act_dim, cfg.actor_hidden_sizes), Actor((obs_dim,), act_dim, cfg.actor_hidden_sizes)
+    critic, critic_t = (Critic((obs_dim,), act_dim, cfg.critic_hidden_sizes, n_critics=1),
+                        Critic((obs_dim,), act_dim, cfg.critic_hidden_sizes, n_critics=1))
+    a_params, c_params = list(actor.parameters()), list(critic.parameters())
+    online, target = a_params + c_params, list(actor_t.parameters()) + list(critic_t.parameters())
+    a_opt = torch.optim.Adam(a_params, lr=cfg.actor_learning_rate, fused=True)
+    c_opt = torch.optim.Adam(c_params, lr=cfg.critic_learning_rate, fused=True)
+    o, o2 = torch.randn(batch, obs_dim), torch.randn(batch, obs_dim)
+    a = torch.rand(batch, act_dim) * 2 - 1
+    r, d = torch.randn(batch), torch.zeros(batch)
+
+    def update():
+        with torch.no_grad():
+            y = r + cfg.gamma * (1 - d) * critic_t.q1(o2, actor_t(o2))
+        c_loss = F.mse_loss(critic.q1(o, a), y)
+        c_opt.zero_grad(set_to_none=True)
+        c_loss.backward()
+        c_opt.step()
+        critic.requires_grad_(False)
+        a_loss = -critic.q1(o, actor(o)).mean()
+        a_opt.zero_grad(set_to_none=True)
+        a_loss.backward()
+        critic.requires_grad_(True)
+        a_opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(target, online, cfg.tau)
+
+    def act(one=torch.randn(1, obs_dim)):
+        with torch.inference_mode():
+            return actor(one).numpy()
+
+    return update, act
+
+
+def floor(s: Setting, cfg: Any) -> dict[str, float]:
+    env = gym.make(s.env_id)
+    obs_dim = env.observation_space.shape[0]
+    if s.algo == "dqn":
+        update, act = dqn_floor_update(cfg, obs_dim, env.action_space.n)
+    else:
+        update, act = ddpg_floor_update(cfg, obs_dim, env.action_space.shape[0])
     env.reset(seed=0)
     space = env.action_space
     space.seed(0)
@@ -103,31 +178,40 @@ def floor(env_id, hidden, batch):
             env.reset()
 
     for f in (update, act, step):
-        f()
-    return {"update": median_time(update, 300), "act": median_time(act, 2000), "env": median_time(step, 2000)}
+        for _ in range(20):
+            f()
+    return {"update": median_time(update, 200), "act": median_time(act, 2000), "env": median_time(step, 2000)}
 
 
-def run_fastrl(env_id, hidden, batch, train_freq, grad_steps, steps):
-    cfg = with_overrides(preset("dqn", env_id), {
-        "hidden_sizes": hidden, "batch_size": batch, "train_freq": train_freq, "gradient_steps": grad_steps,
-        "total_steps": steps, "learning_starts": 1000, "eval_every": 0, "solved_threshold": None,
-        "checkpoint_every": 0, "log_every": 5000, "device": "cpu"})
+def run_fastrl(cfg: Any, algo: str) -> tuple[float, float]:
+    """(seconds per env step, updates per env step) of one training run."""
     with tempfile.TemporaryDirectory() as d:
-        t = Trainer(cfg, run_dir=d, progress=False, tensorboard=False)
-        t0 = time.perf_counter()
+        t = Trainer(cfg, algo=algo, run_dir=d, progress=False, tensorboard=False)
         r = t.train()
-        wall = time.perf_counter() - t0
         t.close()
-    return r.train_seconds / steps, wall / steps
+    return r.train_seconds / r.env_steps, t.agent.updates / r.env_steps
 
 
-def run_sb3(env_id, hidden, batch, train_freq, grad_steps, steps):
-    from stable_baselines3 import DQN
+def run_sb3(s: Setting, cfg: Any, steps: int) -> float:
+    env = gym.make(s.env_id)
+    common = dict(learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, buffer_size=cfg.buffer_size,
+                  train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps, gamma=cfg.gamma, seed=0,
+                  device="cpu", verbose=0)
+    if s.algo == "dqn":
+        from stable_baselines3 import DQN
 
-    env = gym.make(env_id)
-    model = DQN("MlpPolicy", env, learning_rate=1e-3, batch_size=batch, buffer_size=100_000, learning_starts=1000,
-                train_freq=train_freq, gradient_steps=grad_steps, target_update_interval=250,
-                policy_kwargs=dict(net_arch=list(hidden)), seed=0, device="cpu", verbose=0)
+        model = DQN("MlpPolicy", env, learning_rate=cfg.learning_rate, target_update_interval=cfg.target_update_interval,
+                    tau=cfg.tau, max_grad_norm=cfg.max_grad_norm or 1e9, exploration_fraction=0.12,
+                    exploration_final_eps=cfg.epsilon_end, policy_kwargs=dict(net_arch=list(cfg.hidden_sizes)),
+                    **common)
+    else:
+        from stable_baselines3 import DDPG
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        n = env.action_space.shape[0]
+        model = DDPG("MlpPolicy", env, learning_rate=cfg.actor_learning_rate, tau=cfg.tau,
+                     action_noise=NormalActionNoise(np.zeros(n), 0.1 * np.ones(n)),
+                     policy_kwargs=dict(net_arch=list(cfg.actor_hidden_sizes)), **common)
     t0 = time.perf_counter()
     model.learn(steps)
     return (time.perf_counter() - t0) / steps
@@ -135,31 +219,46 @@ def run_sb3(env_id, hidden, batch, train_freq, grad_steps, steps):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--steps", type=int, default=10_000)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-sb3", action="store_true")
+    p.add_argument("--only", nargs="*", default=None, help="labels (substrings) of the settings to run")
     args = p.parse_args(argv)
     try:
         import stable_baselines3  # noqa: F401
         sb3 = not args.no_sb3
     except ImportError:
         sb3 = False
-    print(f"torch {torch.__version__}, 1 thread, {args.steps} env steps per run; us per env step")
-    head = f"{'setting':<20}{'upd/step':>9}{'update':>9}{'act':>8}{'env':>8}{'floor':>9}" \
-           f"{'fastrl':>9}{'overhead':>10}" + (f"{'sb3':>9}{'overhead':>10}{'fastrl/sb3':>11}" if sb3 else "")
+    print(f"torch {torch.__version__}, 1 thread, {os.cpu_count()} CPUs, {args.steps} env steps per run, "
+          f"medians of {args.repeats} runs; us per env step; load {os.getloadavg()[0]:.2f}")
+    head = f"{'setting':<22}{'upd/step':>9}{'update':>8}{'act':>6}{'env':>6}{'floor':>7}" \
+           f"{'fastrl':>8}{'overhead':>9}" + (f"{'sb3':>8}{'overhead':>9}{'sb3/fastrl':>11}" if sb3 else "")
     print(head)
-    for label, env_id, hidden, batch, tf, gs in SETTINGS:
-        fl = floor(env_id, hidden, batch)
-        ups = gs / tf
+    for s in SETTINGS:
+        if args.only and not any(o.lower() in s.label.lower() for o in args.only):
+            continue
+        cfg = config(s, args.steps)
+        fl = floor(s, cfg)
+        fr, sr = [], []
+        for _ in range(args.repeats):  # alternate, so that load hits both alike
+            sec, ups = run_fastrl(cfg, s.algo)
+            fr.append(sec)
+            if sb3:
+                sr.append(run_sb3(s, cfg, args.steps))
+        f = statistics.median(fr)
+        # the updates the run made per env step (none during the learning_starts burn-in); SB3
+        # makes the same number at these settings
         per_step = fl["env"] + fl["act"] + ups * fl["update"]
-        fr, _ = run_fastrl(env_id, hidden, batch, tf, gs, args.steps)
-        row = (f"{label:<20}{ups:>9.2f}{fl['update'] * 1e6:>9.0f}{fl['act'] * 1e6:>8.0f}{fl['env'] * 1e6:>8.0f}"
-               f"{per_step * 1e6:>9.0f}{fr * 1e6:>9.0f}{(fr / per_step - 1) * 100:>9.0f}%")
+        row = (f"{s.label:<22}{ups:>9.2f}{fl['update'] * 1e6:>8.0f}{fl['act'] * 1e6:>6.0f}{fl['env'] * 1e6:>6.0f}"
+               f"{per_step * 1e6:>7.0f}{f * 1e6:>8.0f}{(f / per_step - 1) * 100:>8.0f}%")
         if sb3:
-            s = run_sb3(env_id, hidden, batch, tf, gs, args.steps)
-            row += f"{s * 1e6:>9.0f}{(s / per_step - 1) * 100:>9.0f}%{s / fr:>10.2f}x"
+            sm = statistics.median(sr)
+            row += f"{sm * 1e6:>8.0f}{(sm / per_step - 1) * 100:>8.0f}%{sm / f:>10.2f}x"
         print(row, flush=True)
-    print("\noverhead = time per env step above the floor (env + act + updates per step x update);"
-          "\nfastrl/sb3 = SB3's time per env step / fastrl's (higher: fastrl faster)")
+    print("\nupd/step: updates per env step made in the run (the burn-in has none);"
+          "\noverhead = time per env step above the floor (env + act + upd/step x update);"
+          "\nsb3/fastrl = SB3's time per env step / fastrl's (higher: fastrl faster); load "
+          f"{os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":
