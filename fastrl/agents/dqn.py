@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from fastrl.buffer import Batch
 from fastrl.config import ConfigError, TrainConfig, check_common
-from fastrl.nets import QNetwork, adam, copy_buffers_, polyak_
+from fastrl.nets import QNetwork, adam, clip_grads_, copy_buffers_, polyak_
 from fastrl.schedules import Schedule
 
 
@@ -141,12 +141,13 @@ class DQN:
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self._params: list[torch.Tensor] = list(self.q.parameters())
         self._target_params: list[torch.Tensor] = list(self.q_target.parameters())
+        self._buffers = list(self.q.buffers())
+        self._target_buffers = list(self.q_target.buffers())
         self.optimizer = adam(self._params, cfg.learning_rate, cfg.adam_eps, self.device)
         self.exploration = cfg.make_schedule()
         self.rng = np.random.default_rng(seed)
         self.updates = 0
-        self.td_abs: torch.Tensor | None = None
-        """|TD error| of the last update's batch, ``float32[B]`` (new priorities for PER)."""
+        self._q_y: tuple[torch.Tensor, torch.Tensor] | None = None  # Q(s, a) and y of the last update
 
     @classmethod
     def from_spaces(
@@ -236,7 +237,7 @@ class DQN:
             discount = getattr(batch, "discounts", None)
             if discount is None:
                 discount = self.config.gamma
-            y = batch.rewards.float() + discount * (~batch.terminated).float() * q_next
+            y = batch.rewards.float() + discount * q_next.masked_fill_(batch.terminated, 0.0)
             if self.config.sail:
                 y = y + self.sail_bonus(batch, q_obs_target)
             return y
@@ -263,41 +264,51 @@ class DQN:
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step on ``batch``; returns 0-d tensors ``losses/td_loss``, ``losses/q_values``
         (call ``float()`` only when logging: it waits for the device)."""
+        loss, q, y = self._learn(batch)
+        self.updates += 1
+        if self.updates % self.config.target_update_interval == 0:
+            self.update_target()
+        self._q_y = q, y
+        return {"losses/td_loss": loss, "losses/q_values": q.mean()}
+
+    def _learn(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Loss, backward, clipping, Adam step: (loss, Q(s, a), target y), all detached."""
+        cfg = self.config
         b = batch.observations.shape[0]
-        if self.config.double_dqn:  # one forward pass of the online network over s and s'
+        if cfg.double_dqn:  # one forward pass of the online network over s and s'
             q_all = self.q(torch.cat([batch.observations, batch.next_observations]))
             q_obs, q_next_online = q_all[:b], q_all[b:].detach()
         else:
             q_obs, q_next_online = self.q(batch.observations), None
         y = self.td_target(batch, q_next_online)
         q = q_obs.gather(1, batch.actions.long().view(-1, 1)).squeeze(1)
-        td = q - y
-        if self.config.loss == "huber":
+        if cfg.loss == "huber":
             per_sample = F.smooth_l1_loss(q, y, reduction="none")
         else:
-            per_sample = td.square()
+            per_sample = (q - y).square()
         weights = getattr(batch, "weights", None)
         loss = (per_sample * weights).mean() if weights is not None else per_sample.mean()
 
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.clear_grads()
         loss.backward()
-        if self.config.clip_grad_value > 0:
-            torch.nn.utils.clip_grad_value_(self._params, self.config.clip_grad_value)
-        if self.config.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self._params, self.config.max_grad_norm, foreach=True)
-        self.optimizer.step()
+        clip_grads_(self._params, cfg.max_grad_norm, cfg.clip_grad_value)
+        self.optimizer.lean_step()
+        return loss.detach(), q.detach(), y
 
-        self.updates += 1
-        if self.updates % self.config.target_update_interval == 0:
-            self.update_target()
-        self.td_abs = td.detach().abs()
-        return {"losses/td_loss": loss.detach(), "losses/q_values": q.detach().mean()}
+    @property
+    def td_abs(self) -> torch.Tensor | None:
+        """|TD error| of the last update's batch, ``float32[B]`` (new priorities for PER); computed
+        when asked."""
+        if self._q_y is None:
+            return None
+        q, y = self._q_y
+        return (q - y).abs()
 
     @torch.no_grad()
     def update_target(self) -> None:
         """Hard copy (tau == 1) or Polyak step (tau < 1) of the online into the target network."""
         polyak_(self._target_params, self._params, self.config.tau)
-        copy_buffers_(self.q_target, self.q)
+        copy_buffers_(self._target_buffers, self._buffers)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
