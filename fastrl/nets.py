@@ -257,6 +257,22 @@ class LeanAdam(torch.optim.Adam):
         self._lean = None  # the state tensors were replaced
 
 
+def step_(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.lean_step()`` for a :class:`LeanAdam`, ``optimizer.step()`` for any other."""
+    if isinstance(optimizer, LeanAdam):
+        optimizer.lean_step()
+    else:
+        optimizer.step()
+
+
+def clear_grads_(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.clear_grads()`` for a :class:`LeanAdam`, ``zero_grad(set_to_none=True)`` for any other."""
+    if isinstance(optimizer, LeanAdam):
+        optimizer.clear_grads()
+    else:
+        optimizer.zero_grad(set_to_none=True)
+
+
 def adam(
     params: Any, lr: float, eps: float, device: torch.device, capturable: bool = False
 ) -> LeanAdam:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from fastrl.buffer import Batch
 from fastrl.config import ConfigError, TrainConfig, check_common
-from fastrl.nets import QNetwork, adam, clip_grads_, copy_buffers_, polyak_
+from fastrl.nets import QNetwork, adam, clear_grads_, clip_grads_, copy_buffers_, polyak_, step_
 from fastrl.schedules import Schedule
 
 
@@ -289,10 +289,10 @@ class DQN:
         weights = getattr(batch, "weights", None)
         loss = (per_sample * weights).mean() if weights is not None else per_sample.mean()
 
-        self.optimizer.clear_grads()
+        clear_grads_(self.optimizer)
         loss.backward()
         clip_grads_(self._params, cfg.max_grad_norm, cfg.clip_grad_value)
-        self.optimizer.lean_step()
+        step_(self.optimizer)
         return loss.detach(), q.detach(), y
 
     @property
