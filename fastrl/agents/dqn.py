@@ -73,6 +73,11 @@ class DQNConfig(TrainConfig):
     transitions whose episode has not ended yet (no G) get the plain target."""
     sail_alpha: float = 0.9
     """SAIL bonus weight (0 gives plain DQN)."""
+    cuda_graph: bool = False
+    """CUDA only (ConfigError on another device): after 3 eager warm-up updates, capture the whole
+    update (forward, loss, backward, clipping, capturable fused Adam step, and the target update
+    when target_update_interval is 1) in a CUDA graph and replay it, each batch copied into static
+    input tensors. Every batch must then have the first one's shapes and fields."""
 
     def check(self) -> None:
         """ConfigError naming the first out-of-range field."""
@@ -137,13 +142,21 @@ class DQN:
         self.n_actions = int(n_actions)
         if network is None:
             network = QNetwork(obs_shape, n_actions, cfg.hidden_sizes, cfg.dueling, pixels)
+        if cfg.cuda_graph and self.device.type != "cuda":
+            raise ConfigError(
+                f"cuda_graph=True needs a CUDA device, but the agent is on {self.device}; "
+                "set cuda_graph=False (or use --device cuda)"
+            )
         self.q = network.to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self._params: list[torch.Tensor] = list(self.q.parameters())
         self._target_params: list[torch.Tensor] = list(self.q_target.parameters())
         self._buffers = list(self.q.buffers())
         self._target_buffers = list(self.q_target.buffers())
-        self.optimizer = adam(self._params, cfg.learning_rate, cfg.adam_eps, self.device)
+        self.optimizer = adam(
+            self._params, cfg.learning_rate, cfg.adam_eps, self.device, capturable=cfg.cuda_graph
+        )
+        self._graph = _GraphedUpdate(self) if cfg.cuda_graph else None
         self.exploration = cfg.make_schedule()
         self.rng = np.random.default_rng(seed)
         self.updates = 0
@@ -264,9 +277,13 @@ class DQN:
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step on ``batch``; returns 0-d tensors ``losses/td_loss``, ``losses/q_values``
         (call ``float()`` only when logging: it waits for the device)."""
-        loss, q, y = self._learn(batch)
+        if self._graph is not None:
+            loss, q, y, target_updated = self._graph.run(batch)
+        else:
+            loss, q, y = self._learn(batch)
+            target_updated = False
         self.updates += 1
-        if self.updates % self.config.target_update_interval == 0:
+        if self.updates % self.config.target_update_interval == 0 and not target_updated:
             self.update_target()
         self._q_y = q, y
         return {"losses/td_loss": loss, "losses/q_values": q.mean()}
@@ -325,6 +342,85 @@ class DQN:
         self.q.load_state_dict(state["q"])
         self.q_target.load_state_dict(state["q_target"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self._graph is not None:
+            self._graph = _GraphedUpdate(self)  # the graph read the old optimizer state tensors
         self.exploration.load_state_dict(state["exploration"])
         self.rng.bit_generator.state = state["rng"]
         self.updates = int(state["updates"])
+
+
+class _GraphedUpdate:
+    """``DQN._learn`` in a CUDA graph (``DQNConfig.cuda_graph``), after torch's recipe
+    (https://pytorch.org/docs/stable/notes/cuda.html#cuda-graphs): every call copies the batch
+    into static tensors (non-blocking); the first ``WARMUP`` calls run the update eagerly on a side
+    stream (Adam's state, cuBLAS workspaces and autograd's buffers are created outside the
+    capture), the next one captures it, and each call from then on replays it. With
+    ``target_update_interval == 1`` the target update is captured too."""
+
+    WARMUP = 3
+
+    def __init__(self, agent: DQN) -> None:
+        self.agent = agent
+        self.static: Batch | None = None
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.warmups = 0
+        self.stream = torch.cuda.Stream(agent.device)
+        self.with_target = agent.config.target_update_interval == 1
+
+    def run(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+        """(loss, Q(s, a), y, whether the target network was updated); Q and y are the static
+        outputs, overwritten by the next call."""
+        if self.static is None:
+            self.static = _map_batch(batch, lambda x: torch.empty_like(x, device=self.agent.device))
+        if batch is not self.static:
+            _copy_batch_(self.static, batch)
+        if self.warmups < self.WARMUP:
+            self.warmups += 1
+            self.stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.stream):
+                loss, q, y = self.agent._learn(self.static)
+            torch.cuda.current_stream().wait_stream(self.stream)
+            return loss, q, y, False
+        if self.graph is None:
+            self.graph = torch.cuda.CUDAGraph()
+            clear_grads_(self.agent.optimizer)  # backward allocates the gradients in the graph's pool
+            with torch.cuda.graph(self.graph):
+                self.out = self.agent._learn(self.static)
+                if self.with_target:
+                    self.agent.update_target()
+        self.graph.replay()
+        assert self.out is not None
+        loss, q, y = self.out
+        return loss.clone(), q, y, self.with_target
+
+
+def _map_batch(batch: Batch, fn: Any) -> Batch:
+    """``batch`` with ``fn`` applied to every tensor (in ``extras`` too)."""
+    def one(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            return fn(v)
+        if isinstance(v, dict):
+            return {k: fn(t) for k, t in v.items()}
+        return v
+
+    return type(batch)(*(one(v) for v in batch))
+
+
+def _copy_batch_(dst: Batch, src: Batch) -> None:
+    """Non-blocking copies of ``src``'s tensors into ``dst``'s (ValueError on another layout)."""
+    pairs = []
+    for d, s in zip(dst, src):
+        if isinstance(d, dict) and isinstance(s, dict) and d.keys() == s.keys():
+            pairs += [(d[k], s[k]) for k in d]
+        elif isinstance(d, torch.Tensor) and isinstance(s, torch.Tensor):
+            pairs.append((d, s))
+        elif d is not None or s is not None:
+            raise ValueError("cuda_graph: every batch must have the fields of the first one")
+    for d, s in pairs:
+        if d.shape != s.shape or d.dtype != s.dtype:
+            raise ValueError(
+                f"cuda_graph: every batch must have the shapes and dtypes of the first one "
+                f"(got {tuple(s.shape)} {s.dtype}, captured {tuple(d.shape)} {d.dtype})"
+            )
+        d.copy_(s, non_blocking=True)
