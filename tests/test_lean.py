@@ -400,3 +400,46 @@ def test_cuda_graph_rejects_a_batch_of_another_shape():
     small = Batch(*(x[:4] if isinstance(x, torch.Tensor) else x for x in small))
     with pytest.raises(ValueError, match="cuda_graph"):
         a.update(small)
+
+
+def test_lean_adam_keeps_its_own_capturable_flag_when_loading():
+    """A checkpoint of a CUDA-graph run (capturable=True) resumes on an eager / CPU agent."""
+    torch.manual_seed(0)
+    a = mlp(OBS, (8,), N_ACT)
+    oa = LeanAdam(a.parameters(), lr=1e-3, fused=True)
+    a(torch.randn(B, OBS)).sum().backward()
+    oa.lean_step()
+    state = oa.state_dict()
+    state["param_groups"][0]["capturable"] = True  # as saved by a cuda_graph agent
+    ob = LeanAdam(a.parameters(), lr=1e-3, fused=True)
+    ob.load_state_dict(state)
+    assert ob.param_groups[0]["capturable"] is False
+    ob.clear_grads()
+    a(torch.randn(B, OBS)).sum().backward()
+    ob.step()  # torch's own step (it would refuse capturable=True on the CPU)
+    ob.lean_step()
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_graph_static_batch_filled_by_the_caller():
+    fields = GRAPH_CASES[1]
+    torch.manual_seed(0)
+    eager = DQN((OBS,), N_ACT, DQNConfig(**fields), device="cuda", seed=0)
+    graphed = DQN((OBS,), N_ACT, DQNConfig(**fields, cuda_graph=True), device="cuda", seed=0)
+    graphed.load_state_dict(eager.state_dict())
+    assert graphed.static_batch is None and eager.static_batch is None
+    g = torch.Generator().manual_seed(9)
+    for i in range(10):
+        b = random_batch(g, device="cuda")
+        if graphed.static_batch is None:
+            graphed.update(b)
+        else:  # what a loop using buffer.sample_into(agent.static_batch) does
+            static = graphed.static_batch
+            for d, s in zip(static, b):
+                if isinstance(d, torch.Tensor):
+                    d.copy_(s)
+            graphed.update(static)
+        eager.update(b)
+    for p, q in zip(eager.q.parameters(), graphed.q.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)

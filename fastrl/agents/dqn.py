@@ -316,10 +316,19 @@ class DQN:
     def td_abs(self) -> torch.Tensor | None:
         """|TD error| of the last update's batch, ``float32[B]`` (new priorities for PER); computed
         when asked."""
+        if self._graph is not None and self._graph.td_abs is not None and self._graph.replayed:
+            return self._graph.td_abs  # computed in the graph (prioritized replay)
         if self._q_y is None:
             return None
         q, y = self._q_y
         return (q - y).abs()
+
+    @property
+    def static_batch(self) -> Batch | None:
+        """With ``cuda_graph``, after the first update: the graph's input tensors. A loop may fill
+        them itself (``buffer.sample_into(agent.static_batch, ...)``) and pass them to
+        :meth:`update`, which then copies nothing. None without ``cuda_graph``."""
+        return None if self._graph is None else self._graph.static
 
     @torch.no_grad()
     def update_target(self) -> None:
@@ -364,6 +373,8 @@ class _GraphedUpdate:
         self.static: Batch | None = None
         self.graph: torch.cuda.CUDAGraph | None = None
         self.out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.td_abs: torch.Tensor | None = None  # |q - y| captured too with prioritized replay
+        self.replayed = False  # whether the last call replayed the graph
         self.warmups = 0
         self.stream = torch.cuda.Stream(agent.device)
         self.with_target = agent.config.target_update_interval == 1
@@ -375,6 +386,7 @@ class _GraphedUpdate:
             self.static = _map_batch(batch, lambda x: torch.empty_like(x, device=self.agent.device))
         if batch is not self.static:
             _copy_batch_(self.static, batch)
+        self.replayed = False
         if self.warmups < self.WARMUP:
             self.warmups += 1
             self.stream.wait_stream(torch.cuda.current_stream())
@@ -387,9 +399,12 @@ class _GraphedUpdate:
             clear_grads_(self.agent.optimizer)  # backward allocates the gradients in the graph's pool
             with torch.cuda.graph(self.graph):
                 self.out = self.agent._learn(self.static)
+                if self.agent.config.prioritized:
+                    self.td_abs = (self.out[1] - self.out[2]).abs()
                 if self.with_target:
                     self.agent.update_target()
         self.graph.replay()
+        self.replayed = True
         assert self.out is not None
         loss, q, y = self.out
         return loss.clone(), q, y, self.with_target
