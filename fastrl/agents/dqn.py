@@ -212,7 +212,7 @@ class DQN:
             if random_mask.all():
                 return random_actions
         actions = self.greedy(obs)
-        if explore:
+        if explore and random_mask.any():
             actions = np.where(random_mask, random_actions, actions)
         return actions
 
