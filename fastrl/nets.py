@@ -78,7 +78,8 @@ class QNetwork(nn.Module):
         else:
             in_dim = math.prod(int(s) for s in obs_shape)
             trunk = hidden_sizes[:-1] if dueling and hidden_sizes else hidden_sizes
-            self.torso = nn.Sequential(nn.Flatten(), mlp(in_dim, trunk))
+            body = mlp(in_dim, trunk)
+            self.torso = nn.Sequential(nn.Flatten(), body)
             feat = trunk[-1] if trunk else in_dim
             stream = list(hidden_sizes[-1:]) if dueling else []
         self.dueling = bool(dueling)
@@ -88,13 +89,16 @@ class QNetwork(nn.Module):
             self.advantage = mlp(feat, stream, n_actions)
         else:
             self.head = nn.Linear(feat, n_actions)
-        # The MLP without its containers (Flatten, Sequential: ~2 us of Python per module call).
-        self._layers = None if pixels else tuple(self.torso[1]) + (() if dueling else (self.head,))
+        # The plain MLP's layers without their containers (Flatten, Sequential: ~2 us of Python
+        # per module call), for forward; the modules stay where they are (same state_dict keys).
+        self._layers: tuple[nn.Module, ...] | None = None
+        if not pixels and not dueling:
+            self._layers = (*body, self.head)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if obs.dtype != torch.float32 and not (self.pixels and obs.dtype == torch.uint8):
             obs = obs.float()
-        if self._layers is not None and not self.dueling:  # the plain MLP, layer by layer
+        if self._layers is not None:  # the plain MLP, layer by layer
             x = obs if obs.dim() == 2 else obs.flatten(1)
             for layer in self._layers:
                 x = layer(x)
@@ -210,7 +214,7 @@ class LeanAdam(torch.optim.Adam):
             or len({(p.device, p.dtype) for p in params}) != 1
         ):
             return False
-        states = [self.state.get(p) for p in params]
+        states: list[dict[str, Any]] = [self.state.get(p) or {} for p in params]
         if any(not st for st in states):
             return None  # no state yet: the next step() creates it
         steps = [st["step"] for st in states]

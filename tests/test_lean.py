@@ -443,3 +443,19 @@ def test_cuda_graph_static_batch_filled_by_the_caller():
         eager.update(b)
     for p, q in zip(eager.q.parameters(), graphed.q.parameters()):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("obs_shape", [(OBS,), (2, 3)])
+def test_layer_by_layer_forward_matches_the_containers(obs_shape):
+    from fastrl.nets import Actor, QNetwork
+
+    torch.manual_seed(0)
+    q, actor = QNetwork(obs_shape, N_ACT, (16, 16)), Actor(obs_shape, 2, (16,))
+    x = torch.randn(5, *obs_shape)
+    assert torch.equal(q(x), q.head(q.torso(x)))
+    assert torch.equal(actor(x), torch.tanh(actor.net(x)))
+    target = copy.deepcopy(q)  # the copy's layer list is its own layers
+    with torch.no_grad():
+        q.head.bias.add_(1.0)
+    assert torch.equal(target(x), target.head(target.torso(x)))
+    assert not torch.equal(target(x), q(x))
