@@ -271,6 +271,10 @@ class LeanAdam(torch.optim.Adam):
         for p in self.param_groups[0]["params"]:
             p.grad = None
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._lean = None  # a second group: lean_step checks again (and uses step())
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's, keeping this optimizer's ``capturable`` (a checkpoint of a CUDA-graph run
         loads into an agent on the CPU, and the other way round)."""

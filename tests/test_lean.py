@@ -459,3 +459,23 @@ def test_layer_by_layer_forward_matches_the_containers(obs_shape):
         q.head.bias.add_(1.0)
     assert torch.equal(target(x), target.head(target.torso(x)))
     assert not torch.equal(target(x), q(x))
+
+
+def test_lean_adam_with_a_second_param_group_uses_step():
+    torch.manual_seed(0)
+    a, b = mlp(OBS, (8,), N_ACT), mlp(OBS, (8,), N_ACT)
+    a2, b2 = copy.deepcopy(a), copy.deepcopy(b)
+    lean = LeanAdam(a.parameters(), lr=1e-2, fused=True)
+    plain = torch.optim.Adam(a2.parameters(), lr=1e-2, fused=True)
+    for i in range(6):
+        if i == 3:
+            lean.add_param_group({"params": list(b.parameters())})
+            plain.add_param_group({"params": list(b2.parameters())})
+        x = torch.randn(B, OBS)
+        lean.clear_grads()
+        (a(x) + b(x)).sum().backward()
+        lean.lean_step()
+        plain.zero_grad()
+        (a2(x) + b2(x)).sum().backward()
+        plain.step()
+    assert same_tensors([*a.parameters(), *b.parameters()], [*a2.parameters(), *b2.parameters()])
