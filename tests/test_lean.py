@@ -479,3 +479,27 @@ def test_lean_adam_with_a_second_param_group_uses_step():
         (a2(x) + b2(x)).sum().backward()
         plain.step()
     assert same_tensors([*a.parameters(), *b.parameters()], [*a2.parameters(), *b2.parameters()])
+
+
+def test_static_batch_copies_check_the_layout():
+    """The CUDA graph's input copies (device-agnostic helpers, so tested on the CPU too)."""
+    from fastrl.agents.dqn import _copy_batch_, _map_batch
+
+    g = torch.Generator().manual_seed(0)
+    src = random_batch(g, n_step=True)
+    src = src._replace(extras={"returns": torch.randn(B), "has_return": torch.ones(B, dtype=torch.bool)})
+    static = _map_batch(src, torch.empty_like)
+    assert static.weights is None and static.extras.keys() == src.extras.keys()
+    _copy_batch_(static, src)
+    for d, s in zip(static, src):
+        if isinstance(d, torch.Tensor):
+            assert torch.equal(d, s)
+    assert torch.equal(static.extras["returns"], src.extras["returns"])
+    with pytest.raises(ValueError, match="shapes"):
+        _copy_batch_(static, src._replace(observations=src.observations[:4]))
+    with pytest.raises(ValueError, match="shapes"):
+        _copy_batch_(static, src._replace(actions=src.actions.int()))
+    with pytest.raises(ValueError, match="fields"):
+        _copy_batch_(static, src._replace(weights=torch.ones(B)))
+    with pytest.raises(ValueError, match="fields"):
+        _copy_batch_(static, src._replace(extras={}))
