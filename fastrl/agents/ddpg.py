@@ -18,7 +18,7 @@ import torch
 
 from fastrl.buffer import Batch
 from fastrl.config import ConfigError, TrainConfig, check_common
-from fastrl.nets import Actor, Critic, adam, polyak_
+from fastrl.nets import Actor, Critic, adam, clear_grads_, clip_grads_, polyak_, step_
 from fastrl.noise import GaussianNoise, OUNoise
 from fastrl.schedules import Schedule
 
@@ -160,8 +160,7 @@ class DDPG:
             else GaussianNoise(self.action_dim, self.rng)
         )
         self.updates = 0
-        self.td_abs: torch.Tensor | None = None
-        """|TD error| of the first critic on the last update's batch, ``float32[B]``."""
+        self._q_y: tuple[torch.Tensor, torch.Tensor] | None = None  # Q1(s, a) and y of the last update
 
     @classmethod
     def from_spaces(
@@ -249,7 +248,7 @@ class DDPG:
             discount = getattr(batch, "discounts", None)
             if discount is None:
                 discount = cfg.gamma
-            return batch.rewards.float() + discount * (~batch.terminated).float() * q_next
+            return batch.rewards.float() + discount * q_next.masked_fill_(batch.terminated, 0.0)
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One critic step on ``batch`` and, every ``policy_delay`` calls, one actor step and a Polyak
@@ -263,27 +262,34 @@ class DDPG:
         per_sample = (qs - y).square().sum(dim=0)
         weights = getattr(batch, "weights", None)
         critic_loss = (per_sample * weights).mean() if weights is not None else per_sample.mean()
-        self.critic_optimizer.zero_grad(set_to_none=True)
+        clear_grads_(self.critic_optimizer)
         critic_loss.backward()
-        if cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self._critic_params, cfg.max_grad_norm, foreach=True)
-        self.critic_optimizer.step()
-        self.td_abs = (qs[0] - y).detach().abs()
-        metrics = {"losses/td_loss": critic_loss.detach(), "losses/q_values": qs[0].detach().mean()}
+        clip_grads_(self._critic_params, cfg.max_grad_norm)
+        step_(self.critic_optimizer)
+        q1 = qs[0].detach()
+        self._q_y = q1, y
+        metrics = {"losses/td_loss": critic_loss.detach(), "losses/q_values": q1.mean()}
 
         self.updates += 1
         if self.updates % cfg.policy_delay == 0:
-            self.critic.requires_grad_(False)  # the actor step needs dQ/da, not critic gradients
             actor_loss = -self.critic.q1(obs, self.actor(obs)).mean()
-            self.actor_optimizer.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.critic.requires_grad_(True)
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self._actor_params, cfg.max_grad_norm, foreach=True)
-            self.actor_optimizer.step()
+            clear_grads_(self.actor_optimizer)
+            # dQ/da flows through the critic, but only the actor's parameters get gradients
+            actor_loss.backward(inputs=self._actor_params)
+            clip_grads_(self._actor_params, cfg.max_grad_norm)
+            step_(self.actor_optimizer)
             polyak_(self._target, self._online, cfg.tau)
             metrics["losses/actor_loss"] = actor_loss.detach()
         return metrics
+
+    @property
+    def td_abs(self) -> torch.Tensor | None:
+        """|TD error| of the first critic on the last update's batch, ``float32[B]``; computed
+        when asked."""
+        if self._q_y is None:
+            return None
+        q1, y = self._q_y
+        return (q1 - y).abs()
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from fastrl.buffer import Batch
 from fastrl.config import ConfigError, TrainConfig, check_common
-from fastrl.nets import QNetwork, adam, copy_buffers_, polyak_
+from fastrl.nets import QNetwork, adam, clear_grads_, clip_grads_, copy_buffers_, polyak_, step_
 from fastrl.schedules import Schedule
 
 
@@ -73,6 +73,11 @@ class DQNConfig(TrainConfig):
     transitions whose episode has not ended yet (no G) get the plain target."""
     sail_alpha: float = 0.9
     """SAIL bonus weight (0 gives plain DQN)."""
+    cuda_graph: bool = False
+    """CUDA only (ConfigError on another device): after 3 eager warm-up updates, capture the whole
+    update (forward, loss, backward, clipping, capturable fused Adam step, and the target update
+    when target_update_interval is 1) in a CUDA graph and replay it, each batch copied into static
+    input tensors. Every batch must then have the first one's shapes and fields."""
 
     def check(self) -> None:
         """ConfigError naming the first out-of-range field."""
@@ -137,16 +142,25 @@ class DQN:
         self.n_actions = int(n_actions)
         if network is None:
             network = QNetwork(obs_shape, n_actions, cfg.hidden_sizes, cfg.dueling, pixels)
+        if cfg.cuda_graph and self.device.type != "cuda":
+            raise ConfigError(
+                f"cuda_graph=True needs a CUDA device, but the agent is on {self.device}; "
+                "set cuda_graph=False (or use --device cuda)"
+            )
         self.q = network.to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self._params: list[torch.Tensor] = list(self.q.parameters())
         self._target_params: list[torch.Tensor] = list(self.q_target.parameters())
-        self.optimizer = adam(self._params, cfg.learning_rate, cfg.adam_eps, self.device)
+        self._buffers = list(self.q.buffers())
+        self._target_buffers = list(self.q_target.buffers())
+        self.optimizer = adam(
+            self._params, cfg.learning_rate, cfg.adam_eps, self.device, capturable=cfg.cuda_graph
+        )
+        self._graph = _GraphedUpdate(self) if cfg.cuda_graph else None
         self.exploration = cfg.make_schedule()
         self.rng = np.random.default_rng(seed)
         self.updates = 0
-        self.td_abs: torch.Tensor | None = None
-        """|TD error| of the last update's batch, ``float32[B]`` (new priorities for PER)."""
+        self._q_y: tuple[torch.Tensor, torch.Tensor] | None = None  # Q(s, a) and y of the last update
 
     @classmethod
     def from_spaces(
@@ -198,7 +212,7 @@ class DQN:
             if random_mask.all():
                 return random_actions
         actions = self.greedy(obs)
-        if explore:
+        if explore and random_mask.any():
             actions = np.where(random_mask, random_actions, actions)
         return actions
 
@@ -236,7 +250,7 @@ class DQN:
             discount = getattr(batch, "discounts", None)
             if discount is None:
                 discount = self.config.gamma
-            y = batch.rewards.float() + discount * (~batch.terminated).float() * q_next
+            y = batch.rewards.float() + discount * q_next.masked_fill_(batch.terminated, 0.0)
             if self.config.sail:
                 y = y + self.sail_bonus(batch, q_obs_target)
             return y
@@ -263,41 +277,64 @@ class DQN:
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step on ``batch``; returns 0-d tensors ``losses/td_loss``, ``losses/q_values``
         (call ``float()`` only when logging: it waits for the device)."""
+        if self._graph is not None:
+            loss, q, y, target_updated = self._graph.run(batch)
+        else:
+            loss, q, y = self._learn(batch)
+            target_updated = False
+        self.updates += 1
+        if self.updates % self.config.target_update_interval == 0 and not target_updated:
+            self.update_target()
+        self._q_y = q, y
+        return {"losses/td_loss": loss, "losses/q_values": q.mean()}
+
+    def _learn(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Loss, backward, clipping, Adam step: (loss, Q(s, a), target y), all detached."""
+        cfg = self.config
         b = batch.observations.shape[0]
-        if self.config.double_dqn:  # one forward pass of the online network over s and s'
+        if cfg.double_dqn:  # one forward pass of the online network over s and s'
             q_all = self.q(torch.cat([batch.observations, batch.next_observations]))
             q_obs, q_next_online = q_all[:b], q_all[b:].detach()
         else:
             q_obs, q_next_online = self.q(batch.observations), None
         y = self.td_target(batch, q_next_online)
         q = q_obs.gather(1, batch.actions.long().view(-1, 1)).squeeze(1)
-        td = q - y
-        if self.config.loss == "huber":
+        if cfg.loss == "huber":
             per_sample = F.smooth_l1_loss(q, y, reduction="none")
         else:
-            per_sample = td.square()
+            per_sample = (q - y).square()
         weights = getattr(batch, "weights", None)
         loss = (per_sample * weights).mean() if weights is not None else per_sample.mean()
 
-        self.optimizer.zero_grad(set_to_none=True)
+        clear_grads_(self.optimizer)
         loss.backward()
-        if self.config.clip_grad_value > 0:
-            torch.nn.utils.clip_grad_value_(self._params, self.config.clip_grad_value)
-        if self.config.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self._params, self.config.max_grad_norm, foreach=True)
-        self.optimizer.step()
+        clip_grads_(self._params, cfg.max_grad_norm, cfg.clip_grad_value)
+        step_(self.optimizer)
+        return loss.detach(), q.detach(), y
 
-        self.updates += 1
-        if self.updates % self.config.target_update_interval == 0:
-            self.update_target()
-        self.td_abs = td.detach().abs()
-        return {"losses/td_loss": loss.detach(), "losses/q_values": q.detach().mean()}
+    @property
+    def td_abs(self) -> torch.Tensor | None:
+        """|TD error| of the last update's batch, ``float32[B]`` (new priorities for PER); computed
+        when asked."""
+        if self._graph is not None and self._graph.td_abs is not None and self._graph.replayed:
+            return self._graph.td_abs  # computed in the graph (prioritized replay)
+        if self._q_y is None:
+            return None
+        q, y = self._q_y
+        return (q - y).abs()
+
+    @property
+    def static_batch(self) -> Batch | None:
+        """With ``cuda_graph``, after the first update: the graph's input tensors. A loop may fill
+        them itself (``buffer.sample_into(agent.static_batch, ...)``) and pass them to
+        :meth:`update`, which then copies nothing. None without ``cuda_graph``."""
+        return None if self._graph is None else self._graph.static
 
     @torch.no_grad()
     def update_target(self) -> None:
         """Hard copy (tau == 1) or Polyak step (tau < 1) of the online into the target network."""
         polyak_(self._target_params, self._params, self.config.tau)
-        copy_buffers_(self.q_target, self.q)
+        copy_buffers_(self._target_buffers, self._buffers)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -314,6 +351,91 @@ class DQN:
         self.q.load_state_dict(state["q"])
         self.q_target.load_state_dict(state["q_target"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self._graph is not None:
+            self._graph = _GraphedUpdate(self)  # the graph read the old optimizer state tensors
         self.exploration.load_state_dict(state["exploration"])
         self.rng.bit_generator.state = state["rng"]
         self.updates = int(state["updates"])
+
+
+class _GraphedUpdate:
+    """``DQN._learn`` in a CUDA graph (``DQNConfig.cuda_graph``), after torch's recipe
+    (https://pytorch.org/docs/stable/notes/cuda.html#cuda-graphs): every call copies the batch
+    into static tensors (non-blocking); the first ``WARMUP`` calls run the update eagerly on a side
+    stream (Adam's state, cuBLAS workspaces and autograd's buffers are created outside the
+    capture), the next one captures it, and each call from then on replays it. With
+    ``target_update_interval == 1`` the target update is captured too."""
+
+    WARMUP = 3
+
+    def __init__(self, agent: DQN) -> None:
+        self.agent = agent
+        self.static: Batch | None = None
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.td_abs: torch.Tensor | None = None  # |q - y| captured too with prioritized replay
+        self.replayed = False  # whether the last call replayed the graph
+        self.warmups = 0
+        self.stream = torch.cuda.Stream(agent.device)
+        self.with_target = agent.config.target_update_interval == 1
+
+    def run(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+        """(loss, Q(s, a), y, whether the target network was updated); Q and y are the static
+        outputs, overwritten by the next call."""
+        if self.static is None:
+            self.static = _map_batch(batch, lambda x: torch.empty_like(x, device=self.agent.device))
+        if batch is not self.static:
+            _copy_batch_(self.static, batch)
+        self.replayed = False
+        if self.warmups < self.WARMUP:
+            self.warmups += 1
+            self.stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.stream):
+                loss, q, y = self.agent._learn(self.static)
+            torch.cuda.current_stream().wait_stream(self.stream)
+            return loss, q, y, False
+        if self.graph is None:
+            self.graph = torch.cuda.CUDAGraph()
+            clear_grads_(self.agent.optimizer)  # backward allocates the gradients in the graph's pool
+            with torch.cuda.graph(self.graph):
+                self.out = self.agent._learn(self.static)
+                if self.agent.config.prioritized:
+                    self.td_abs = (self.out[1] - self.out[2]).abs()
+                if self.with_target:
+                    self.agent.update_target()
+        self.graph.replay()
+        self.replayed = True
+        assert self.out is not None
+        loss, q, y = self.out
+        return loss.clone(), q, y, self.with_target
+
+
+def _map_batch(batch: Batch, fn: Any) -> Batch:
+    """``batch`` with ``fn`` applied to every tensor (in ``extras`` too)."""
+    def one(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            return fn(v)
+        if isinstance(v, dict):
+            return {k: fn(t) for k, t in v.items()}
+        return v
+
+    return type(batch)(*(one(v) for v in batch))
+
+
+def _copy_batch_(dst: Batch, src: Batch) -> None:
+    """Non-blocking copies of ``src``'s tensors into ``dst``'s (ValueError on another layout)."""
+    pairs = []
+    for d, s in zip(dst, src):
+        if isinstance(d, dict) and isinstance(s, dict) and d.keys() == s.keys():
+            pairs += [(d[k], s[k]) for k in d]
+        elif isinstance(d, torch.Tensor) and isinstance(s, torch.Tensor):
+            pairs.append((d, s))
+        elif d is not None or s is not None:
+            raise ValueError("cuda_graph: every batch must have the fields of the first one")
+    for d, s in pairs:
+        if d.shape != s.shape or d.dtype != s.dtype:
+            raise ValueError(
+                f"cuda_graph: every batch must have the shapes and dtypes of the first one "
+                f"(got {tuple(s.shape)} {s.dtype}, captured {tuple(d.shape)} {d.dtype})"
+            )
+        d.copy_(s, non_blocking=True)
