@@ -2,8 +2,10 @@
 
 For each setting (algorithm, network, batch size, updates per env step) it measures, on one thread:
   floor/update  one bare update in a tight loop: the setting's own math written out by hand
-                (DQN: forward, Huber/MSE loss, backward, gradient clipping, fused Adam, target
-                update; DDPG: critic step, actor step, Polyak targets), with torch.optim's fused Adam,
+                (DQN: forward, Huber/MSE loss, backward, gradient clipping, Adam, target update;
+                DDPG: critic step, actor step, Polyak targets) with the cheapest ops fastrl knows
+                (fastrl.nets: the fused Adam kernel called directly, grads cleared and clipped
+                without torch.optim's Python wrappers), so the overhead is all the rest,
   floor/act     one bare action (forward on one observation under inference_mode),
   floor/env     one bare env.step with random actions,
 and the floor per env step = env + act + updates_per_step * update. Then it runs fastrl's full
@@ -34,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from fastrl.config import with_overrides
-from fastrl.nets import Actor, Critic, mlp
+from fastrl.nets import Actor, Critic, adam, clear_grads_, clip_grads_, mlp, step_
 from fastrl.presets import preset
 from fastrl.trainer import Trainer
 
@@ -87,7 +89,7 @@ def dqn_floor_update(cfg: Any, obs_dim: int, n_act: int):
     hidden, batch = tuple(cfg.hidden_sizes), cfg.batch_size
     q, q_t = mlp(obs_dim, hidden, n_act), mlp(obs_dim, hidden, n_act)
     params, t_params = list(q.parameters()), list(q_t.parameters())
-    opt = torch.optim.Adam(params, lr=cfg.learning_rate, fused=True)
+    opt = adam(params, cfg.learning_rate, cfg.adam_eps, torch.device("cpu"))
     o, o2 = torch.randn(batch, obs_dim), torch.randn(batch, obs_dim)
     a = torch.randint(0, n_act, (batch,))
     r, d = torch.randn(batch), torch.zeros(batch)
@@ -106,11 +108,10 @@ def dqn_floor_update(cfg: Any, obs_dim: int, n_act: int):
                 q_next = q_next.max(1).values
             y = r + gamma * (1 - d) * q_next
         loss = loss_fn(q_sa, y)
-        opt.zero_grad(set_to_none=True)
+        clear_grads_(opt)
         loss.backward()
-        if cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
-        opt.step()
+        clip_grads_(params, cfg.max_grad_norm)
+        step_(opt)
         count[0] += 1
         with torch.no_grad():
             if polyak:
@@ -132,8 +133,8 @@ def ddpg_floor_update(cfg: Any, obs_dim: int, act_dim: int):
                         Critic((obs_dim,), act_dim, cfg.critic_hidden_sizes, n_critics=1))
     a_params, c_params = list(actor.parameters()), list(critic.parameters())
     online, target = a_params + c_params, list(actor_t.parameters()) + list(critic_t.parameters())
-    a_opt = torch.optim.Adam(a_params, lr=cfg.actor_learning_rate, fused=True)
-    c_opt = torch.optim.Adam(c_params, lr=cfg.critic_learning_rate, fused=True)
+    a_opt = adam(a_params, cfg.actor_learning_rate, 1e-8, torch.device("cpu"))
+    c_opt = adam(c_params, cfg.critic_learning_rate, 1e-8, torch.device("cpu"))
     o, o2 = torch.randn(batch, obs_dim), torch.randn(batch, obs_dim)
     a = torch.rand(batch, act_dim) * 2 - 1
     r, d = torch.randn(batch), torch.zeros(batch)
@@ -142,15 +143,15 @@ def ddpg_floor_update(cfg: Any, obs_dim: int, act_dim: int):
         with torch.no_grad():
             y = r + cfg.gamma * (1 - d) * critic_t.q1(o2, actor_t(o2))
         c_loss = F.mse_loss(critic.q1(o, a), y)
-        c_opt.zero_grad(set_to_none=True)
+        clear_grads_(c_opt)
         c_loss.backward()
-        c_opt.step()
-        critic.requires_grad_(False)
+        clip_grads_(c_params, cfg.max_grad_norm)
+        step_(c_opt)
         a_loss = -critic.q1(o, actor(o)).mean()
-        a_opt.zero_grad(set_to_none=True)
-        a_loss.backward()
-        critic.requires_grad_(True)
-        a_opt.step()
+        clear_grads_(a_opt)
+        a_loss.backward(inputs=a_params)
+        clip_grads_(a_params, cfg.max_grad_norm)
+        step_(a_opt)
         with torch.no_grad():
             torch._foreach_lerp_(target, online, cfg.tau)
 
