@@ -176,7 +176,9 @@ def _collector_main(conn: Any, shared: _Shared, cfg: Any, algo: str, seeds: list
         parent = multiprocessing.parent_process()
 
         o = np.asarray(obs)
-        a0 = np.asarray(agent.random_actions(n))
+        rng_state = agent.rng.bit_generator.state
+        a0 = np.asarray(agent.random_actions(n))  # the actions' shape and dtype; the draw is undone
+        agent.rng.bit_generator.state = rng_state
         bufs = {
             "observations": np.empty((chunk, *o.shape), o.dtype),
             "actions": np.empty((chunk, *a0.shape), a0.dtype),
