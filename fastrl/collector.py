@@ -124,21 +124,27 @@ class SharedWeights:
         self.lock = ctx.Lock()
         self.version = ctx.RawValue("q", 1)
 
-    def publish(self, modules: list[torch.nn.Module]) -> None:
+    def publish(self, sources: list[torch.Tensor]) -> None:
+        """Copy ``sources`` (:func:`_state_tensors` of the modules, which alias their parameters)
+        in and bump the version."""
         with torch.no_grad(), self.lock:
-            for dst, src in zip(self.tensors, _state_tensors(modules)):
+            for dst, src in zip(self.tensors, sources):
                 dst.copy_(src)
             self.version.value += 1
 
-    def load_into(self, modules: list[torch.nn.Module]) -> int:
-        """Copy the published set into ``modules``; returns its version."""
+    def load_into(self, targets: list[torch.Tensor]) -> int:
+        """Copy the published set into ``targets`` (:func:`_state_tensors` of the modules); returns its version."""
         with torch.no_grad(), self.lock:
-            for dst, src in zip(_state_tensors(modules), self.tensors):
+            for dst, src in zip(targets, self.tensors):
                 dst.copy_(src)
             return int(self.version.value)
 
 
 # ---------------------------------------------------------------------------- the child
+_NAP_MIN, _NAP_MAX = 1e-4, 2e-3
+"""A blocked collector sleeps 0.1 ms, then twice as long each time up to 2 ms: waking thousands of
+times a second would take CPU from the learner on a machine with two cores."""
+
 @dataclass
 class _Shared:
     updates: Any  # RawValue q: updates the learner has done (written by the learner only)
@@ -166,8 +172,8 @@ def _collector_main(conn: Any, shared: _Shared, cfg: Any, algo: str, seeds: list
         if start.get("exploration") is not None:  # resumed: exploration where the checkpoint left it
             agent.exploration.load_state_dict(start["exploration"])
             agent.rng.bit_generator.state = start["rng"]
-        modules = policy_modules(agent)
-        version = shared.weights.load_into(modules)
+        targets = _state_tensors(policy_modules(agent))  # views of the parameters, updated in place
+        version = shared.weights.load_into(targets)
         if start.get("env_states") is not None:
             obs = restore_env_states(envs, start["env_states"])
         else:
@@ -196,10 +202,12 @@ def _collector_main(conn: Any, shared: _Shared, cfg: Any, algo: str, seeds: list
                 t = 0
 
         last_check = time.monotonic()
+        nap = [_NAP_MIN]
 
-        def idle() -> None:  # wait a little; exit if the learner is gone
+        def idle() -> None:  # wait a little, longer the longer we wait; exit if the learner is gone
             nonlocal last_check
-            time.sleep(0.0002)
+            time.sleep(nap[0])
+            nap[0] = min(2 * nap[0], _NAP_MAX)
             now = time.monotonic()
             if now - last_check > 1.0:
                 last_check = now
@@ -221,8 +229,9 @@ def _collector_main(conn: Any, shared: _Shared, cfg: Any, algo: str, seeds: list
                 flush()
                 idle()
                 continue
+            nap[0] = _NAP_MIN
             if shared.weights.version.value != version:
-                version = shared.weights.load_into(modules)
+                version = shared.weights.load_into(targets)
             if steps < cfg.learning_starts:
                 actions = agent.random_actions(n)
             else:
@@ -279,6 +288,7 @@ class Collector:
             chunk = max(1, min(64, self.limiter.ahead // 4))
         self.chunk = chunk
         self.modules = policy_modules(agent)
+        self._sources = _state_tensors(self.modules)  # alias the parameters (updated in place)
         self.shared = _Shared(ctx.RawValue("q", updates), ctx.RawValue("b", 0), ctx.RawValue("q", 0),
                               ctx.RawValue("q", 0), SharedWeights(ctx, self.modules))
         self._conn, child_conn = ctx.Pipe(duplex=False)
@@ -297,7 +307,7 @@ class Collector:
         self.shared.updates.value = updates
 
     def publish(self) -> None:
-        self.shared.weights.publish(self.modules)
+        self.shared.weights.publish(self._sources)
 
     def request_pause(self) -> None:
         """Ask the child to flush its chunk, send ``("paused", state)`` and wait for :meth:`resume`;

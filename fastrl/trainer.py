@@ -163,6 +163,7 @@ class Trainer:
         self._saved_env_states: list[dict[str, Any]] | None = None
         self.updates_done = 0
         """Updates of the last train() (concurrent runs count them for the rate limiter)."""
+        self.concurrent_stats: dict[str, float] = {}
         torch.manual_seed(int(seeds[0]) & (2**63 - 1))
 
         self.envs = make_vec_env(
@@ -457,6 +458,8 @@ class Trainer:
             agent_state = agent.state_dict()
             start.update(env_states=self._saved_env_states, exploration=agent_state["exploration"],
                          rng=agent_state["rng"])
+        self.concurrent_stats = {"startup_seconds": 0.0, "wait_seconds": 0.0}
+        """Seconds the learner waited for the collector: before its first chunk, and after."""
         collector = Collector(cfg, self.algo, agent, self._seeds, start, limiter, updates=self.updates_done)
         try:
             while True:
@@ -478,7 +481,14 @@ class Trainer:
                     continue
                 if self.env_steps >= cfg.total_steps:
                     break
+                w0 = time.perf_counter()
                 msg = collector.get()
+                waited = time.perf_counter() - w0
+                if self.env_steps == start["env_steps"]:  # the child's imports and env setup: like the
+                    self.concurrent_stats["startup_seconds"] += waited  # sequential envs' (made in
+                    clock["tic"] += waited  # __init__), not part of train_seconds
+                else:
+                    self.concurrent_stats["wait_seconds"] += waited
                 if msg is not None:
                     handle(msg)
             state = pause_and_catch_up()

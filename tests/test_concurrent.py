@@ -143,3 +143,43 @@ def test_interrupt_in_the_learner_stops_the_collector(tmp_path):
     finally:
         t.close()
     assert multiprocessing.active_children() == []
+
+
+def test_shared_weights_are_never_read_half_written():
+    """A writer publishes sets whose every element is its version; a reader (another thread; the
+    lock is the same across processes) must always load a set of one version."""
+    import threading
+
+    import torch
+    import torch.multiprocessing as tmp
+
+    from fastrl.collector import SharedWeights
+
+    net = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.Linear(256, 64))
+    src = [t for t in net.state_dict().values()]
+    sw = SharedWeights(tmp.get_context("spawn"), [net])
+    dst = [torch.empty_like(t) for t in src]
+    stop, bad = threading.Event(), []
+
+    def writer():
+        v = 0
+        while not stop.is_set():
+            v += 1
+            with torch.no_grad():
+                for t in src:
+                    t.fill_(v)
+            sw.publish(src)
+
+    w = threading.Thread(target=writer)
+    w.start()
+    try:
+        for _ in range(3000):
+            sw.load_into(dst)
+            vals = {float(x) for t in dst for x in (t.min(), t.max())}
+            if len(vals) != 1:
+                bad.append(vals)
+                break
+    finally:
+        stop.set()
+        w.join()
+    assert not bad and sw.version.value > 1
