@@ -296,7 +296,9 @@ class Collector:
             target=_collector_main,
             args=(child_conn, self.shared, cfg, algo, seeds, start, self.limiter, chunk),
             name="fastrl-collector",
-            daemon=True,
+            # a daemon may not start processes: async vector envs need a non-daemon child (close()
+            # always stops it; it also exits by itself when the learner's process is gone)
+            daemon=cfg.vector_mode != "async",
         )
         self.process.start()
         child_conn.close()
@@ -373,7 +375,7 @@ class Collector:
         if self.process.is_alive():
             self.process.terminate()
             self.process.join(2.0)
-        if self.process.is_alive():
+        if self.process.is_alive() and self.process.pid is not None:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.join(2.0)
         self._conn.close()

@@ -492,7 +492,7 @@ class Trainer:
                 if msg is not None:
                     handle(msg)
             state = pause_and_catch_up()
-            if _crossed(clock["log_step"], self.env_steps, cfg.log_every) or self.solved or sums:
+            if _crossed(int(clock["log_step"]), self.env_steps, cfg.log_every) or self.solved or sums:
                 log_now()
             untimed_start()
             if not self.evals or self.evals[-1]["step"] != self.env_steps:

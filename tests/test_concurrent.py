@@ -183,3 +183,11 @@ def test_shared_weights_are_never_read_half_written():
         stop.set()
         w.join()
     assert not bad and sw.version.value > 1
+
+
+def test_concurrent_with_async_vector_envs(tmp_path):
+    """The collector starts the env subprocesses itself (so it is not a daemon process)."""
+    r = train(tiny(concurrent=True, num_envs=2, vector_mode="async", total_steps=200), run_dir=tmp_path / "run",
+              progress=False)
+    assert r.env_steps == 200
+    assert multiprocessing.active_children() == []
