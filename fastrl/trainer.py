@@ -338,6 +338,8 @@ class Trainer:
         the envs while this process inserts its chunks, keeps the books and updates, as often per
         env step as the sequential loop (:class:`fastrl.collector.RateLimiter`).
 
+        An evaluation at step N first does the updates due at N (the learner may lag behind the
+        collector), so it rates the policy the sequential loop would have at N.
         Checkpoints pause the collector (it flushes and reports its envs' states), insert what it
         sent, do the updates due so far, save, and let it go on: a checkpoint at step N holds what
         a sequential run's would (buffer, envs, counters, the updates due at N), so a resume, with
@@ -432,6 +434,9 @@ class Trainer:
                 if _crossed(prev_steps, self.env_steps, cfg.log_every):
                     log_now()
                 if cfg.eval_every and _crossed(prev_steps, self.env_steps, cfg.eval_every):
+                    # evaluate what the sequential loop would: the policy after the updates due here
+                    while limiter.can_update(self.iterations, self.updates_done):
+                        learn_one()
                     untimed_start()
                     self._evaluate()
                     untimed_end()
