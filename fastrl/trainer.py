@@ -433,7 +433,7 @@ class Trainer:
                         self.solved = True
                 if _crossed(prev_steps, self.env_steps, cfg.log_every):
                     log_now()
-                if cfg.eval_every and _crossed(prev_steps, self.env_steps, cfg.eval_every):
+                if cfg.eval_every and _crossed(prev_steps, self.env_steps, cfg.eval_every) and not self.solved:
                     # evaluate what the sequential loop would: the policy after the updates due here
                     while limiter.can_update(self.iterations, self.updates_done):
                         learn_one()
@@ -450,10 +450,12 @@ class Trainer:
                 consume(msg[1])
 
         def pause_and_catch_up() -> dict[str, Any]:
+            """Stop the collector, insert what it sent, do the updates due (none once solved: the
+            sequential loop stops there; the steps the collector took past it are kept, not learned from)."""
             state = collector.pause(consume)
             if state["env_steps"] != self.env_steps:
                 raise RuntimeError(f"collector at {state['env_steps']} env steps, learner at {self.env_steps}")
-            while limiter.can_update(self.iterations, self.updates_done):
+            while not self.solved and limiter.can_update(self.iterations, self.updates_done):
                 learn_one()
             self.obs = state["obs"]
             return state
@@ -500,7 +502,8 @@ class Trainer:
             if _crossed(int(clock["log_step"]), self.env_steps, cfg.log_every) or self.solved or sums:
                 log_now()
             untimed_start()
-            if not self.evals or self.evals[-1]["step"] != self.env_steps:
+            solved_by_eval = self.solved and cfg.solve_on == "eval"  # that evaluation rated the final policy
+            if not solved_by_eval and (not self.evals or self.evals[-1]["step"] != self.env_steps):
                 self._evaluate()
             self.save_checkpoint(periodic=False, states=state["env_states"])
         finally:
