@@ -71,6 +71,16 @@ class TrainConfig:
     """CPU threads for torch (small networks run fastest on 1); 0 keeps torch's default."""
     runs_dir: str = "runs"
     """Folder that holds run directories (runs/<env>-<algo>-<time>/)."""
+    concurrent: bool = False
+    """Collect and learn at once: a child process steps the envs with a copy of the policy (synced every
+    sync_every updates) while this one updates; updates per env step stay those of the sequential loop
+    (rate-limited, see collect_ahead). Not bit-reproducible (the policy acting lags the learner by a
+    few updates); a resume continues from the checkpoint's buffer, envs, counters and networks."""
+    sync_every: int = 1
+    """concurrent: updates between publishing the policy's weights to the collector."""
+    collect_ahead: int = 0
+    """concurrent: most env steps the collector may run ahead of the learner's updates
+    (0: max(2 * train_freq * num_envs, 64))."""
 
 
 # ---------------------------------------------------------------------------- field docs
@@ -238,6 +248,7 @@ def check_common(cfg: TrainConfig) -> None:
         "eval_episodes",
         "frame_stack",
         "log_every",
+        "sync_every",
     )
     for name in positive:
         if getattr(cfg, name) < 1:
@@ -248,6 +259,7 @@ def check_common(cfg: TrainConfig) -> None:
         "checkpoint_every",
         "max_episode_steps",
         "torch_threads",
+        "collect_ahead",
     ):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")

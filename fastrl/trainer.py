@@ -159,6 +159,11 @@ class Trainer:
         # Seeding: one SeedSequence gives independent streams to torch, buffer and exploration;
         # the envs are seeded at reset with seed, seed + 1, ...
         seeds = np.random.SeedSequence(cfg.seed).generate_state(3, dtype=np.uint64)
+        self._seeds = [int(x) for x in seeds]  # the collector of a concurrent run builds its agent from them
+        self._saved_env_states: list[dict[str, Any]] | None = None
+        self.updates_done = 0
+        """Updates of the last train() (concurrent runs count them for the rate limiter)."""
+        self.concurrent_stats: dict[str, float] = {}
         torch.manual_seed(int(seeds[0]) & (2**63 - 1))
 
         self.envs = make_vec_env(
@@ -203,6 +208,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> TrainResult:
+        if self.cfg.concurrent:
+            return self._train_concurrent()
         cfg, agent, n = self.cfg, self.agent, self.cfg.num_envs
         buffer: Any = self.buffer
         prioritized = getattr(cfg, "prioritized", False)
@@ -325,6 +332,193 @@ class Trainer:
             pass
         return self.result()
 
+    # ------------------------------------------------------------------ the concurrent loop
+    def _train_concurrent(self) -> TrainResult:
+        """``train()`` with ``concurrent=True``: a :class:`fastrl.collector.Collector` process steps
+        the envs while this process inserts its chunks, keeps the books and updates, as often per
+        env step as the sequential loop (:class:`fastrl.collector.RateLimiter`).
+
+        An evaluation at step N first does the updates due at N (the learner may lag behind the
+        collector), so it rates the policy the sequential loop would have at N.
+        Checkpoints pause the collector (it flushes and reports its envs' states), insert what it
+        sent, do the updates due so far, save, and let it go on: a checkpoint at step N holds what
+        a sequential run's would (buffer, envs, counters, the updates due at N), so a resume, with
+        or without ``concurrent``, continues from a consistent state. Runs are not bit-reproducible:
+        which weights act at a step depends on timing."""
+        from fastrl.collector import Collector, RateLimiter
+
+        cfg, agent, n = self.cfg, self.agent, self.cfg.num_envs
+        buffer: Any = self.buffer
+        prioritized = getattr(cfg, "prioritized", False)
+        limiter = RateLimiter.from_config(cfg)
+        self.updates_done = limiter.updates_due(self.iterations)
+        bar = _progress_bar(cfg.total_steps, self.env_steps, self.progress, self.run_dir.name)
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
+        clock = {"tic": time.perf_counter(), "log_time": time.perf_counter(), "log_step": self.env_steps}
+        lengths: deque[int] = deque(maxlen=10)
+        flags = {"checkpoint": False}
+
+        def untimed_start() -> None:
+            self.train_seconds += time.perf_counter() - clock["tic"]
+
+        def untimed_end() -> None:
+            clock["tic"] = time.perf_counter()
+
+        def learn_one() -> None:
+            metrics = agent.update(self._sample())
+            for k, v in metrics.items():
+                sums[k] = sums[k] + v if k in sums else v
+                counts[k] = counts.get(k, 0) + 1
+            if prioritized:
+                buffer.update_priorities(self._batch_indices, agent.td_abs)
+            self.updates_done += 1
+            collector.set_updates(self.updates_done)
+            if self.updates_done % cfg.sync_every == 0:
+                collector.publish()
+
+        def log_now() -> None:
+            now = time.perf_counter()
+            sps = (self.env_steps - clock["log_step"]) / max(now - clock["log_time"], 1e-9)
+            clock["log_time"], clock["log_step"] = now, self.env_steps
+            shown = agent.progress()
+            lag = limiter.updates_due(self.iterations) - self.updates_done
+            self.logger.log(
+                self.env_steps,
+                **{k: v / counts[k] for k, v in sums.items()},
+                **shown,
+                **{"perf/sps": sps, "perf/update_lag": float(lag)},
+            )
+            sums.clear()
+            counts.clear()
+            if bar is not None:
+                bar.set_postfix(
+                    ret10=f"{np.mean(list(self.recent_returns)[-10:]):.1f}" if self.recent_returns else "-",
+                    len=f"{np.mean(lengths):.0f}" if lengths else "-",
+                    **{k.rsplit("/", 1)[-1]: f"{v:.3g}" for k, v in shown.items()},
+                    sps=f"{sps:.0f}",
+                    refresh=False,
+                )
+
+        def consume(d: dict[str, np.ndarray]) -> None:
+            """Insert one chunk ([T, N, ...] arrays) and keep the books of each of its steps."""
+            T = len(d["rewards"])
+            flat = {k: v.reshape(T * n, *v.shape[2:]) for k, v in d.items()}
+            buffer.extend(flat["observations"], flat["actions"], flat["rewards"],
+                          flat["next_observations"], flat["terminated"], flat["truncated"])
+            for t in range(T):
+                rewards = d["rewards"][t]
+                done = np.logical_or(d["terminated"][t], d["truncated"][t])
+                prev_steps = self.env_steps
+                self.env_steps += n
+                self.iterations += 1
+                agent.after_env_step(done)  # the learner's schedule follows the collector's (logs, checkpoints)
+                self.ep_return += rewards
+                self.ep_len += 1
+                if done.any():
+                    for i in np.flatnonzero(done):
+                        self.recent_returns.append(float(self.ep_return[i]))
+                        lengths.append(int(self.ep_len[i]))
+                        self.logger.log(self.env_steps, **{"charts/episodic_return": self.ep_return[i],
+                                                           "charts/episodic_length": self.ep_len[i]})
+                    self.episodes += int(done.sum())
+                    self.ep_return[done] = 0.0
+                    self.ep_len[done] = 0
+                    if (
+                        cfg.solve_on == "rolling"
+                        and cfg.solved_threshold is not None
+                        and len(self.recent_returns) == 100
+                        and np.mean(self.recent_returns) >= cfg.solved_threshold
+                    ):
+                        self.solved = True
+                if _crossed(prev_steps, self.env_steps, cfg.log_every):
+                    log_now()
+                if cfg.eval_every and _crossed(prev_steps, self.env_steps, cfg.eval_every) and not self.solved:
+                    # evaluate what the sequential loop would: the policy after the updates due here
+                    while limiter.can_update(self.iterations, self.updates_done):
+                        learn_one()
+                    untimed_start()
+                    self._evaluate()
+                    untimed_end()
+                if cfg.checkpoint_every and _crossed(prev_steps, self.env_steps, cfg.checkpoint_every):
+                    flags["checkpoint"] = True
+            if bar is not None:
+                bar.update(T * n)
+
+        def handle(msg: tuple[str, Any]) -> None:
+            if msg[0] == "data":
+                consume(msg[1])
+
+        def pause_and_catch_up() -> dict[str, Any]:
+            """Stop the collector, insert what it sent, do the updates due (none once solved: the
+            sequential loop stops there; the steps the collector took past it are kept, not learned from)."""
+            state = collector.pause(consume)
+            if state["env_steps"] != self.env_steps:
+                raise RuntimeError(f"collector at {state['env_steps']} env steps, learner at {self.env_steps}")
+            while not self.solved and limiter.can_update(self.iterations, self.updates_done):
+                learn_one()
+            self.obs = state["obs"]
+            return state
+
+        start: dict[str, Any] = {"env_steps": self.env_steps, "iterations": self.iterations}
+        if self._saved_env_states is not None:
+            agent_state = agent.state_dict()
+            start.update(env_states=self._saved_env_states, exploration=agent_state["exploration"],
+                         rng=agent_state["rng"])
+        self.concurrent_stats = {"startup_seconds": 0.0, "wait_seconds": 0.0}
+        """Seconds the learner waited for the collector: before its first chunk, and after."""
+        collector = Collector(cfg, self.algo, agent, self._seeds, start, limiter, updates=self.updates_done)
+        try:
+            while True:
+                while (msg := collector.get(0)) is not None:
+                    handle(msg)
+                if flags["checkpoint"]:
+                    flags["checkpoint"] = False
+                    state = pause_and_catch_up()
+                    untimed_start()
+                    self.save_checkpoint(periodic=True, states=state["env_states"])
+                    untimed_end()
+                    self._saved_env_states = None
+                    collector.resume()
+                    continue
+                if self.solved:
+                    break
+                if limiter.can_update(self.iterations, self.updates_done):
+                    learn_one()
+                    continue
+                if self.env_steps >= cfg.total_steps:
+                    break
+                w0 = time.perf_counter()
+                msg = collector.get()
+                waited = time.perf_counter() - w0
+                if self.env_steps == start["env_steps"]:  # the child's imports and env setup: like the
+                    self.concurrent_stats["startup_seconds"] += waited  # sequential envs' (made in
+                    clock["tic"] += waited  # __init__), not part of train_seconds
+                else:
+                    self.concurrent_stats["wait_seconds"] += waited
+                if msg is not None:
+                    handle(msg)
+            state = pause_and_catch_up()
+            if _crossed(int(clock["log_step"]), self.env_steps, cfg.log_every) or self.solved or sums:
+                log_now()
+            untimed_start()
+            solved_by_eval = self.solved and cfg.solve_on == "eval"  # that evaluation rated the final policy
+            if not solved_by_eval and (not self.evals or self.evals[-1]["step"] != self.env_steps):
+                self._evaluate()
+            self.save_checkpoint(periodic=False, states=state["env_states"])
+        finally:
+            collector.close()
+            if bar is not None:
+                bar.close()
+            self.logger.close()
+        try:
+            from fastrl.plots import plot_runs
+
+            plot_runs([self.run_dir], self.run_dir / "training.png")
+        except ImportError:
+            pass
+        return self.result()
+
     def close(self) -> None:
         self.envs.close()
         for e in self._eval_envs or []:
@@ -398,9 +592,10 @@ class Trainer:
             "agent": self.agent.state_dict(),
         }
 
-    def save_checkpoint(self, periodic: bool) -> Path:
+    def save_checkpoint(self, periodic: bool, states: list[dict[str, Any]] | None = None) -> Path:
         """Write ``last.pt`` (everything needed to resume, with the buffer beside it) and, if
-        ``periodic``, ``step_<N>.pt``. Returns the path of last.pt."""
+        ``periodic``, ``step_<N>.pt``. Returns the path of last.pt. ``states``: the envs' states
+        (a concurrent run's, from its collector) instead of those of ``self.envs``."""
         ckpt_dir = self.run_dir / "checkpoints"
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         buffer_file = None
@@ -422,7 +617,7 @@ class Trainer:
                 "ep_return": torch.from_numpy(self.ep_return.copy()),
                 "ep_len": torch.from_numpy(self.ep_len.copy()),
                 "obs": torch.from_numpy(np.asarray(self.obs).copy()),
-                "env_states": env_states(self.envs),
+                "env_states": states if states is not None else env_states(self.envs),
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
@@ -454,6 +649,7 @@ class Trainer:
             torch.set_rng_state(t["torch_rng"])
             if t["cuda_rng"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(t["cuda_rng"])
+            self._saved_env_states = list(t["env_states"])
             obs = restore_env_states(self.envs, t["env_states"])
             saved_obs = t["obs"].numpy()
         except (KeyError, TypeError, AttributeError) as e:
