@@ -71,6 +71,11 @@ class TrainConfig:
     """CPU threads for torch (small networks run fastest on 1); 0 keeps torch's default."""
     runs_dir: str = "runs"
     """Folder that holds run directories (runs/<env>-<algo>-<time>/)."""
+    prefetch: bool = False
+    """Sample the next batch in a background C++ thread (into pinned memory for CUDA) while the
+    current one trains. Each batch is drawn one update earlier, before the newest transitions and
+    priorities are written: deterministic for a seed, but not the same run as without prefetch, and
+    a resume does not repeat the draw that was in flight at the checkpoint."""
     concurrent: bool = False
     """Collect and learn at once: a child process steps the envs with a copy of the policy (synced every
     sync_every updates) while this one updates; updates per env step stay those of the sequential loop

@@ -192,6 +192,7 @@ class Trainer:
         self.ep_return = np.zeros(cfg.num_envs)
         self.ep_len = np.zeros(cfg.num_envs, dtype=np.int64)
         self._eval_envs: list[gym.Env] | None = None
+        self._prefetcher: Any = None  # buffer.prefetcher(...) of a prefetch run, made at the first sample
 
         if ckpt is not None:
             self.run_dir = Path(run_dir)  # type: ignore[arg-type]
@@ -229,6 +230,7 @@ class Trainer:
 
                 # 2. step the envs and store the transitions (true final observations where episodes end)
                 next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+                self._before_write()
                 buffer.extend(
                     self.obs,
                     actions,
@@ -277,6 +279,7 @@ class Trainer:
                             sums[k] = sums[k] + v if k in sums else v
                             counts[k] = counts.get(k, 0) + 1
                         if prioritized:  # the buffer adds per_eps: priority = |td| + eps
+                            self._before_write()
                             buffer.update_priorities(self._batch_indices, agent.td_abs)  # type: ignore[attr-defined]
 
                 # 5. log, evaluate, checkpoint (outside the timed part)
@@ -321,6 +324,7 @@ class Trainer:
                 self._evaluate()
             self.save_checkpoint(periodic=False)
         finally:
+            self._close_prefetcher()
             if bar is not None:
                 bar.close()
             self.logger.close()
@@ -371,6 +375,7 @@ class Trainer:
                 sums[k] = sums[k] + v if k in sums else v
                 counts[k] = counts.get(k, 0) + 1
             if prioritized:
+                self._before_write()
                 buffer.update_priorities(self._batch_indices, agent.td_abs)
             self.updates_done += 1
             collector.set_updates(self.updates_done)
@@ -404,6 +409,7 @@ class Trainer:
             """Insert one chunk ([T, N, ...] arrays) and keep the books of each of its steps."""
             T = len(d["rewards"])
             flat = {k: v.reshape(T * n, *v.shape[2:]) for k, v in d.items()}
+            self._before_write()
             buffer.extend(flat["observations"], flat["actions"], flat["rewards"],
                           flat["next_observations"], flat["terminated"], flat["truncated"])
             for t in range(T):
@@ -507,6 +513,7 @@ class Trainer:
                 self._evaluate()
             self.save_checkpoint(periodic=False, states=state["env_states"])
         finally:
+            self._close_prefetcher()
             collector.close()
             if bar is not None:
                 bar.close()
@@ -520,6 +527,7 @@ class Trainer:
         return self.result()
 
     def close(self) -> None:
+        self._close_prefetcher()
         self.envs.close()
         for e in self._eval_envs or []:
             e.close()
@@ -544,9 +552,27 @@ class Trainer:
         if getattr(cfg, "prioritized", False):
             frac = min(1.0, self.env_steps / cfg.total_steps)
             kwargs["beta"] = cfg.per_beta_start + frac * (1.0 - cfg.per_beta_start)
-        batch = self.buffer.sample(cfg.batch_size, device=self.device, **kwargs)
+        if cfg.prefetch:
+            beta = kwargs.pop("beta", None)
+            if self._prefetcher is None:
+                extra = {} if beta is None else {"beta": beta}
+                self._prefetcher = self.buffer.prefetcher(cfg.batch_size, device=self.device, **kwargs, **extra)
+            batch = self._prefetcher.next(beta=beta)
+        else:
+            batch = self.buffer.sample(cfg.batch_size, device=self.device, **kwargs)
         self._batch_indices = batch.indices
         return batch
+
+    def _before_write(self) -> None:
+        """With prefetch: let the background draw finish before the buffer changes (so that what
+        it draws does not depend on thread timing)."""
+        if self._prefetcher is not None:
+            self._prefetcher.wait()
+
+    def _close_prefetcher(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+            self._prefetcher = None
 
     def _evaluate(self) -> dict[str, float]:
         cfg = self.cfg
@@ -596,6 +622,7 @@ class Trainer:
         """Write ``last.pt`` (everything needed to resume, with the buffer beside it) and, if
         ``periodic``, ``step_<N>.pt``. Returns the path of last.pt. ``states``: the envs' states
         (a concurrent run's, from its collector) instead of those of ``self.envs``."""
+        self._before_write()  # the buffer and its generator are read: no draw in flight
         ckpt_dir = self.run_dir / "checkpoints"
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         buffer_file = None

@@ -290,3 +290,29 @@ def test_frame_stack_and_dueling_run(tmp_path):
 def test_cuda_smoke_run(tmp_path):
     r = train(tiny(device="cuda"), run_dir=tmp_path / "run", progress=False)
     assert r.env_steps == 300
+
+
+@pytest.mark.parametrize("extra", [{}, dict(prioritized=True, n_step=3)])
+def test_prefetch_runs_are_deterministic_and_learn_from_the_buffer(tmp_path, extra):
+    """prefetch=True: the background draws wait for every write, so a seed repeats exactly; the
+    run differs from one without prefetch (each batch is drawn one update earlier: before the env
+    step that came since, with an update every step)."""
+    extra = dict(total_steps=400, train_freq=1, gradient_steps=1, **extra)
+    cfg = tiny(prefetch=True, **extra)
+    runs = [train(cfg, run_dir=tmp_path / name, progress=False, tensorboard=False) for name in "ab"]
+    plain = train(tiny(**extra), run_dir=tmp_path / "plain", progress=False, tensorboard=False)
+    q = [checkpoint.load(r.run_dir / "checkpoints" / "last.pt")["agent"]["q"] for r in (*runs, plain)]
+    assert all(torch.equal(q[0][k], q[1][k]) for k in q[0])
+    assert not all(torch.equal(q[0][k], q[2][k]) for k in q[0])
+    assert runs[0].env_steps == 400
+
+
+def test_prefetch_run_resumes(tmp_path):
+    cfg = tiny(prefetch=True, total_steps=300, checkpoint_every=150)
+    train(cfg, run_dir=tmp_path / "run", progress=False, tensorboard=False)
+    t = Trainer(with_overrides(cfg, {"total_steps": 450}), resume=tmp_path / "run", progress=False)
+    try:
+        r = t.train()
+        assert r.env_steps == 450 and t._prefetcher is None  # closed at the end of train()
+    finally:
+        t.close()
