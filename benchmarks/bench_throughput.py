@@ -17,7 +17,7 @@ RL-Zoo's LunarLander DQN setting run by both libraries with the same algorithm (
 no Double DQN, Huber loss, hard target copies every 250 steps, 256x256, batch 128, one update per
 env step). CleanRL is not run: its PyPI release (0.4.8) needs gym, not gymnasium.
 
-    python benchmarks/bench_throughput.py [--steps 10000] [--repeats 3] [--no-sb3] [--only NAME]
+    python benchmarks/bench_throughput.py [--steps 10000] [--repeats 3] [--no-sb3] [--only NAME] [--concurrent]
 """
 
 from __future__ import annotations
@@ -184,8 +184,11 @@ def floor(s: Setting, cfg: Any) -> dict[str, float]:
     return {"update": median_time(update, 200), "act": median_time(act, 2000), "env": median_time(step, 2000)}
 
 
-def run_fastrl(cfg: Any, algo: str) -> tuple[float, float]:
-    """(seconds per env step, updates per env step) of one training run."""
+def run_fastrl(cfg: Any, algo: str, concurrent: bool = False) -> tuple[float, float]:
+    """(seconds per env step, updates per env step) of one training run; with ``concurrent`` a
+    collector process steps the envs (its start-up, importing torch, is not counted)."""
+    if concurrent:
+        cfg = with_overrides(cfg, {"concurrent": True})
     with tempfile.TemporaryDirectory() as d:
         t = Trainer(cfg, algo=algo, run_dir=d, progress=False, tensorboard=False)
         r = t.train()
@@ -224,6 +227,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-sb3", action="store_true")
     p.add_argument("--only", nargs="*", default=None, help="labels (substrings) of the settings to run")
+    p.add_argument("--concurrent", action="store_true",
+                   help="also run fastrl with concurrent=true (both cores: a collector process)")
     args = p.parse_args(argv)
     try:
         import stable_baselines3  # noqa: F401
@@ -233,19 +238,22 @@ def main(argv=None):
     print(f"torch {torch.__version__}, 1 thread, {os.cpu_count()} CPUs, {args.steps} env steps per run, "
           f"medians of {args.repeats} runs; us per env step; load {os.getloadavg()[0]:.2f}")
     head = f"{'setting':<22}{'upd/step':>9}{'update':>8}{'act':>6}{'env':>6}{'floor':>7}" \
-           f"{'fastrl':>8}{'overhead':>9}" + (f"{'sb3':>8}{'overhead':>9}{'sb3/fastrl':>11}" if sb3 else "")
+           f"{'fastrl':>8}{'overhead':>9}" + (f"{'sb3':>8}{'overhead':>9}{'sb3/fastrl':>11}" if sb3 else "") \
+           + (f"{'2-core':>8}{'sb3/2-core':>11}" if args.concurrent else "")
     print(head)
     for s in SETTINGS:
         if args.only and not any(o.lower() in s.label.lower() for o in args.only):
             continue
         cfg = config(s, args.steps)
         fl = floor(s, cfg)
-        fr, sr = [], []
+        fr, sr, cr = [], [], []
         for _ in range(args.repeats):  # alternate, so that load hits both alike
             sec, ups = run_fastrl(cfg, s.algo)
             fr.append(sec)
             if sb3:
                 sr.append(run_sb3(s, cfg, args.steps))
+            if args.concurrent:
+                cr.append(run_fastrl(cfg, s.algo, concurrent=True)[0])
         f = statistics.median(fr)
         # the updates the run made per env step (none during the learning_starts burn-in); SB3
         # makes the same number at these settings
@@ -255,10 +263,14 @@ def main(argv=None):
         if sb3:
             sm = statistics.median(sr)
             row += f"{sm * 1e6:>8.0f}{(sm / per_step - 1) * 100:>8.0f}%{sm / f:>10.2f}x"
+        if args.concurrent:
+            c = statistics.median(cr)
+            row += f"{c * 1e6:>8.0f}" + (f"{sm / c:>10.2f}x" if sb3 else "")
         print(row, flush=True)
     print("\nupd/step: updates per env step made in the run (the burn-in has none);"
           "\noverhead = time per env step above the floor (env + act + upd/step x update);"
-          "\nsb3/fastrl = SB3's time per env step / fastrl's (higher: fastrl faster); load "
+          "\nsb3/fastrl = SB3's time per env step / fastrl's (higher: fastrl faster); 2-core: fastrl with"
+          "\nconcurrent=true (a collector process; its start-up not counted); load "
           f"{os.getloadavg()[0]:.2f} at the end")
 
 
