@@ -247,29 +247,7 @@ class Trainer:
                 agent.after_env_step(done)
 
                 # 3. episode bookkeeping
-                self.ep_return += rewards
-                self.ep_len += 1
-                if done.any():
-                    for i in np.flatnonzero(done):
-                        self.recent_returns.append(float(self.ep_return[i]))
-                        lengths.append(int(self.ep_len[i]))
-                        self.logger.log(
-                            self.env_steps,
-                            **{
-                                "charts/episodic_return": self.ep_return[i],
-                                "charts/episodic_length": self.ep_len[i],
-                            },
-                        )
-                    self.episodes += int(done.sum())
-                    self.ep_return[done] = 0.0
-                    self.ep_len[done] = 0
-                    if (
-                        cfg.solve_on == "rolling"
-                        and cfg.solved_threshold is not None
-                        and len(self.recent_returns) == 100
-                        and np.mean(self.recent_returns) >= cfg.solved_threshold
-                    ):
-                        self.solved = True
+                self._book_episodes(rewards, done, lengths)
 
                 # 4. learn
                 if self.env_steps >= cfg.learning_starts and self.iterations % cfg.train_freq == 0:
@@ -328,13 +306,7 @@ class Trainer:
             if bar is not None:
                 bar.close()
             self.logger.close()
-        try:
-            from fastrl.plots import plot_runs
-
-            plot_runs([self.run_dir], self.run_dir / "training.png")
-        except ImportError:
-            pass
-        return self.result()
+        return self._plot_and_result()
 
     # ------------------------------------------------------------------ the concurrent loop
     def _train_concurrent(self) -> TrainResult:
@@ -419,24 +391,7 @@ class Trainer:
                 self.env_steps += n
                 self.iterations += 1
                 agent.after_env_step(done)  # the learner's schedule follows the collector's (logs, checkpoints)
-                self.ep_return += rewards
-                self.ep_len += 1
-                if done.any():
-                    for i in np.flatnonzero(done):
-                        self.recent_returns.append(float(self.ep_return[i]))
-                        lengths.append(int(self.ep_len[i]))
-                        self.logger.log(self.env_steps, **{"charts/episodic_return": self.ep_return[i],
-                                                           "charts/episodic_length": self.ep_len[i]})
-                    self.episodes += int(done.sum())
-                    self.ep_return[done] = 0.0
-                    self.ep_len[done] = 0
-                    if (
-                        cfg.solve_on == "rolling"
-                        and cfg.solved_threshold is not None
-                        and len(self.recent_returns) == 100
-                        and np.mean(self.recent_returns) >= cfg.solved_threshold
-                    ):
-                        self.solved = True
+                self._book_episodes(rewards, done, lengths)
                 if _crossed(prev_steps, self.env_steps, cfg.log_every):
                     log_now()
                 if cfg.eval_every and _crossed(prev_steps, self.env_steps, cfg.eval_every) and not self.solved:
@@ -518,6 +473,35 @@ class Trainer:
             if bar is not None:
                 bar.close()
             self.logger.close()
+        return self._plot_and_result()
+
+    def _book_episodes(self, rewards: np.ndarray, done: np.ndarray, lengths: deque[int]) -> None:
+        """Add one vector step's rewards; log, count and reset the episodes that ``done`` ended;
+        with ``solve_on="rolling"``, set ``solved`` once the last 100 returns reach the threshold."""
+        cfg = self.cfg
+        self.ep_return += rewards
+        self.ep_len += 1
+        if not done.any():
+            return
+        for i in np.flatnonzero(done):
+            self.recent_returns.append(float(self.ep_return[i]))
+            lengths.append(int(self.ep_len[i]))
+            self.logger.log(
+                self.env_steps,
+                **{"charts/episodic_return": self.ep_return[i], "charts/episodic_length": self.ep_len[i]},
+            )
+        self.episodes += int(done.sum())
+        self.ep_return[done] = 0.0
+        self.ep_len[done] = 0
+        if (
+            cfg.solve_on == "rolling"
+            and cfg.solved_threshold is not None
+            and len(self.recent_returns) == 100
+            and np.mean(self.recent_returns) >= cfg.solved_threshold
+        ):
+            self.solved = True
+
+    def _plot_and_result(self) -> TrainResult:
         try:
             from fastrl.plots import plot_runs
 
