@@ -452,11 +452,14 @@ class ReplayBuffer:
         """A background sampler: a C++ thread draws the next batch (uniformly, as :meth:`sample`
         with these arguments) into host memory, pinned for CUDA, while you train on the current
         one; see :mod:`fastrl.prefetch` for the order of draws and when to call ``wait()``."""
+        return self._prefetcher(batch_size, device, n_step, gamma, None)
+
+    def _prefetcher(self, batch_size: Any, device: Any, n_step: Any, gamma: Any, beta: float | None) -> Prefetcher:
         batch_size = self._check_batch_bytes(_check_batch_size(batch_size))
         if n_step != 1 or gamma is not None:
             n_step, gamma = _check_nstep(n_step, gamma)
         return Prefetcher(self, batch_size, torch.device("cpu") if device is None else torch.device(device),
-                          n_step, gamma, None)
+                          n_step, gamma, beta)
 
     def empty_batch(self, batch_size: int, *, device: Any = None, pin_memory: bool = False,
                     discounts: bool = False) -> Batch:

@@ -43,8 +43,10 @@ class Prefetcher:
 
     def __init__(self, buffer: ReplayBuffer, batch_size: int, device: torch.device, n_step: int,
                  gamma: float | None, beta: float | None) -> None:
-        from fastrl.buffer import _N_STD
+        from fastrl.buffer import _N_STD, _to_device
+        from fastrl.prioritized import _real
 
+        self._to_device, self._real = _to_device, _real  # (imported here: those modules import this one)
         self._device = device
         cuda = device.type == "cuda"
         discounts = gamma is not None
@@ -77,9 +79,7 @@ class Prefetcher:
         if beta is not None:
             if not self._prioritized:
                 raise ValueError("beta is for prioritized buffers; this buffer samples uniformly")
-            from fastrl.prioritized import _real
-
-            self._beta = _real("beta", beta)
+            self._beta = self._real("beta", beta)
         if self._refill:  # the last draw failed: draw this slot again
             self._refill = False
             self._core.request(self._next, self._beta)
@@ -98,9 +98,7 @@ class Prefetcher:
         batch = self._slots[k]
         if self._device.type == "cpu":
             return batch
-        from fastrl.buffer import _to_device
-
-        out = _to_device(batch, self._device)
+        out = self._to_device(batch, self._device)
         if self._device.type == "cuda":
             self._events[k] = torch.cuda.Event()
             self._events[k].record()

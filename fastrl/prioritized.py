@@ -219,11 +219,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         """As :meth:`ReplayBuffer.prefetcher`, drawing prioritized batches; ``pf.next(beta=b)``
         sets the beta of the draws that follow (each batch is drawn one ``next()`` ahead, so it
         does not see the priorities updated since: a lag of one batch)."""
-        batch_size = self._check_batch_bytes(_check_batch_size(batch_size))
-        if n_step != 1 or gamma is not None:
-            n_step, gamma = _check_nstep(n_step, gamma)
-        return Prefetcher(self, batch_size, torch.device("cpu") if device is None else torch.device(device),
-                          n_step, gamma, _real("beta", beta))
+        return self._prefetcher(batch_size, device, n_step, gamma, _real("beta", beta))
 
     def empty_batch(self, batch_size: int, *, device: Any = None, pin_memory: bool = False,
                     discounts: bool = False) -> Batch:

@@ -181,6 +181,7 @@ class Trainer:
             self.envs.close()
             raise
         self.buffer = _make_buffer(cfg, self.envs, int(seeds[1]))
+        self._prioritized = bool(getattr(cfg, "prioritized", False))  # DQN's option only
 
         # Counters and episode statistics (all saved in checkpoints).
         self.env_steps = self.iterations = self.episodes = 0
@@ -213,7 +214,6 @@ class Trainer:
             return self._train_concurrent()
         cfg, agent, n = self.cfg, self.agent, self.cfg.num_envs
         buffer: Any = self.buffer
-        prioritized = getattr(cfg, "prioritized", False)
         bar = _progress_bar(cfg.total_steps, self.env_steps, self.progress, self.run_dir.name)
         sums: dict[str, torch.Tensor] = {}  # update metrics summed on the device since the last log
         counts: dict[str, int] = {}  # how many updates returned each metric (TD3's actor loss: fewer)
@@ -252,13 +252,7 @@ class Trainer:
                 # 4. learn
                 if self.env_steps >= cfg.learning_starts and self.iterations % cfg.train_freq == 0:
                     for _ in range(cfg.gradient_steps):
-                        metrics = agent.update(self._sample())
-                        for k, v in metrics.items():
-                            sums[k] = sums[k] + v if k in sums else v
-                            counts[k] = counts.get(k, 0) + 1
-                        if prioritized:  # the buffer adds per_eps: priority = |td| + eps
-                            self._before_write()
-                            buffer.update_priorities(self._batch_indices, agent.td_abs)  # type: ignore[attr-defined]
+                        self._learn_once(sums, counts)
 
                 # 5. log, evaluate, checkpoint (outside the timed part)
                 if _crossed(prev_steps, self.env_steps, cfg.log_every) or self.solved:
@@ -267,24 +261,7 @@ class Trainer:
                     tic = now
                     sps = (self.env_steps - last_log_step) / max(now - last_log_time, 1e-9)
                     last_log_time, last_log_step = now, self.env_steps
-                    shown = agent.progress()  # e.g. charts/epsilon, charts/noise_scale
-                    self.logger.log(
-                        self.env_steps,
-                        **{k: v / counts[k] for k, v in sums.items()},  # means; float() syncs here
-                        **shown,
-                        **{"perf/sps": sps},
-                    )
-                    sums, counts = {}, {}
-                    if bar is not None:
-                        bar.set_postfix(
-                            ret10=f"{np.mean(list(self.recent_returns)[-10:]):.1f}"
-                            if self.recent_returns
-                            else "-",
-                            len=f"{np.mean(lengths):.0f}" if lengths else "-",
-                            **{k.rsplit("/", 1)[-1]: f"{v:.3g}" for k, v in shown.items()},
-                            sps=f"{sps:.0f}",
-                            refresh=False,
-                        )
+                    self._log_metrics(sums, counts, sps, lengths, bar)
                 if cfg.eval_every and _crossed(prev_steps, self.env_steps, cfg.eval_every):
                     self.train_seconds += time.perf_counter() - tic
                     self._evaluate()
@@ -325,7 +302,6 @@ class Trainer:
 
         cfg, agent, n = self.cfg, self.agent, self.cfg.num_envs
         buffer: Any = self.buffer
-        prioritized = getattr(cfg, "prioritized", False)
         limiter = RateLimiter.from_config(cfg)
         self.updates_done = limiter.updates_due(self.iterations)
         bar = _progress_bar(cfg.total_steps, self.env_steps, self.progress, self.run_dir.name)
@@ -342,13 +318,7 @@ class Trainer:
             clock["tic"] = time.perf_counter()
 
         def learn_one() -> None:
-            metrics = agent.update(self._sample())
-            for k, v in metrics.items():
-                sums[k] = sums[k] + v if k in sums else v
-                counts[k] = counts.get(k, 0) + 1
-            if prioritized:
-                self._before_write()
-                buffer.update_priorities(self._batch_indices, agent.td_abs)
+            self._learn_once(sums, counts)
             self.updates_done += 1
             collector.set_updates(self.updates_done)
             if self.updates_done % cfg.sync_every == 0:
@@ -358,24 +328,8 @@ class Trainer:
             now = time.perf_counter()
             sps = (self.env_steps - clock["log_step"]) / max(now - clock["log_time"], 1e-9)
             clock["log_time"], clock["log_step"] = now, self.env_steps
-            shown = agent.progress()
             lag = limiter.updates_due(self.iterations) - self.updates_done
-            self.logger.log(
-                self.env_steps,
-                **{k: v / counts[k] for k, v in sums.items()},
-                **shown,
-                **{"perf/sps": sps, "perf/update_lag": float(lag)},
-            )
-            sums.clear()
-            counts.clear()
-            if bar is not None:
-                bar.set_postfix(
-                    ret10=f"{np.mean(list(self.recent_returns)[-10:]):.1f}" if self.recent_returns else "-",
-                    len=f"{np.mean(lengths):.0f}" if lengths else "-",
-                    **{k.rsplit("/", 1)[-1]: f"{v:.3g}" for k, v in shown.items()},
-                    sps=f"{sps:.0f}",
-                    refresh=False,
-                )
+            self._log_metrics(sums, counts, sps, lengths, bar, **{"perf/update_lag": float(lag)})
 
         def consume(d: dict[str, np.ndarray]) -> None:
             """Insert one chunk ([T, N, ...] arrays) and keep the books of each of its steps."""
@@ -475,6 +429,41 @@ class Trainer:
             self.logger.close()
         return self._plot_and_result()
 
+    def _learn_once(self, sums: dict[str, torch.Tensor], counts: dict[str, int]) -> None:
+        """One gradient step on a sampled batch; its metrics summed into ``sums`` (on the device,
+        no sync) and counted; with prioritized replay the batch's priorities set to ``|td| + eps``."""
+        metrics = self.agent.update(self._sample())
+        for k, v in metrics.items():
+            sums[k] = sums[k] + v if k in sums else v
+            counts[k] = counts.get(k, 0) + 1
+        if self._prioritized:  # the buffer adds per_eps
+            self._before_write()
+            self.buffer.update_priorities(self._batch_indices, self.agent.td_abs)  # type: ignore[attr-defined]
+
+    def _log_metrics(self, sums: dict[str, torch.Tensor], counts: dict[str, int], sps: float,
+                     lengths: deque[int], bar: Any, **extra: float) -> None:
+        """Log the mean update metrics since the last log (``float()`` syncs here), the agent's
+        scalars (e.g. charts/epsilon), ``perf/sps`` and ``extra``; empty ``sums`` and ``counts``;
+        refresh the progress bar."""
+        shown = self.agent.progress()
+        self.logger.log(
+            self.env_steps,
+            **{k: v / counts[k] for k, v in sums.items()},
+            **shown,
+            **{"perf/sps": sps},
+            **extra,
+        )
+        sums.clear()
+        counts.clear()
+        if bar is not None:
+            bar.set_postfix(
+                ret10=f"{np.mean(list(self.recent_returns)[-10:]):.1f}" if self.recent_returns else "-",
+                len=f"{np.mean(lengths):.0f}" if lengths else "-",
+                **{k.rsplit("/", 1)[-1]: f"{v:.3g}" for k, v in shown.items()},
+                sps=f"{sps:.0f}",
+                refresh=False,
+            )
+
     def _book_episodes(self, rewards: np.ndarray, done: np.ndarray, lengths: deque[int]) -> None:
         """Add one vector step's rewards; log, count and reset the episodes that ``done`` ended;
         with ``solve_on="rolling"``, set ``solved`` once the last 100 returns reach the threshold."""
@@ -533,7 +522,7 @@ class Trainer:
         kwargs: dict[str, Any] = {}
         if cfg.n_step > 1:
             kwargs.update(n_step=cfg.n_step, gamma=cfg.gamma)
-        if getattr(cfg, "prioritized", False):
+        if self._prioritized:
             frac = min(1.0, self.env_steps / cfg.total_steps)
             kwargs["beta"] = cfg.per_beta_start + frac * (1.0 - cfg.per_beta_start)
         if cfg.prefetch:
