@@ -18,10 +18,10 @@ import time
 def fastrl_run(env_id: str, steps: int, concurrent: bool, seed: int, learn: bool, **extra: object) -> dict:
     import tempfile
 
-    from fastrl.collector import RateLimiter
+    from fastrl.training.collector import RateLimiter
     from fastrl.config import with_overrides
-    from fastrl.presets import preset
-    from fastrl.trainer import Trainer
+    from fastrl.agents.presets import preset
+    from fastrl.training.trainer import Trainer
 
     cfg = preset("dqn", env_id)
     over: dict = {"seed": seed, "concurrent": concurrent, **extra}
@@ -58,7 +58,7 @@ def sb3_run(env_id: str, steps: int, seed: int) -> dict:
     import torch
     from stable_baselines3 import DQN
 
-    from fastrl.presets import preset
+    from fastrl.agents.presets import preset
 
     torch.set_num_threads(1)
     c = preset("dqn", env_id)

@@ -4,7 +4,7 @@ Stable-Baselines3 with RL-Zoo settings (``sb3-dqn``, ``sb3-ddpg``).
 For each algorithm, env and seed: env steps, episodes and training wall time until the 20-episode
 greedy evaluation first reaches the threshold, the final policy's greedy evaluation (20 fresh
 episodes), and env steps per second. Every library is evaluated by the same code
-(fastrl.envs.evaluate, same seeds, every ``eval_every`` env steps) and evaluation time is excluded
+(fastrl.training.envs.evaluate, same seeds, every ``eval_every`` env steps) and evaluation time is excluded
 from every clock. DQN-family runs stop at the preset's solved threshold (CartPole 500, LunarLander
 230) or its step budget; DDPG / TD3 / SB3 DDPG train for their 20,000 steps on Pendulum.
 
@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 
 from fastrl.config import with_overrides
-from fastrl.envs import evaluate, make_env
-from fastrl.presets import preset
-from fastrl.trainer import Trainer
+from fastrl.training.envs import evaluate, make_env
+from fastrl.agents.presets import preset
+from fastrl.training.trainer import Trainer
 
 THRESHOLD = {"CartPole-v1": 475.0, "LunarLander-v3": 200.0, "Pendulum-v1": -200.0}
 MAX_EPISODES = {"LunarLander-v3": 500}  # the seed course's claim: 200 within about 500 episodes

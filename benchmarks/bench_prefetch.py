@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import fastrl
-from fastrl.nets import QNetwork
+from fastrl.agents.nets import QNetwork
 
 torch.set_num_threads(1)
 

@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from fastrl.summary import differences
-from fastrl.sweep import plan_sweep, run_sweep
+from fastrl.experiments.report import differences
+from fastrl.experiments.sweep import plan_sweep, run_sweep
 
 TARGET = 1 / 1.7
 

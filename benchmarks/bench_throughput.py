@@ -4,7 +4,7 @@ For each setting (algorithm, network, batch size, updates per env step) it measu
   floor/update  one bare update in a tight loop: the setting's own math written out by hand
                 (DQN: forward, Huber/MSE loss, backward, gradient clipping, Adam, target update;
                 DDPG: critic step, actor step, Polyak targets) with the cheapest ops fastrl knows
-                (fastrl.nets: the fused Adam kernel called directly, grads cleared and clipped
+                (fastrl.agents.nets: the fused Adam kernel called directly, grads cleared and clipped
                 without torch.optim's Python wrappers), so the overhead is all the rest,
   floor/act     one bare action (forward on one observation under inference_mode),
   floor/env     one bare env.step with random actions,
@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 
 from fastrl.config import with_overrides
-from fastrl.nets import Actor, Critic, adam, clear_grads_, clip_grads_, mlp, step_
-from fastrl.presets import preset
-from fastrl.trainer import Trainer
+from fastrl.agents.nets import Actor, Critic, adam, clear_grads_, clip_grads_, mlp, step_
+from fastrl.agents.presets import preset
+from fastrl.training.trainer import Trainer
 
 torch.set_num_threads(1)
 

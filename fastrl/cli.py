@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from fastrl.checkpoint import CheckpointError
+from fastrl.training.checkpoint import CheckpointError
 from fastrl.config import ConfigError
 
 
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument(
         "--out", help="PNG path (default: <first run>/curves.png, or curves.png for several)"
     )
-    from fastrl.sweep import add_parser as add_sweep_parser
+    from fastrl.experiments.sweep import add_parser as add_sweep_parser
 
     add_sweep_parser(sub)
     return p
@@ -116,15 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from fastrl.config import parse_assignments, with_overrides
-    from fastrl.presets import preset
-    from fastrl.trainer import Trainer, saved_run
+    from fastrl.agents.presets import preset
+    from fastrl.training.trainer import Trainer, saved_run
 
     overrides: dict[str, Any] = parse_assignments(args.set)
     for flag, key in (("steps", "total_steps"), ("seed", "seed"), ("device", "device")):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
     if args.resume:
-        from fastrl import checkpoint
+        from fastrl.training import checkpoint
 
         path = checkpoint.find(args.resume)
         algo, saved = saved_run(checkpoint.load(path), path)
@@ -161,9 +161,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from fastrl import checkpoint
-    from fastrl.evaluation import load_agent, record_video
-    from fastrl.envs import evaluate, make_env
+    from fastrl.training import checkpoint
+    from fastrl.training.evaluation import load_agent, record_video
+    from fastrl.training.envs import evaluate, make_env
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
@@ -186,7 +186,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from fastrl.plots import plot_runs
+    from fastrl.training.plots import plot_runs
 
     for r in args.runs:
         if not (Path(r) / "metrics.csv").is_file():
@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "sweep":
-            from fastrl.sweep import cmd_sweep
+            from fastrl.experiments.sweep import cmd_sweep
 
             return cmd_sweep(args)
         return {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot}[args.command](args)

@@ -1,9 +1,16 @@
-"""Exploration-rate (epsilon) schedules: constant, linear or exponential, advanced per step or per episode."""
+"""Schedules: :class:`Schedule`, the exploration rate (epsilon, noise scale) of an agent, constant,
+linear or exponential, advanced per step or per episode; :class:`LinearSchedule` and
+:class:`BetaSchedule`, a value as a function of the step (prioritized replay's beta)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
+
+import numpy as np
+
+from fastrl._util import check_real
 
 KINDS = ("constant", "linear", "exponential")
 UNITS = ("step", "episode")
@@ -71,3 +78,37 @@ class Schedule:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.t = int(state["t"])
+
+
+class LinearSchedule:
+    """A value moving linearly from ``start`` to ``end`` over ``horizon`` steps, then held at ``end``.
+
+    ``schedule(step)`` for ``step >= 0``; ``horizon`` is a number of steps (> 0).
+    """
+
+    def __init__(self, start: float, end: float, horizon: int) -> None:
+        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)):
+            raise TypeError(f"horizon must be an int, got {type(horizon).__name__}")
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        self.start = check_real("start", start, -math.inf)
+        self.end = check_real("end", end, -math.inf)
+        self.horizon = int(horizon)
+
+    def __call__(self, step: int) -> float:
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+            raise TypeError(f"step must be an int, got {type(step).__name__}")
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        frac = min(int(step), self.horizon) / self.horizon
+        return self.start + frac * (self.end - self.start)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(start={self.start}, end={self.end}, horizon={self.horizon})"
+
+
+class BetaSchedule(LinearSchedule):
+    """The importance-sampling exponent of prioritized replay: ``beta0`` to 1 over ``horizon`` steps."""
+
+    def __init__(self, beta0: float = 0.4, horizon: int = 100_000, end: float = 1.0) -> None:
+        super().__init__(check_real("beta0", beta0), check_real("end", end), horizon)

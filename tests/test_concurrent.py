@@ -6,10 +6,10 @@ import multiprocessing
 import numpy as np
 import pytest
 
-from fastrl.collector import CollectorError, RateLimiter
+from fastrl.training.collector import CollectorError, RateLimiter
 from fastrl.config import ConfigError, with_overrides
-from fastrl.presets import preset
-from fastrl.trainer import Trainer, train
+from fastrl.agents.presets import preset
+from fastrl.training.trainer import Trainer, train
 
 TINY = dict(learning_starts=100, eval_every=0, eval_episodes=2, log_every=50, batch_size=32)
 
@@ -153,7 +153,7 @@ def test_shared_weights_are_never_read_half_written():
     import torch
     import torch.multiprocessing as tmp
 
-    from fastrl.collector import SharedWeights
+    from fastrl.training.collector import SharedWeights
 
     net = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.Linear(256, 64))
     src = [t for t in net.state_dict().values()]

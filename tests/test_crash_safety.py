@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from fastrl import checkpoint
-from fastrl.logger import read_metrics
+from fastrl.training import checkpoint
+from fastrl.training.logger import read_metrics
 
 STEPS = 3000
 ARGS = ["--steps", str(STEPS), "--no-progress", "--set", "checkpoint_every=500", "--set", "eval_every=1000",

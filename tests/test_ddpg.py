@@ -12,10 +12,10 @@ from test_dqn import NStepBatch as B
 from fastrl.agents import ALGOS, algo_of, default_config
 from fastrl.agents.ddpg import DDPG, DDPGConfig
 from fastrl.config import ConfigError, with_overrides
-from fastrl.nets import Actor, Critic, polyak_
-from fastrl.noise import GaussianNoise, OUNoise
-from fastrl.presets import PRESETS, preset
-from fastrl.trainer import Trainer
+from fastrl.agents.nets import Actor, Critic, polyak_
+from fastrl.agents.noise import GaussianNoise, OUNoise
+from fastrl.agents.presets import PRESETS, preset
+from fastrl.training.trainer import Trainer
 
 
 def random_batch(n=8, obs_dim=3, act_dim=2, seed=0, low=-2.0, high=2.0, **kw):
@@ -320,7 +320,7 @@ def test_wrong_action_space_is_a_config_error(tmp_path):
 
 def test_replay_buffer_from_env_stores_box_actions():
     from fastrl import ReplayBuffer
-    from fastrl.envs import make_vec_env
+    from fastrl.training.envs import make_vec_env
 
     envs = make_vec_env("LunarLanderContinuous-v3", 2)
     try:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fastrl.agents.dqn import DQN, DQNConfig
-from fastrl.nets import NatureCNN, QNetwork
+from fastrl.agents.nets import NatureCNN, QNetwork
 from fastrl.schedules import Schedule
 
 

@@ -56,7 +56,7 @@ def test_truncated_and_flipped_files(tmp_path_factory, data):
 def _checkpoint_blob(tmp_path_factory):
     import torch
 
-    from fastrl import checkpoint
+    from fastrl.training import checkpoint
 
     g = torch.Generator().manual_seed(0)
     state = {"algo": "dqn", "config": {"env_id": "CartPole-v1", "seed": 3, "hidden_sizes": [4, 4]},
@@ -85,7 +85,7 @@ def _same_state(a, b):
 def test_damaged_checkpoints_raise_or_load_exactly(tmp_path_factory, data):
     """Checkpoints (torch zip files plus a BLAKE2 digest) truncated at random offsets or with random
     bytes flipped: CheckpointError (a ValueError), never a crash or a different state."""
-    from fastrl import checkpoint
+    from fastrl.training import checkpoint
 
     state, blob = _checkpoint_blob(tmp_path_factory)
     p = damaged(tmp_path_factory, data, blob, "damaged.pt")
@@ -100,9 +100,9 @@ def test_checkpoint_wrong_version_and_schema(tmp_path):
     import pytest
     import torch
 
-    from fastrl import checkpoint
+    from fastrl.training import checkpoint
     from fastrl.config import ConfigError
-    from fastrl.trainer import Trainer
+    from fastrl.training.trainer import Trainer
 
     state = {"format": checkpoint.FORMAT, "version": checkpoint.VERSION + 1, "algo": "dqn"}
     state["digest"] = checkpoint._digest(state)

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 
 from fastrl.agents.ddpg import DDPG, DDPGConfig
 from fastrl.agents.dqn import DQN, DQNConfig
-from fastrl.buffer import Batch
+from fastrl.replay.buffer import Batch
 from fastrl.config import ConfigError
-from fastrl.nets import LeanAdam, clip_grad_norm_, mlp
+from fastrl.agents.nets import LeanAdam, clip_grad_norm_, mlp
 
 OBS, N_ACT, B = 6, 3, 32
 
@@ -447,7 +447,7 @@ def test_cuda_graph_static_batch_filled_by_the_caller():
 
 @pytest.mark.parametrize("obs_shape", [(OBS,), (2, 3)])
 def test_layer_by_layer_forward_matches_the_containers(obs_shape):
-    from fastrl.nets import Actor, QNetwork
+    from fastrl.agents.nets import Actor, QNetwork
 
     torch.manual_seed(0)
     q, actor = QNetwork(obs_shape, N_ACT, (16, 16)), Actor(obs_shape, 2, (16,))

@@ -278,7 +278,7 @@ def test_old_files_without_layout_keys_load_as_the_full_layout(tmp_path):
     meta = buf._meta()
     for key in ("store_next_observations", "frame_stack", "frame_padding"):
         del meta["config"][key]
-    from fastrl import serialization
+    from fastrl.replay import persistence as serialization
     serialization.write_file(path, meta, list(buf._arrays(len(buf)).items()))
     loaded = ReplayBuffer.load(path)
     assert loaded.store_next_observations and loaded.frame_stack == 1
@@ -344,7 +344,7 @@ def test_mmap_damage_is_detected_and_existing_files_are_not_overwritten(tmp_path
 
 
 def test_mmap_buffers_are_not_limited_by_available_memory(tmp_path, monkeypatch):
-    import fastrl.buffer as fb
+    import fastrl.replay.buffer as fb
 
     monkeypatch.setattr(fb, "available_memory", lambda: 1 << 20)  # 1 MiB of RAM left
     with pytest.raises(ValueError, match="storage_path"):

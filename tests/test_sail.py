@@ -9,8 +9,8 @@ from test_dqn import Table, batch
 from fastrl.agents import ALGOS, algo_of, default_config
 from fastrl.agents.dqn import DQN, DQNConfig
 from fastrl.config import ConfigError, with_overrides
-from fastrl.presets import PRESETS, preset
-from fastrl.trainer import Trainer
+from fastrl.agents.presets import PRESETS, preset
+from fastrl.training.trainer import Trainer
 
 # states 0, 1, 2; actions 0, 1, 2
 ONLINE = [[1.0, 2.0, 0.0], [5.0, 3.0, 1.0], [0.0, 0.0, 9.0]]

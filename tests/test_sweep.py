@@ -16,9 +16,9 @@ import pytest
 
 from fastrl.agents import DQNConfig
 from fastrl.config import ConfigError
-from fastrl.executors import write_result
-from fastrl.summary import area_under_curve, collect, differences, read_csv, run_metrics
-from fastrl.sweep import (
+from fastrl.experiments.executors import write_result
+from fastrl.experiments.report import area_under_curve, collect, differences, read_csv, run_metrics
+from fastrl.experiments.sweep import (
     Range,
     grid_points,
     parse_grid,
@@ -144,7 +144,7 @@ def _ok(evals):
 def test_summary_statistics_by_hand(tmp_path):
     plan = plan_sweep("dqn", "CartPole-v1", grid=["buffer_size=1000,2000"], seeds=3, steps=3000,
                       overrides={"solved_threshold": "25"}, out=tmp_path / "s")
-    from fastrl.sweep import prepare_dir
+    from fastrl.experiments.sweep import prepare_dir
 
     prepare_dir(plan)
     d = plan.out

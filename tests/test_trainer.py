@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from fastrl import checkpoint
-from fastrl.buffer import ReplayBuffer
+from fastrl.training import checkpoint
+from fastrl.replay.buffer import ReplayBuffer
 from fastrl.config import ConfigError, with_overrides
-from fastrl.presets import PRESETS, preset
-from fastrl.trainer import Trainer, train
+from fastrl.agents.presets import PRESETS, preset
+from fastrl.training.trainer import Trainer, train
 
 TINY = dict(learning_starts=100, eval_every=0, eval_episodes=2, log_every=50, batch_size=32)
 

@@ -16,10 +16,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from fastrl.buffer import Batch
+from fastrl.replay.buffer import Batch
 from fastrl.config import ConfigError, TrainConfig, check_common
-from fastrl.nets import Actor, Critic, adam, clear_grads_, clip_grads_, polyak_, step_
-from fastrl.noise import GaussianNoise, OUNoise
+from fastrl.agents.nets import Actor, Critic, adam, clear_grads_, clip_grads_, polyak_, step_
+from fastrl.agents.noise import GaussianNoise, OUNoise
 from fastrl.schedules import Schedule
 
 

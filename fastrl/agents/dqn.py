@@ -11,9 +11,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fastrl.buffer import Batch
+from fastrl.replay.buffer import Batch
 from fastrl.config import ConfigError, TrainConfig, check_common
-from fastrl.nets import QNetwork, adam, clear_grads_, clip_grads_, copy_buffers_, polyak_, step_
+from fastrl.agents.nets import QNetwork, adam, clear_grads_, clip_grads_, copy_buffers_, polyak_, step_
 from fastrl.schedules import Schedule
 
 
@@ -124,7 +124,7 @@ class DQN:
         pixels: use the Nature CNN torso (observations ``uint8[B, C, H, W]``).
         seed: seeds the exploration generator (numpy) used by :meth:`act`.
         network: your own Q-network (``[B, *obs_shape] -> float32[B, n_actions]``) instead of
-            :class:`fastrl.nets.QNetwork`; the target network is a deep copy of it.
+            :class:`fastrl.agents.nets.QNetwork`; the target network is a deep copy of it.
     """
 
     def __init__(

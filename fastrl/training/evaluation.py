@@ -7,15 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from fastrl import checkpoint
-from fastrl.envs import make_env
+from fastrl.training import checkpoint
+from fastrl.training.envs import make_env
 
 
 def load_agent(path: str | Path, device: Any = "cpu") -> tuple[Any, Any]:
     """``(agent, config)`` from a checkpoint file (best.pt, last.pt or step_*.pt)."""
     from fastrl.agents import get_algo
     from fastrl.config import ConfigError
-    from fastrl.trainer import resolve_device, saved_run
+    from fastrl.training.trainer import resolve_device, saved_run
 
     state = checkpoint.load(path)
     algo, cfg = saved_run(state, path)

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fastrl.logger import read_metrics
+from fastrl.training.logger import read_metrics
 
 PANELS = (
     (("charts/episodic_return",), "training return (10-episode mean)"),

@@ -5,51 +5,22 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 
-from fastrl import _core, serialization, storage
-from fastrl._schema import STANDARD_FIELDS, Field, build_fields
-from fastrl.prefetch import Prefetcher
+from fastrl import _core
+from fastrl.replay import persistence as serialization
+from fastrl.replay import storage
+from fastrl.replay.schema import STANDARD_FIELDS, Field, build_fields
+from fastrl.replay.batch import N_STD as _N_STD
+from fastrl.replay.batch import TORCH_DTYPES as _TORCH_DTYPES
+from fastrl.replay.batch import Batch, copy_batch as _copy_batch, to_device as _to_device
+from fastrl.replay.prefetch import Prefetcher
 
-_N_STD = len(STANDARD_FIELDS)
 _COMPACT_FROM_BYTES = 1024  # auto layout: observations stored once from this row size on
 _RETURN_FIELDS = {"returns": "float32", "has_return": "bool"}  # computed by C++ (episode_returns_gamma)
-_TORCH_DTYPES = {"bool": torch.bool, "uint8": torch.uint8, "int32": torch.int32, "int64": torch.int64,
-                 "float32": torch.float32, "float64": torch.float64}
-
-
-class Batch(NamedTuple):
-    """A sampled batch. Tensors share memory with the arrays C++ filled (no copy on CPU).
-
-    observations: ``obs_dtype[B, *obs_shape]``; actions: ``act_dtype[B, *action_shape]``;
-    rewards: ``float32[B]``; next_observations: ``obs_dtype[B, *obs_shape]``;
-    terminated, truncated: ``bool[B]``; indices: ``int64[B]`` ids of the sampled rows (the
-    slot in the storage is ``indices % capacity``); extras: the user-declared fields by name,
-    plus ``returns: float32[B]`` and ``has_return: bool[B]`` when the buffer keeps episode
-    returns (``episode_returns_gamma``); weights: ``float32[B]`` importance weights from a
-    prioritized buffer, None otherwise.
-
-    With n-step sampling (``sample(..., n_step=n, gamma=g)``) ``rewards`` is the discounted sum of
-    the k <= n rewards summed (float32, or float64 for a float64 reward field);
-    ``next_observations``, ``terminated`` and ``truncated`` are those of the last summed step, and
-    ``discounts: float[B]`` is ``g ** k``, so the target is
-    ``rewards + discounts * (1 - terminated) * V(next_observations)``. ``discounts`` is None
-    without ``gamma``.
-    """
-
-    observations: torch.Tensor
-    actions: torch.Tensor
-    rewards: torch.Tensor
-    next_observations: torch.Tensor
-    terminated: torch.Tensor
-    truncated: torch.Tensor
-    indices: torch.Tensor
-    extras: dict[str, torch.Tensor]
-    weights: torch.Tensor | None = None
-    discounts: torch.Tensor | None = None
 
 
 def _seed_value(seed: int | None) -> int:
@@ -283,7 +254,7 @@ class ReplayBuffer:
         supported), and sampled observations keep the env's stacked shape. Pass
         ``frame_stack=1`` to store the stacks as they are instead.
         """
-        from fastrl.spaces import frame_stack_of, schema_from_env
+        from fastrl.replay.spaces import frame_stack_of, schema_from_env
 
         spec = schema_from_env(env)
         for k in spec:
@@ -451,7 +422,7 @@ class ReplayBuffer:
                    gamma: float | None = None) -> Prefetcher:
         """A background sampler: a C++ thread draws the next batch (uniformly, as :meth:`sample`
         with these arguments) into host memory, pinned for CUDA, while you train on the current
-        one; see :mod:`fastrl.prefetch` for the order of draws and when to call ``wait()``."""
+        one; see :mod:`fastrl.replay.prefetch` for the order of draws and when to call ``wait()``."""
         return self._prefetcher(batch_size, device, n_step, gamma, None)
 
     def _prefetcher(self, batch_size: Any, device: Any, n_step: Any, gamma: Any, beta: float | None) -> Prefetcher:
@@ -808,22 +779,3 @@ _LAYOUT_DEFAULTS = {"store_next_observations": True, "frame_stack": 1, "frame_pa
 def _with_layout_defaults(config: Any) -> Any:
     """A saved config with the layout keys of files written before they existed (full layout)."""
     return {**_LAYOUT_DEFAULTS, **config} if isinstance(config, dict) else config
-
-
-def _to_device(b: Batch, device: torch.device) -> Batch:
-    move = lambda t: t.to(device, non_blocking=True)
-    return Batch(move(b.observations), move(b.actions), move(b.rewards), move(b.next_observations),
-                 move(b.terminated), move(b.truncated), move(b.indices), {k: move(v) for k, v in b.extras.items()},
-                 weights=None if b.weights is None else move(b.weights),
-                 discounts=None if b.discounts is None else move(b.discounts))
-
-
-def _copy_batch(src: Batch, dst: Batch) -> None:
-    for s, d in zip(src[:7], dst[:7]):
-        d.copy_(s, non_blocking=True)
-    for k, d in dst.extras.items():
-        d.copy_(src.extras[k], non_blocking=True)
-    if dst.weights is not None and src.weights is not None:
-        dst.weights.copy_(src.weights, non_blocking=True)
-    if src.discounts is not None and dst.discounts is not None:
-        dst.discounts.copy_(src.discounts, non_blocking=True)

@@ -1,7 +1,7 @@
 """Memory-mapped field storage: a fastrl buffer file whose field arrays are the buffer's storage.
 
 A buffer made with ``storage_path=`` lays its file out as a valid fastrl file (see
-:mod:`fastrl.serialization`) whose header has a fixed reserved size, so the data section starts at
+:mod:`fastrl.replay.persistence`) whose header has a fixed reserved size, so the data section starts at
 a fixed, page-aligned offset. Each field's whole storage (``capacity`` rows) is a page-aligned
 region of it, mapped with ``MAP_SHARED`` (``fastrl._core.MappedFile``); the file is created
 sparse, so untouched rows take no disk space. Saving in place flushes the mapping, writes the
@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from fastrl import _core, serialization
+from fastrl import _core
+from fastrl.replay import persistence as serialization
 
 _PAGE = max(mmap.PAGESIZE, mmap.ALLOCATIONGRANULARITY)
 

@@ -28,6 +28,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from fastrl._util import atomic_write
+
 MAGIC = b"FASTRLB1"
 FORMAT = "fastrl.replay_buffer"
 VERSION = 1
@@ -77,17 +79,12 @@ def write_file(path: str | os.PathLike[str], meta: dict[str, Any], arrays: Itera
         offset += -(-a.nbytes // _ALIGN) * _ALIGN
     head = header_bytes(meta, entries)
     start = _data_start(len(head) - _PREFIX.size)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path, "wb", fsync=True) as f:
         f.write(head)
         for e, (_, a) in zip(entries, arrays):
             f.write(b"\0" * (start + e["offset"] - f.tell()))
             if a.nbytes:
                 f.write(a.data.cast("B"))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_header(f: BinaryIO, path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -19,13 +19,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from fastrl import checkpoint
-from fastrl.buffer import ReplayBuffer
-from fastrl.prioritized import PrioritizedReplayBuffer
+from fastrl._util import write_text_atomic
+from fastrl.training import checkpoint
+from fastrl.replay.buffer import ReplayBuffer
+from fastrl.replay.prioritized import PrioritizedReplayBuffer
 from fastrl.config import ConfigError, from_dict, to_dict
-from fastrl.envs import env_states, evaluate, make_env, make_vec_env, restore_env_states
-from fastrl.logger import Logger
-from fastrl.spaces import final_observations
+from fastrl.training.envs import env_states, evaluate, make_env, make_vec_env, restore_env_states
+from fastrl.training.logger import Logger
+from fastrl.replay.spaces import final_observations
 
 
 def resolve_device(device: str) -> torch.device:
@@ -287,9 +288,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ the concurrent loop
     def _train_concurrent(self) -> TrainResult:
-        """``train()`` with ``concurrent=True``: a :class:`fastrl.collector.Collector` process steps
+        """``train()`` with ``concurrent=True``: a :class:`fastrl.training.collector.Collector` process steps
         the envs while this process inserts its chunks, keeps the books and updates, as often per
-        env step as the sequential loop (:class:`fastrl.collector.RateLimiter`).
+        env step as the sequential loop (:class:`fastrl.training.collector.RateLimiter`).
 
         An evaluation at step N first does the updates due at N (the learner may lag behind the
         collector), so it rates the policy the sequential loop would have at N.
@@ -298,7 +299,7 @@ class Trainer:
         a sequential run's would (buffer, envs, counters, the updates due at N), so a resume, with
         or without ``concurrent``, continues from a consistent state. Runs are not bit-reproducible:
         which weights act at a step depends on timing."""
-        from fastrl.collector import Collector, RateLimiter
+        from fastrl.training.collector import Collector, RateLimiter
 
         cfg, agent, n = self.cfg, self.agent, self.cfg.num_envs
         buffer: Any = self.buffer
@@ -492,7 +493,7 @@ class Trainer:
 
     def _plot_and_result(self) -> TrainResult:
         try:
-            from fastrl.plots import plot_runs
+            from fastrl.training.plots import plot_runs
 
             plot_runs([self.run_dir], self.run_dir / "training.png")
         except ImportError:
@@ -699,9 +700,7 @@ def _truncate_metrics(run_dir: Path, step: int) -> None:
     header = "step,wall_time,key,value\n"  # missing when a kill came before the first flush
     body = lines[1:] if lines and lines[0] == header else lines
     kept = [header] + [ln for ln in body if keep(ln)]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(kept))
 
 
 def _progress_bar(total: int, initial: int, enabled: bool, desc: str) -> Any:

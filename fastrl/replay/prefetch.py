@@ -29,9 +29,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fastrl import _core
+from fastrl._util import check_real
+from fastrl.replay.batch import N_STD as _N_STD
+from fastrl.replay.batch import to_device
 
 if TYPE_CHECKING:
-    from fastrl.buffer import Batch, ReplayBuffer
+    from fastrl.replay.batch import Batch
+    from fastrl.replay.buffer import ReplayBuffer
 
 
 class Prefetcher:
@@ -43,10 +47,7 @@ class Prefetcher:
 
     def __init__(self, buffer: ReplayBuffer, batch_size: int, device: torch.device, n_step: int,
                  gamma: float | None, beta: float | None) -> None:
-        from fastrl.buffer import _N_STD, _to_device
-        from fastrl.prioritized import _real
-
-        self._to_device, self._real = _to_device, _real  # (imported here: those modules import this one)
+        self._to_device, self._real = to_device, check_real
         self._device = device
         cuda = device.type == "cuda"
         discounts = gamma is not None

@@ -10,20 +10,13 @@ import numpy as np
 import torch
 
 from fastrl import _core
-from fastrl.prefetch import Prefetcher
-from fastrl.buffer import Batch, ReplayBuffer, _as_out_array, _check_batch_size, _check_nstep, _to_device
+from fastrl.replay.prefetch import Prefetcher
+from fastrl._util import check_real as _real
+from fastrl.replay.batch import Batch, to_device as _to_device
+from fastrl.replay.buffer import ReplayBuffer, _as_out_array, _check_batch_size, _check_nstep
 
-_N_STD = 6
+from fastrl.replay.batch import N_STD as _N_STD
 _new_tuple = tuple.__new__  # Batch(...) without the keyword parsing of a NamedTuple's __new__
-
-
-def _real(name: str, value: Any, low: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
-    if not math.isfinite(v) or v < low:
-        raise ValueError(f"{name} must be a finite number >= {low:g}, got {value!r}")
-    return v
 
 
 def _tree_bytes(n: int, k: int) -> int:
@@ -34,40 +27,6 @@ def _tree_bytes(n: int, k: int) -> int:
         sizes.append(-(-sizes[-1] // k))
     total = sum(-(-s // k) * k for s in sizes)
     return -(-total * 8 // 64) * 64
-
-
-class LinearSchedule:
-    """A value moving linearly from ``start`` to ``end`` over ``horizon`` steps, then held at ``end``.
-
-    ``schedule(step)`` for ``step >= 0``; ``horizon`` is a number of steps (> 0).
-    """
-
-    def __init__(self, start: float, end: float, horizon: int) -> None:
-        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)):
-            raise TypeError(f"horizon must be an int, got {type(horizon).__name__}")
-        if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
-        self.start = _real("start", start, -math.inf)
-        self.end = _real("end", end, -math.inf)
-        self.horizon = int(horizon)
-
-    def __call__(self, step: int) -> float:
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
-            raise TypeError(f"step must be an int, got {type(step).__name__}")
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step}")
-        frac = min(int(step), self.horizon) / self.horizon
-        return self.start + frac * (self.end - self.start)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(start={self.start}, end={self.end}, horizon={self.horizon})"
-
-
-class BetaSchedule(LinearSchedule):
-    """The importance-sampling exponent of prioritized replay: ``beta0`` to 1 over ``horizon`` steps."""
-
-    def __init__(self, beta0: float = 0.4, horizon: int = 100_000, end: float = 1.0) -> None:
-        super().__init__(_real("beta0", beta0), _real("end", end), horizon)
 
 
 _NUMPY_FLOATS = (torch.float32, torch.float64)

@@ -25,6 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+from fastrl._util import write_text_atomic
 from fastrl.config import ConfigError
 
 Task = dict[str, Any]
@@ -82,9 +83,7 @@ def failed_result(error: str) -> Result:
 def write_result(run_dir: Path, result: Result) -> None:
     """``run_dir/result.json``, atomically (temp file, then rename)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / (RESULT_FILE + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, run_dir / RESULT_FILE)
+    write_text_atomic(run_dir / RESULT_FILE, json.dumps(result, indent=1))
 
 
 def read_result(run_dir: Path) -> Result | None:
@@ -97,8 +96,8 @@ def read_result(run_dir: Path) -> Result | None:
 
 def _open_trainer(cfg: Any, algo: str, run_dir: Path, tensorboard: bool) -> tuple[Any, int | None]:
     """A Trainer resumed from the newest readable checkpoint (last.pt, then step_*.pt), else new."""
-    from fastrl.checkpoint import CheckpointError
-    from fastrl.trainer import Trainer
+    from fastrl.training.checkpoint import CheckpointError
+    from fastrl.training.trainer import Trainer
 
     ckpt_dir = run_dir / "checkpoints"
     candidates = [ckpt_dir / "last.pt", *sorted(ckpt_dir.glob("step_*.pt"), reverse=True)]

@@ -160,8 +160,8 @@ def _collector_main(conn: Any, shared: _Shared, cfg: Any, algo: str, seeds: list
     envs = None
     try:
         from fastrl.agents import get_algo
-        from fastrl.envs import env_states, make_vec_env, restore_env_states
-        from fastrl.spaces import final_observations
+        from fastrl.training.envs import env_states, make_vec_env, restore_env_states
+        from fastrl.replay.spaces import final_observations
 
         torch.set_num_threads(1)
         torch.manual_seed(seeds[0] & (2**63 - 1))

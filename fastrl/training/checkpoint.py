@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from fastrl._util import atomic_write
+
 FORMAT = "fastrl-checkpoint"
 VERSION = 1
 
@@ -28,14 +30,10 @@ def save(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically: a crash leaves the old file or the new one, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     state = {"format": FORMAT, "version": VERSION, **state}
     state["digest"] = _digest(state)
-    with open(tmp, "wb") as f:
+    with atomic_write(path, "wb", fsync=True) as f:
         torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 ``plan_sweep(...)`` expands the search and checks every configuration before any run starts
 (ConfigError, one line); ``run_sweep(plan, ...)`` runs what is not finished yet, locally in worker
-processes or on Ray, and writes the report (:mod:`fastrl.summary`). A sweep directory holds:
+processes or on Ray, and writes the report (:mod:`fastrl.experiments.report`). A sweep directory holds:
 
     sweep.json                       the manifest: algorithm, env, configurations, seeds, run dirs
     c00_buffer_size=1000_.../seed0/  one run directory per configuration x seed, as `fastrl train`
@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from fastrl._util import write_text_atomic
 from fastrl.config import ConfigError, parse_value, to_dict, with_overrides
 
 FORMAT, VERSION = "fastrl-sweep", 1
@@ -207,7 +208,7 @@ class SweepPlan:
         return [_label(i, p) for i, p in enumerate(self.points)]
 
     def tasks(self, tensorboard: bool = True) -> list[dict[str, Any]]:
-        """One task per configuration x seed (see :mod:`fastrl.executors`)."""
+        """One task per configuration x seed (see :mod:`fastrl.experiments.executors`)."""
         out = []
         for label, cfg in zip(self.labels, self.configs):
             for s in self.seeds:
@@ -254,8 +255,8 @@ def plan_sweep(
     strings. Without ``random`` the grid is crossed; with it, ``random`` points are drawn from the
     grid's lists (as choices) and the ranges. Seeds are ``seed, seed + 1, ...`` of the base config.
     """
-    from fastrl.envs import make_env
-    from fastrl.presets import preset
+    from fastrl.training.envs import make_env
+    from fastrl.agents.presets import preset
 
     base = preset(algo, env_id)
     cls = type(base)
@@ -415,9 +416,7 @@ def prepare_dir(plan: SweepPlan) -> None:
     if plan.out.exists() and any(plan.out.iterdir()):
         raise ConfigError(f"{plan.out} exists and is not a sweep directory; use another --out")
     plan.out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(new, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(new, indent=1))
 
 
 # ---------------------------------------------------------------------------- running
@@ -433,9 +432,9 @@ def run_sweep(
     log: Callable[[str], None] = print,
 ) -> Any:
     """Run every unfinished run of ``plan``, then write the report; returns the
-    :class:`fastrl.summary.Report`. Finished runs are skipped, interrupted ones resume."""
-    from fastrl.executors import read_result, run_local, run_ray
-    from fastrl.summary import check_metric, write_report
+    :class:`fastrl.experiments.report.Report`. Finished runs are skipped, interrupted ones resume."""
+    from fastrl.experiments.executors import read_result, run_local, run_ray
+    from fastrl.experiments.report import check_metric, write_report
 
     check_metric(metric)
     if executor not in ("local", "ray"):
@@ -538,7 +537,7 @@ def add_parser(sub: Any) -> None:
 
 def cmd_sweep(args: Any) -> int:
     from fastrl.config import parse_assignments
-    from fastrl.summary import check_metric, format_table, write_report
+    from fastrl.experiments.report import check_metric, format_table, write_report
 
     check_metric(args.metric)
     if args.report and (args.grid or args.range or args.random or args.set or args.steps):

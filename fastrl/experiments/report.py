@@ -114,8 +114,8 @@ class Report:
 
 def collect(sweep_dir: str | Path, threshold: float | None = None, metric: str = "auc") -> Report:
     """Read a sweep directory (manifest and result.json files) into a :class:`Report`."""
-    from fastrl.executors import read_result
-    from fastrl.sweep import load_manifest
+    from fastrl.experiments.executors import read_result
+    from fastrl.experiments.sweep import load_manifest
 
     sweep_dir = Path(sweep_dir)
     m = load_manifest(sweep_dir)
@@ -167,7 +167,7 @@ def write_report(
     sweep_dir: str | Path, threshold: float | None = None, metric: str = "auc"
 ) -> Report:
     """Write runs.csv, summary.csv, curves.png and (2-D grids) heatmap.png; returns the report."""
-    from fastrl.sweep import load_manifest
+    from fastrl.experiments.sweep import load_manifest
 
     report = collect(sweep_dir, threshold, metric)
     d = report.sweep_dir

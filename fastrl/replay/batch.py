@@ -1,0 +1,65 @@
+"""The sampled batch: torch tensors that share memory with the arrays the C++ core filled."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from fastrl.replay.schema import STANDARD_FIELDS
+
+N_STD = len(STANDARD_FIELDS)
+"""observations, actions, rewards, next_observations, terminated, truncated."""
+
+TORCH_DTYPES = {"bool": torch.bool, "uint8": torch.uint8, "int32": torch.int32, "int64": torch.int64,
+                 "float32": torch.float32, "float64": torch.float64}
+
+
+class Batch(NamedTuple):
+    """A sampled batch. Tensors share memory with the arrays C++ filled (no copy on CPU).
+
+    observations: ``obs_dtype[B, *obs_shape]``; actions: ``act_dtype[B, *action_shape]``;
+    rewards: ``float32[B]``; next_observations: ``obs_dtype[B, *obs_shape]``;
+    terminated, truncated: ``bool[B]``; indices: ``int64[B]`` ids of the sampled rows (the
+    slot in the storage is ``indices % capacity``); extras: the user-declared fields by name,
+    plus ``returns: float32[B]`` and ``has_return: bool[B]`` when the buffer keeps episode
+    returns (``episode_returns_gamma``); weights: ``float32[B]`` importance weights from a
+    prioritized buffer, None otherwise.
+
+    With n-step sampling (``sample(..., n_step=n, gamma=g)``) ``rewards`` is the discounted sum of
+    the k <= n rewards summed (float32, or float64 for a float64 reward field);
+    ``next_observations``, ``terminated`` and ``truncated`` are those of the last summed step, and
+    ``discounts: float[B]`` is ``g ** k``, so the target is
+    ``rewards + discounts * (1 - terminated) * V(next_observations)``. ``discounts`` is None
+    without ``gamma``.
+    """
+
+    observations: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_observations: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    indices: torch.Tensor
+    extras: dict[str, torch.Tensor]
+    weights: torch.Tensor | None = None
+    discounts: torch.Tensor | None = None
+
+
+def to_device(b: Batch, device: torch.device) -> Batch:
+    move = lambda t: t.to(device, non_blocking=True)
+    return Batch(move(b.observations), move(b.actions), move(b.rewards), move(b.next_observations),
+                 move(b.terminated), move(b.truncated), move(b.indices), {k: move(v) for k, v in b.extras.items()},
+                 weights=None if b.weights is None else move(b.weights),
+                 discounts=None if b.discounts is None else move(b.discounts))
+
+
+def copy_batch(src: Batch, dst: Batch) -> None:
+    for s, d in zip(src[:7], dst[:7]):
+        d.copy_(s, non_blocking=True)
+    for k, d in dst.extras.items():
+        d.copy_(src.extras[k], non_blocking=True)
+    if dst.weights is not None and src.weights is not None:
+        dst.weights.copy_(src.weights, non_blocking=True)
+    if src.discounts is not None and dst.discounts is not None:
+        dst.discounts.copy_(src.discounts, non_blocking=True)
