@@ -19,8 +19,18 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from fastrl.training.checkpoint import CheckpointError
-from fastrl.config import ConfigError
+import numpy as np
+
+from fastrl.agents import ALGOS, default_config, preset
+from fastrl.config import ConfigError, describe, parse_assignments, to_dict, with_overrides
+from fastrl.experiments.sweep import add_parser as add_sweep_parser
+from fastrl.experiments.sweep import cmd_sweep
+from fastrl.training import checkpoint
+from fastrl.training.checkpoint import CheckpointError, saved_run
+from fastrl.training.envs import evaluate, make_env
+from fastrl.training.evaluation import load_agent, record_video
+from fastrl.training.plots import plot_runs
+from fastrl.training.trainer import Trainer
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,9 +39,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _fields_help() -> str:
-    from fastrl.agents import ALGOS
-    from fastrl.config import describe
-
     parts: list[str] = []
     described: dict[type, str] = {}
     for name, (cls, _, defaults) in ALGOS.items():
@@ -108,37 +115,25 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument(
         "--out", help="PNG path (default: <first run>/curves.png, or curves.png for several)"
     )
-    from fastrl.experiments.sweep import add_parser as add_sweep_parser
-
     add_sweep_parser(sub)
     return p
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from fastrl.config import parse_assignments, with_overrides
-    from fastrl.agents.presets import preset
-    from fastrl.training.trainer import Trainer, saved_run
-
     overrides: dict[str, Any] = parse_assignments(args.set)
     for flag, key in (("steps", "total_steps"), ("seed", "seed"), ("device", "device")):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
     if args.resume:
-        from fastrl.training import checkpoint
-
         path = checkpoint.find(args.resume)
         algo, saved = saved_run(checkpoint.load(path), path)
         cfg = with_overrides(saved, overrides)
     else:
-        from fastrl.agents import default_config
-
         env_id = args.env_id or default_config(args.algo).env_id
         cfg = with_overrides(preset(args.algo, env_id), overrides)
         algo = args.algo
     cfg.check()
     if args.print_config:
-        from fastrl.config import to_dict
-
         print(json.dumps({"algo": algo, **to_dict(cfg)}, indent=2))
         return 0
     trainer = Trainer(
@@ -159,12 +154,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from fastrl.training import checkpoint
-    from fastrl.training.evaluation import load_agent, record_video
-    from fastrl.training.envs import evaluate, make_env
-
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     path = checkpoint.find(args.run, prefer=(f"{args.checkpoint}.pt", "last.pt", "best.pt"))
@@ -186,8 +175,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from fastrl.training.plots import plot_runs
-
     for r in args.runs:
         if not (Path(r) / "metrics.csv").is_file():
             raise ConfigError(f"{r}: not a run directory (no metrics.csv)")
@@ -202,8 +189,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "sweep":
-            from fastrl.experiments.sweep import cmd_sweep
-
             return cmd_sweep(args)
         return {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot}[args.command](args)
     except (ConfigError, CheckpointError) as e:

@@ -86,7 +86,7 @@ def test_collector_delivers_the_sequential_transitions(tmp_path, learning_starts
                     progress=False, tensorboard=False)
         try:
             r = t.train()
-            out[concurrent] = (_rows(t.buffer), r, t.updates_done, t.agent.updates)
+            out[concurrent] = (_rows(t.buffer), r, t.concurrent_stats.get("updates"), t.agent.updates)
         finally:
             t.close()
     (seq, r_seq, _, seq_updates), (conc, r_conc, conc_count, conc_updates) = out[False], out[True]

@@ -86,7 +86,7 @@ def test_resume_ends_exactly_where_uninterrupted_run_ends(tmp_path, env_id, num_
     half.train()
     half.close()
     resumed = Trainer(cfg, resume=tmp_path / "b", progress=False)
-    assert resumed.env_steps == 200
+    assert resumed.state.env_steps == 200
     resumed.train()
     try:
         for p, q in zip(
@@ -95,9 +95,9 @@ def test_resume_ends_exactly_where_uninterrupted_run_ends(tmp_path, env_id, num_
             assert torch.equal(p, q)
         for p, q in zip(straight.agent.q_target.parameters(), resumed.agent.q_target.parameters()):
             assert torch.equal(p, q)
-        assert (straight.env_steps, straight.episodes, straight.agent.updates) == (
-            resumed.env_steps,
-            resumed.episodes,
+        assert (straight.state.env_steps, straight.state.episodes, straight.agent.updates) == (
+            resumed.state.env_steps,
+            resumed.state.episodes,
             resumed.agent.updates,
         )
         assert straight.agent.epsilon == resumed.agent.epsilon
@@ -106,8 +106,8 @@ def test_resume_ends_exactly_where_uninterrupted_run_ends(tmp_path, env_id, num_
         assert a["state"] == b["state"]
         for k in a["arrays"]:
             np.testing.assert_array_equal(a["arrays"][k], b["arrays"][k])
-        assert [e["mean"] for e in straight.evals] == [e["mean"] for e in resumed.evals]
-        assert list(straight.recent_returns) == list(resumed.recent_returns)
+        assert [e["mean"] for e in straight.state.evals] == [e["mean"] for e in resumed.state.evals]
+        assert list(straight.state.recent_returns) == list(resumed.state.recent_returns)
         assert straight.agent.rng.bit_generator.state == resumed.agent.rng.bit_generator.state
     finally:
         straight.close()
@@ -154,7 +154,7 @@ def test_resume_is_exact_for_every_algo(tmp_path, algo, env_id, extra):
     half.train()
     half.close()
     resumed = Trainer(cfg, resume=tmp_path / "b", progress=False, tensorboard=False)
-    assert resumed.algo == algo and resumed.env_steps == 200
+    assert resumed.algo == algo and resumed.state.env_steps == 200
     resumed.train()
     try:
         assert resumed.agent.updates == straight.agent.updates > 0
@@ -163,7 +163,7 @@ def test_resume_is_exact_for_every_algo(tmp_path, algo, env_id, extra):
         assert a["state"] == b["state"]
         for k in a["arrays"]:
             np.testing.assert_array_equal(a["arrays"][k], b["arrays"][k])
-        assert [e["mean"] for e in straight.evals] == [e["mean"] for e in resumed.evals]
+        assert [e["mean"] for e in straight.state.evals] == [e["mean"] for e in resumed.state.evals]
         np.testing.assert_array_equal(straight.obs, resumed.obs)
     finally:
         straight.close()
@@ -313,6 +313,6 @@ def test_prefetch_run_resumes(tmp_path):
     t = Trainer(with_overrides(cfg, {"total_steps": 450}), resume=tmp_path / "run", progress=False)
     try:
         r = t.train()
-        assert r.env_steps == 450 and t._prefetcher is None  # closed at the end of train()
+        assert r.env_steps == 450 and t.sampler._prefetcher is None  # closed at the end of train()
     finally:
         t.close()

@@ -16,10 +16,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from fastrl.replay.buffer import Batch
+from fastrl.replay.batch import Batch
 from fastrl.config import ConfigError, TrainConfig, check_common
 from fastrl.agents.nets import Actor, Critic, adam, clear_grads_, clip_grads_, polyak_, step_
 from fastrl.agents.noise import GaussianNoise, OUNoise
+from fastrl.replay.spec import ReplaySpec
 from fastrl.schedules import Schedule
 
 
@@ -65,6 +66,10 @@ class DDPGConfig(TrainConfig):
     """n-step returns for the critic target."""
     max_grad_norm: float = 0.0
     """Clip each network's global gradient norm to this (0: off)."""
+
+    def replay(self) -> ReplaySpec:
+        """The replay this agent's update needs: uniform, with n-step sums when n_step > 1."""
+        return ReplaySpec(self.buffer_size, n_step=self.n_step, gamma=self.gamma if self.n_step > 1 else None)
 
     def check(self) -> None:
         """ConfigError naming the first out-of-range field."""

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fastrl.replay.buffer import Batch
+from fastrl.replay.batch import Batch
 from fastrl.config import ConfigError, TrainConfig, check_common
 from fastrl.agents.nets import QNetwork, adam, clear_grads_, clip_grads_, copy_buffers_, polyak_, step_
+from fastrl.replay.spec import ReplaySpec
 from fastrl.schedules import Schedule
 
 
@@ -102,6 +103,19 @@ class DQNConfig(TrainConfig):
             self.make_schedule()
         except ValueError as e:
             raise ConfigError(f"epsilon schedule: {e}") from None
+
+    def replay(self) -> ReplaySpec:
+        """The replay this agent's update needs: n-step sums, prioritized replay, episode returns (SAIL)."""
+        return ReplaySpec(
+            self.buffer_size,
+            n_step=self.n_step,
+            gamma=self.gamma if self.n_step > 1 else None,
+            prioritized=self.prioritized,
+            alpha=self.per_alpha,
+            eps=self.per_eps,
+            beta_start=self.per_beta_start,
+            episode_returns_gamma=self.gamma if self.sail else None,
+        )
 
     def make_schedule(self) -> Schedule:
         return Schedule(

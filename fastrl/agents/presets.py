@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastrl.agents.registry import default_config
 from fastrl.config import with_overrides
 
 PRESETS: dict[tuple[str, str], dict[str, Any]] = {
@@ -122,6 +123,5 @@ PRESETS[("td3", "LunarLanderContinuous-v3")] = dict(_LUNAR_CONTINUOUS)
 def preset(algo: str, env_id: str) -> Any:
     """The config of ``algo`` for ``env_id``: the tuned preset if there is one, else the
     algorithm's defaults (``sail-dqn``: DQN's with ``sail=True``; ``td3``: DDPG's with the TD3 options)."""
-    from fastrl.agents import default_config
 
     return with_overrides(default_config(algo), {"env_id": env_id, **PRESETS.get((algo, env_id), {})})

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 
 from fastrl._util import atomic_write
+from fastrl.agents.registry import ALGOS
+from fastrl.config import ConfigError, from_dict
 
 FORMAT = "fastrl-checkpoint"
 VERSION = 1
@@ -103,3 +105,15 @@ def find(run_or_file: str | os.PathLike[str], prefer: tuple[str, ...] = ("last.p
     raise CheckpointError(
         f"{p}: no checkpoint found (looked for {', '.join(prefer)} in checkpoints/)"
     )
+
+
+def saved_run(ckpt: dict[str, Any], path: Any) -> tuple[str, Any]:
+    """``(algo, config)`` recorded in a loaded checkpoint, both checked: ConfigError for an
+    algorithm this fastrl does not know or a config it rejects, CheckpointError for no config."""
+    algo = ckpt.get("algo")
+    if not isinstance(algo, str) or algo not in ALGOS:
+        raise ConfigError(f"{path}: checkpoint algorithm {algo!r} is unknown to this fastrl "
+                          f"(known: {', '.join(ALGOS)})")
+    if not isinstance(ckpt.get("config"), dict):
+        raise CheckpointError(f"{path}: checkpoint has no config")
+    return algo, from_dict(ALGOS[algo].config, ckpt["config"])

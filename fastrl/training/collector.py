@@ -31,6 +31,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.multiprocessing as tmp
+
+from fastrl.agents.registry import get_algo
+from fastrl.training.envs import env_states, make_vec_env, restore_env_states
+from fastrl.training.rollout import Transition, env_step
 
 
 class CollectorError(RuntimeError):
@@ -159,10 +164,6 @@ def _collector_main(conn: Any, shared: _Shared, cfg: Any, algo: str, seeds: list
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle: it stops us
     envs = None
     try:
-        from fastrl.agents import get_algo
-        from fastrl.training.envs import env_states, make_vec_env, restore_env_states
-        from fastrl.replay.spaces import final_observations
-
         torch.set_num_threads(1)
         torch.manual_seed(seeds[0] & (2**63 - 1))
         envs = make_vec_env(cfg.env_id, cfg.num_envs, cfg.vector_mode, cfg.max_episode_steps, cfg.frame_stack)
@@ -232,22 +233,12 @@ def _collector_main(conn: Any, shared: _Shared, cfg: Any, algo: str, seeds: list
             nap[0] = _NAP_MIN
             if shared.weights.version.value != version:
                 version = shared.weights.load_into(targets)
-            if steps < cfg.learning_starts:
-                actions = agent.random_actions(n)
-            else:
-                actions = agent.act(obs, explore=True)
-            next_obs, rewards, terminated, truncated, infos = envs.step(actions)
-            bufs["observations"][t] = obs
-            bufs["actions"][t] = actions
-            bufs["rewards"][t] = rewards
-            bufs["next_observations"][t] = final_observations(next_obs, terminated, truncated, infos)
-            bufs["terminated"][t] = terminated
-            bufs["truncated"][t] = truncated
+            transition, obs, _ = env_step(agent, envs, obs, steps, cfg.learning_starts)
+            for name, value in zip(Transition._fields, transition):
+                bufs[name][t] = value
             t += 1
-            obs = next_obs
             steps += n
             iters += 1
-            agent.after_env_step(np.logical_or(terminated, truncated))
             if t == chunk:
                 flush()
         flush()
@@ -280,8 +271,6 @@ class Collector:
 
     def __init__(self, cfg: Any, algo: str, agent: Any, seeds: list[int], start: dict[str, Any],
                  limiter: RateLimiter | None = None, chunk: int | None = None, updates: int = 0) -> None:
-        import torch.multiprocessing as tmp
-
         ctx = tmp.get_context("spawn")
         self.limiter = limiter if limiter is not None else RateLimiter.from_config(cfg)
         if chunk is None:

@@ -7,16 +7,16 @@ from typing import Any
 
 import numpy as np
 
+from fastrl.agents.registry import get_algo
+from fastrl.config import ConfigError
 from fastrl.training import checkpoint
+from fastrl.training.checkpoint import saved_run
+from fastrl.training.device import resolve_device
 from fastrl.training.envs import make_env
 
 
 def load_agent(path: str | Path, device: Any = "cpu") -> tuple[Any, Any]:
     """``(agent, config)`` from a checkpoint file (best.pt, last.pt or step_*.pt)."""
-    from fastrl.agents import get_algo
-    from fastrl.config import ConfigError
-    from fastrl.training.trainer import resolve_device, saved_run
-
     state = checkpoint.load(path)
     algo, cfg = saved_run(state, path)
     try:

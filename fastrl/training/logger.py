@@ -80,3 +80,28 @@ def read_metrics(run_dir: str | Path) -> dict[str, tuple[list[int], list[float]]
             steps.append(step)
             values.append(value)
     return out
+
+
+class MetricMeans:
+    """Update metrics summed on their device (no host sync per update) and averaged at log time;
+    a metric an update does not return (TD3's delayed actor loss) is averaged over the updates
+    that did."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, metrics: Mapping[str, Any]) -> None:
+        for k, v in metrics.items():
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def __bool__(self) -> bool:
+        return bool(self.sums)
+
+    def pop_means(self) -> dict[str, Any]:
+        """The means since the last call (tensors; ``float()`` them to sync), and start afresh."""
+        means = {k: v / self.counts[k] for k, v in self.sums.items()}
+        self.sums.clear()
+        self.counts.clear()
+        return means
