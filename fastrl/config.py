@@ -241,34 +241,25 @@ def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
     return with_overrides(cls(), data)
 
 
+def check_bounds(cfg: Any, names: tuple[str, ...], low: float, *, strict: bool = False,
+                 high: float | None = None) -> None:
+    """ConfigError naming the first of ``names`` whose value is not >= ``low`` (> with ``strict``)
+    and, with ``high``, <= ``high`` (NaN is never in range)."""
+    for name in names:
+        v = getattr(cfg, name)
+        if not ((v > low if strict else v >= low) and (high is None or v <= high)):
+            if high is None:
+                want = f"{'>' if strict else '>='} {low:g}"
+            else:
+                want = f"in {'(' if strict else '['}{low:g}, {high:g}]"
+            raise ConfigError(f"{name} must be {want}, got {v}")
+
+
 def check_common(cfg: TrainConfig) -> None:
     """Range checks of the loop settings (ConfigError naming the field)."""
-    positive = (
-        "total_steps",
-        "num_envs",
-        "buffer_size",
-        "batch_size",
-        "train_freq",
-        "gradient_steps",
-        "eval_episodes",
-        "frame_stack",
-        "log_every",
-        "sync_every",
-    )
-    for name in positive:
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    for name in (
-        "learning_starts",
-        "eval_every",
-        "checkpoint_every",
-        "max_episode_steps",
-        "torch_threads",
-        "collect_ahead",
-    ):
-        if getattr(cfg, name) < 0:
-            raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
-    if cfg.seed < 0:
-        raise ConfigError(f"seed must be >= 0, got {cfg.seed}")
+    check_bounds(cfg, ("total_steps", "num_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps",
+                       "eval_episodes", "frame_stack", "log_every", "sync_every"), 1)
+    check_bounds(cfg, ("learning_starts", "eval_every", "checkpoint_every", "max_episode_steps", "torch_threads",
+                       "collect_ahead", "seed"), 0)
     if cfg.buffer_size < cfg.num_envs:
         raise ConfigError(f"buffer_size ({cfg.buffer_size}) must be >= num_envs ({cfg.num_envs})")

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from fastrl.replay.batch import Batch
-from fastrl.config import ConfigError, TrainConfig, check_common
-from fastrl.agents.nets import Actor, Critic, adam, clear_grads_, clip_grads_, polyak_, step_
+from fastrl.config import ConfigError, TrainConfig, check_bounds, check_common
+from fastrl.agents.nets import Actor, Critic, adam, agent_state, load_agent_state, clear_grads_, clip_grads_, polyak_, step_
 from fastrl.agents.noise import GaussianNoise, OUNoise
 from fastrl.replay.spec import ReplaySpec
 from fastrl.schedules import Schedule
@@ -78,20 +78,11 @@ class DDPGConfig(TrainConfig):
             sizes = getattr(self, name)
             if not sizes or min(sizes) < 1:
                 raise ConfigError(f"{name} must be positive ints, got {sizes}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigError(f"gamma must be in [0, 1], got {self.gamma}")
-        if not 0.0 < self.tau <= 1.0:
-            raise ConfigError(f"tau must be in (0, 1], got {self.tau}")
-        if not 0.0 < self.ou_theta <= 1.0:
-            raise ConfigError(f"ou_theta must be in (0, 1], got {self.ou_theta}")
-        for name in ("actor_learning_rate", "critic_learning_rate"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("final_layer_init", "target_policy_noise", "target_noise_clip", "max_grad_norm"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.policy_delay < 1 or self.n_step < 1:
-            raise ConfigError("policy_delay and n_step must be >= 1")
+        check_bounds(self, ("gamma",), 0.0, high=1.0)
+        check_bounds(self, ("tau", "ou_theta"), 0.0, strict=True, high=1.0)
+        check_bounds(self, ("actor_learning_rate", "critic_learning_rate"), 0.0, strict=True)
+        check_bounds(self, ("final_layer_init", "target_policy_noise", "target_noise_clip", "max_grad_norm"), 0.0)
+        check_bounds(self, ("policy_delay", "n_step"), 1)
         try:
             self.make_schedule()
         except ValueError as e:
@@ -297,28 +288,12 @@ class DDPG:
         return (q1 - y).abs()
 
     # ------------------------------------------------------------------ state
+    _STATE = ("actor", "critic", "actor_target", "critic_target", "actor_optimizer", "critic_optimizer",
+              "exploration", "noise")
+    """The attributes whose state_dict() a checkpoint holds (with the generator and update count)."""
+
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "actor": self.actor.state_dict(),
-            "critic": self.critic.state_dict(),
-            "actor_target": self.actor_target.state_dict(),
-            "critic_target": self.critic_target.state_dict(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
-            "critic_optimizer": self.critic_optimizer.state_dict(),
-            "exploration": self.exploration.state_dict(),
-            "noise": self.noise.state_dict(),
-            "rng": self.rng.bit_generator.state,
-            "updates": self.updates,
-        }
+        return agent_state(self, self._STATE)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
-        self.actor_target.load_state_dict(state["actor_target"])
-        self.critic_target.load_state_dict(state["critic_target"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        self.exploration.load_state_dict(state["exploration"])
-        self.noise.load_state_dict(state["noise"])
-        self.rng.bit_generator.state = state["rng"]
-        self.updates = int(state["updates"])
+        load_agent_state(self, self._STATE, state)

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from fastrl.replay.batch import Batch
-from fastrl.config import ConfigError, TrainConfig, check_common
-from fastrl.agents.nets import QNetwork, adam, clear_grads_, clip_grads_, copy_buffers_, polyak_, step_
+from fastrl.config import ConfigError, TrainConfig, check_bounds, check_common
+from fastrl.agents.nets import QNetwork, adam, agent_state, load_agent_state, clear_grads_, clip_grads_, copy_buffers_, polyak_, step_
 from fastrl.replay.spec import ReplaySpec
 from fastrl.schedules import Schedule
 
@@ -85,20 +85,11 @@ class DQNConfig(TrainConfig):
         check_common(self)
         if not self.hidden_sizes or min(self.hidden_sizes) < 1:
             raise ConfigError(f"hidden_sizes must be positive ints, got {self.hidden_sizes}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigError(f"gamma must be in [0, 1], got {self.gamma}")
-        if not 0.0 < self.tau <= 1.0:
-            raise ConfigError(f"tau must be in (0, 1], got {self.tau}")
-        for name in ("learning_rate", "adam_eps"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not 0.0 <= self.sail_alpha <= 1.0:
-            raise ConfigError(f"sail_alpha must be in [0, 1], got {self.sail_alpha}")
-        for name in ("max_grad_norm", "clip_grad_value", "per_alpha", "per_beta_start", "per_eps"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.target_update_interval < 1 or self.n_step < 1:
-            raise ConfigError("target_update_interval and n_step must be >= 1")
+        check_bounds(self, ("gamma", "sail_alpha"), 0.0, high=1.0)
+        check_bounds(self, ("tau",), 0.0, strict=True, high=1.0)
+        check_bounds(self, ("learning_rate", "adam_eps"), 0.0, strict=True)
+        check_bounds(self, ("max_grad_norm", "clip_grad_value", "per_alpha", "per_beta_start", "per_eps"), 0.0)
+        check_bounds(self, ("target_update_interval", "n_step"), 1)
         try:
             self.make_schedule()
         except ValueError as e:
@@ -351,25 +342,16 @@ class DQN:
         copy_buffers_(self._target_buffers, self._buffers)
 
     # ------------------------------------------------------------------ state
+    _STATE = ("q", "q_target", "optimizer", "exploration")
+    """The attributes whose state_dict() a checkpoint holds (with the generator and update count)."""
+
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "q": self.q.state_dict(),
-            "q_target": self.q_target.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "exploration": self.exploration.state_dict(),
-            "rng": self.rng.bit_generator.state,
-            "updates": self.updates,
-        }
+        return agent_state(self, self._STATE)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.q.load_state_dict(state["q"])
-        self.q_target.load_state_dict(state["q_target"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_agent_state(self, self._STATE, state)
         if self._graph is not None:
             self._graph = _GraphedUpdate(self)  # the graph read the old optimizer state tensors
-        self.exploration.load_state_dict(state["exploration"])
-        self.rng.bit_generator.state = state["rng"]
-        self.updates = int(state["updates"])
 
 
 class _GraphedUpdate:

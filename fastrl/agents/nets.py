@@ -360,3 +360,19 @@ def copy_buffers_(target: nn.Module | Sequence[torch.Tensor], online: nn.Module 
     if t:
         with torch.no_grad():
             torch._foreach_copy_(t, o)
+
+
+def agent_state(agent: Any, parts: Sequence[str]) -> dict[str, Any]:
+    """An agent's checkpoint state: the ``state_dict()`` of each of its attributes named in
+    ``parts`` (networks, optimizers, exploration schedule, noise), its generator's state and its
+    update count."""
+    return {**{k: getattr(agent, k).state_dict() for k in parts}, "rng": agent.rng.bit_generator.state,
+            "updates": agent.updates}
+
+
+def load_agent_state(agent: Any, parts: Sequence[str], state: dict[str, Any]) -> None:
+    """The inverse of :func:`agent_state`."""
+    for k in parts:
+        getattr(agent, k).load_state_dict(state[k])
+    agent.rng.bit_generator.state = state["rng"]
+    agent.updates = int(state["updates"])

@@ -13,6 +13,7 @@ import json
 import time
 import warnings
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,7 @@ class Trainer:
         self.metrics = MetricMeans()
         self.triggers = Triggers(log=cfg.log_every, evaluate=cfg.eval_every, checkpoint=cfg.checkpoint_every,
                                  when_solved=("log",))
-        self.on_event = {"log": self.log, "evaluate": self.evaluate, "checkpoint": self.periodic_checkpoint}
+        self.on_event: dict[str, Callable[[], Any]] = {"log": self.log, "evaluate": self.evaluate, "checkpoint": self.periodic_checkpoint}
         self.bar: Any = _NoBar()
         self._last_log = (time.perf_counter(), self.state.env_steps)
 
