@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -248,30 +249,19 @@ class ReplayBuffer:
         return cls(capacity, **spec, **kwargs)
 
     # ------------------------------------------------------------------ properties
-    @property
-    def capacity(self) -> int:
-        """Maximum number of stored transitions (a multiple of ``num_envs``)."""
-        return self._impl.capacity
-
-    @property
-    def num_envs(self) -> int:
-        return self._impl.num_envs
-
-    @property
-    def total_added(self) -> int:
-        """Transitions ever added; ids of stored rows are in ``[total_added - len(self), total_added)``."""
-        return self._impl.total
+    # read from the C++ core (operator.attrgetter: no Python frame per access)
+    capacity = property(attrgetter("_impl.capacity"), doc="Maximum number of stored transitions (int).")
+    num_envs = property(attrgetter("_impl.num_envs"), doc="Parallel env streams (int).")
+    total_added = property(attrgetter("_impl.total"), doc="Transitions ever added (int); ids of stored rows "
+                           "are in ``[total_added - len(self), total_added)``.")
+    storage_path = property(attrgetter("_storage_path"), doc="The memory-mapped file holding the field "
+                            "storage (str), or None (heap memory).")
 
     @property
     def episode_returns_gamma(self) -> float | None:
         """Discount of the ``returns`` field, or None when the buffer keeps no episode returns."""
         g = self._impl.episode_returns_gamma
         return None if g < 0 else g
-
-    @property
-    def storage_path(self) -> str | None:
-        """The memory-mapped file holding the field storage, or None (heap memory)."""
-        return self._storage_path
 
     def __len__(self) -> int:
         return self._impl.size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import attrgetter
 from typing import Any, cast
 
 import numpy as np
@@ -77,14 +78,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def alpha(self, value: float) -> None:
         self._per.set_alpha(_real("alpha", value))
 
-    @property
-    def eps(self) -> float:
-        return self._per.eps
-
-    @property
-    def max_priority(self) -> float:
-        """The raw priority (``p + eps``) new rows enter with: the running maximum, 1.0 at the start."""
-        return self._per.max_priority
+    eps = property(attrgetter("_per.eps"), doc="Added to every priority (float), fixed at construction.")
+    max_priority = property(attrgetter("_per.max_priority"), doc="The raw priority (``p + eps``, float) new "
+                            "rows enter with: the running maximum, 1.0 at the start.")
 
     def update_priorities(self, indices: Any, priorities: Any) -> int:
         """Set the priorities ``p`` (e.g. ``|TD error|``) of the rows ``indices`` (``batch.indices``).
