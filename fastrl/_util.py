@@ -42,9 +42,14 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 _INTS = (int, np.integer)
 
 
+def is_int(value: Any) -> bool:
+    """An int or numpy integer, not a bool."""
+    return isinstance(value, _INTS) and not isinstance(value, bool)
+
+
 def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
     """``value`` as an int in ``[low, high]`` (either bound optional)."""
-    if isinstance(value, bool) or not isinstance(value, _INTS):
+    if not is_int(value):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if (low is not None and value < low) or (high is not None and value > high):
         bound = f">= {low}" if high is None else f"<= {high}" if low is None else f"in [{low}, {high}]"
@@ -74,7 +79,7 @@ def seed_value(seed: Any) -> int:
     """A generator seed in [0, 2**64); None draws one from the OS."""
     if seed is None:
         return secrets.randbits(64)
-    if isinstance(seed, bool) or not isinstance(seed, _INTS):
+    if not is_int(seed):
         raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
     if not 0 <= int(seed) < 2**64:
         raise ValueError(f"seed must be in [0, 2**64), got {seed}")

@@ -223,7 +223,11 @@ class ReplayBuffer:
     def from_env(cls, env: Any, capacity: int, **kwargs: Any) -> ReplayBuffer:
         """A buffer whose schema matches a gymnasium env or vector env (Box / Discrete spaces).
 
-        For a vector env ``num_envs`` is taken from it; store its steps with :meth:`extend`.
+        For a vector env ``num_envs`` is taken from it; store its steps with :meth:`extend` and
+        :func:`fastrl.final_observations`. A vector env must autoreset in the same step
+        (``AutoresetMode.SAME_STEP``) or not at all (``DISABLED``): gymnasium's default
+        ``NEXT_STEP`` returns a reset step after each episode end, which is no transition, so it
+        raises ValueError naming the fix.
         When the env is wrapped in gymnasium's ``FrameStackObservation`` (found through the
         wrapper chain, and in the first sub-env of a ``SyncVectorEnv``), the buffer stores single
         frames and stacks them itself: ``frame_stack`` and ``frame_padding`` default to the
@@ -362,7 +366,9 @@ class ReplayBuffer:
         ``beta`` is accepted (and validated) as :meth:`PrioritizedReplayBuffer.sample` takes it,
         so one call serves both buffers; it changes nothing here and ``batch.weights`` is None.
         """
-        batch_size = self._check_batch_bytes(check_int("batch_size", batch_size, 1))
+        if type(batch_size) is not int or batch_size < 1:
+            batch_size = check_int("batch_size", batch_size, 1)
+        batch_size = self._check_batch_bytes(batch_size)
         if beta is not None:
             check_real("beta", beta)
         plain = n_step == 1 and gamma is None and not require_return
