@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from reference import snapshot
 
 import fastrl
 from fastrl import ReplayBuffer
@@ -23,11 +24,6 @@ def filled(n=10, capacity=16, **kw):
         o = np.full(4, i, np.float32)
         buf.add(o, i % 3, float(i), o + 1, i % 5 == 4, False)
     return buf
-
-
-def snapshot(buf):
-    sd = buf.state_dict()
-    return sd["state"], {k: v.copy() for k, v in sd["arrays"].items()}
 
 
 def assert_unchanged(buf, snap):
