@@ -24,39 +24,16 @@ overlap an input. The GIL is released while C++ runs. Cost: O(T * N).
 
 from __future__ import annotations
 
-import numbers
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
 from fastrl import _core
+from fastrl._util import as_numpy, check_unit, out_array
 
 __all__ = ["discounted_returns", "gae", "lambda_returns"]
-
-
-def _to_numpy(name: str, x: Any) -> tuple[np.ndarray, bool]:
-    """``x`` as a numpy array (a view for CPU tensors) and whether it was a torch tensor."""
-    if isinstance(x, torch.Tensor):
-        if x.device.type != "cpu":
-            raise TypeError(f"{name}: expected a CPU tensor, got one on {x.device} (move it with .cpu())")
-        x = x.detach()
-        if x.dtype in (torch.bfloat16, torch.float16):
-            x = x.float()
-        return x.resolve_conj().resolve_neg().numpy(), True
-    try:
-        return np.asarray(x), False
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"{name}: expected an array of numbers, got {type(x).__name__} ({e})") from None
-
-
-def _check_scalar(name: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
-    v = float(v)
-    if not 0.0 <= v <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {v}")
-    return v
 
 
 class _Args:
@@ -66,10 +43,21 @@ class _Args:
         self.any_torch = False
         self.shape: tuple[int, ...] | None = None
         self.floats: list[tuple[str, np.ndarray]] = []
+        self.dt = np.dtype(np.float64)
+
+    def read(self, values: Mapping[str, Any], terminated: Any, truncated: Any) -> tuple[Any, ...]:
+        """The float inputs (None stays None), converted to the computation's dtype, then the flags."""
+        arrays = [None if x is None else self.value(name, x) for name, x in values.items()]
+        te, tr = self.flag("terminated", terminated), self.flag("truncated", truncated)
+        self.dt = self.dtype()
+        return (*(None if a is None else np.ascontiguousarray(a, dtype=self.dt) for a in arrays), te, tr)
+
+    def _numpy(self, name: str, x: Any) -> np.ndarray:
+        self.any_torch |= isinstance(x, torch.Tensor)
+        return as_numpy(name, x)
 
     def value(self, name: str, x: Any) -> np.ndarray:
-        a, is_t = _to_numpy(name, x)
-        self.any_torch |= is_t
+        a = self._numpy(name, x)
         if a.dtype.kind not in "fiub":
             raise TypeError(f"{name}: expected real numbers, got dtype {a.dtype}")
         if self.shape is None:
@@ -84,8 +72,7 @@ class _Args:
         return a
 
     def flag(self, name: str, x: Any) -> np.ndarray:
-        a, is_t = _to_numpy(name, x)
-        self.any_torch |= is_t
+        a = self._numpy(name, x)
         if a.shape != self.shape:
             raise ValueError(f"{name}: expected shape {self.shape} (that of rewards), got {a.shape}")
         if a.dtype.kind == "b":
@@ -103,16 +90,7 @@ class _Args:
         return np.dtype(np.float64)
 
     def out(self, name: str, out: Any, dtype: np.dtype, inputs: list[np.ndarray]) -> np.ndarray:
-        if isinstance(out, torch.Tensor):
-            if out.device.type != "cpu":
-                raise TypeError(f"{name}: expected a CPU tensor, got one on {out.device}")
-            if out.requires_grad:
-                raise TypeError(f"{name}: must not require grad")
-            a = out.numpy()
-        elif isinstance(out, np.ndarray):
-            a = out
-        else:
-            raise TypeError(f"{name}: expected a numpy array or CPU tensor, got {type(out).__name__}")
+        a = out_array(name, out)
         if a.dtype != dtype:
             raise TypeError(f"{name}: expected dtype {dtype} (the dtype of the computation), got {a.dtype}; "
                             "nothing is converted")
@@ -179,17 +157,11 @@ def discounted_returns(rewards: Any, terminated: Any, truncated: Any, gamma: flo
     """
     if out is None and (dt := _fast((rewards, bootstrap), (terminated, truncated))) is not None:
         o = np.empty(rewards.shape, dt)
-        _core.discounted_returns(rewards, terminated, truncated, _check_scalar("gamma", gamma), bootstrap, o)
+        _core.discounted_returns(rewards, terminated, truncated, check_unit("gamma", gamma), bootstrap, o)
         return o
     args = _Args()
-    r = args.value("rewards", rewards)
-    b = args.value("bootstrap", bootstrap) if bootstrap is not None else None
-    te = args.flag("terminated", terminated)
-    tr = args.flag("truncated", truncated)
-    g = _check_scalar("gamma", gamma)
-    dt = args.dtype()
-    r = np.ascontiguousarray(r, dtype=dt)
-    b = np.ascontiguousarray(b, dtype=dt) if b is not None else None
+    r, b, te, tr = args.read({"rewards": rewards, "bootstrap": bootstrap}, terminated, truncated)
+    g, dt = check_unit("gamma", gamma), args.dt
     inputs = [x for x in (r, b, te, tr) if x is not None]
     o = args.out("out", out, dt, inputs) if out is not None else np.empty(r.shape, dt)
     _core.discounted_returns(r, te, tr, g, b, o)
@@ -217,19 +189,13 @@ def gae(rewards: Any, values: Any, next_values: Any, terminated: Any, truncated:
     """
     if out is None and (dt := _fast((rewards, values, next_values), (terminated, truncated))) is not None:
         a, ret = np.empty(rewards.shape, dt), np.empty(rewards.shape, dt)
-        _core.gae(rewards, values, next_values, terminated, truncated, _check_scalar("gamma", gamma),
-                  _check_scalar("lam", lam), a, ret)
+        _core.gae(rewards, values, next_values, terminated, truncated, check_unit("gamma", gamma),
+                  check_unit("lam", lam), a, ret)
         return a, ret
     args = _Args()
-    r = args.value("rewards", rewards)
-    v = args.value("values", values)
-    nv = args.value("next_values", next_values)
-    te = args.flag("terminated", terminated)
-    tr = args.flag("truncated", truncated)
-    g = _check_scalar("gamma", gamma)
-    lm = _check_scalar("lam", lam)
-    dt = args.dtype()
-    r, v, nv = (np.ascontiguousarray(x, dtype=dt) for x in (r, v, nv))
+    r, v, nv, te, tr = args.read({"rewards": rewards, "values": values, "next_values": next_values},
+                                 terminated, truncated)
+    g, lm, dt = check_unit("gamma", gamma), check_unit("lam", lam), args.dt
     inputs = [r, v, nv, te, tr]
     if out is None:
         a, ret = np.empty(r.shape, dt), np.empty(r.shape, dt)
@@ -263,18 +229,12 @@ def lambda_returns(rewards: Any, next_values: Any, terminated: Any, truncated: A
     """
     if out is None and (dt := _fast((rewards, next_values), (terminated, truncated))) is not None:
         o = np.empty(rewards.shape, dt)
-        _core.lambda_returns(rewards, next_values, terminated, truncated, _check_scalar("gamma", gamma),
-                             _check_scalar("lam", lam), o)
+        _core.lambda_returns(rewards, next_values, terminated, truncated, check_unit("gamma", gamma),
+                             check_unit("lam", lam), o)
         return o
     args = _Args()
-    r = args.value("rewards", rewards)
-    nv = args.value("next_values", next_values)
-    te = args.flag("terminated", terminated)
-    tr = args.flag("truncated", truncated)
-    g = _check_scalar("gamma", gamma)
-    lm = _check_scalar("lam", lam)
-    dt = args.dtype()
-    r, nv = (np.ascontiguousarray(x, dtype=dt) for x in (r, nv))
+    r, nv, te, tr = args.read({"rewards": rewards, "next_values": next_values}, terminated, truncated)
+    g, lm, dt = check_unit("gamma", gamma), check_unit("lam", lam), args.dt
     o = args.out("out", out, dt, [r, nv, te, tr]) if out is not None else np.empty(r.shape, dt)
     _core.lambda_returns(r, nv, te, tr, g, lm, o)
     return _wrap(o, out, args.any_torch)

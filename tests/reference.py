@@ -436,3 +436,9 @@ def env_like_rows(rng: np.random.Generator, steps: int, num_envs: int, frame_sha
     shape = (len(obs), *frame_shape)
     return (np.array(obs, dtype=dtype).reshape(shape), np.array(nxt, dtype=dtype).reshape(shape),
             np.array(term, dtype=bool), np.array(trunc, dtype=bool))
+
+
+def snapshot(buf):
+    """A buffer's state and a copy of its arrays, to check that a rejected call changed nothing."""
+    sd = buf.state_dict()
+    return sd["state"], {k: v.copy() for k, v in sd["arrays"].items()}

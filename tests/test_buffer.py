@@ -9,9 +9,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from reference import snapshot
 
 import fastrl
 from fastrl import ReplayBuffer
+
+
+SAME_STEP = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
 
 
 def filled(n=10, capacity=16, **kw):
@@ -20,11 +24,6 @@ def filled(n=10, capacity=16, **kw):
         o = np.full(4, i, np.float32)
         buf.add(o, i % 3, float(i), o + 1, i % 5 == 4, False)
     return buf
-
-
-def snapshot(buf):
-    sd = buf.state_dict()
-    return sd["state"], {k: v.copy() for k, v in sd["arrays"].items()}
 
 
 def assert_unchanged(buf, snap):
@@ -51,9 +50,15 @@ def test_add_sample_roundtrip_values_and_types():
     assert torch.equal(b.terminated, i % 5 == 4)
 
 
-def test_capacity_rounds_down_to_multiple_of_num_envs():
-    buf = ReplayBuffer(10, observation_shape=(2,), num_envs=3, seed=0)
-    assert buf.capacity == 9
+def test_capacity_must_be_a_multiple_of_num_envs():
+    # it was rounded down without a word (50 with 3 envs kept 48 rows)
+    with pytest.raises(ValueError, match=r"capacity=10 must be a multiple of num_envs=3.*use 9 or 12"):
+        ReplayBuffer(10, observation_shape=(2,), num_envs=3, seed=0)
+    with pytest.raises(ValueError, match=r"capacity=50 .* num_envs=3.*use 48 or 51"):
+        fastrl.PrioritizedReplayBuffer(50, observation_shape=(2,), num_envs=3, seed=0)
+    with pytest.raises(ValueError, match=r"capacity=2 .* num_envs=3.*use 3"):
+        ReplayBuffer(2, num_envs=3)
+    assert ReplayBuffer(51, observation_shape=(2,), num_envs=3, seed=0).capacity == 51
 
 
 def test_extend_rows_interleave_streams_in_time_order():
@@ -358,7 +363,7 @@ def test_from_env_single_and_vector():
     buf = ReplayBuffer.from_env(env, 100, seed=0)
     assert buf.fields[0].shape == (4,) and buf.fields[0].dtype == "float32"
     assert buf.fields[1].shape == () and buf.fields[1].dtype == "int64" and buf.num_envs == 1
-    venv = gym.make_vec("Pendulum-v1", num_envs=3, vectorization_mode="sync")
+    venv = gym.make_vec("Pendulum-v1", num_envs=3, vectorization_mode="sync", vector_kwargs=SAME_STEP)
     vbuf = ReplayBuffer.from_env(venv, 99, seed=0)
     assert vbuf.num_envs == 3 and vbuf.fields[1].shape == (1,) and vbuf.fields[1].dtype == "float32"
     with pytest.raises(TypeError):
@@ -397,6 +402,104 @@ def test_vector_env_stores_true_final_observation_of_truncated_episodes():
 def test_final_observations_requires_same_step_mode():
     with pytest.raises(ValueError, match="SAME_STEP"):
         fastrl.final_observations(np.zeros((2, 3)), np.array([True, False]), np.array([False, False]), {})
+
+
+def test_from_env_refuses_next_step_autoreset():
+    """gymnasium's default NEXT_STEP mode returns a reset step after every episode end; storing
+    its steps as returned stored fake 'final observation -> reset observation' rows."""
+    from gymnasium.vector import AutoresetMode
+
+    venv = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
+    assert venv.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    with pytest.raises(ValueError, match=r"NEXT_STEP.*autoreset_mode.*SAME_STEP"):
+        ReplayBuffer.from_env(venv, 100)
+    with pytest.raises(ValueError, match="SAME_STEP"):
+        fastrl.PrioritizedReplayBuffer.from_env(venv, 100)
+    disabled = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync",
+                            vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED})
+    assert ReplayBuffer.from_env(disabled, 100).num_envs == 2
+
+
+def test_final_observations_of_each_autoreset_mode():
+    from gymnasium.vector import AutoresetMode
+
+    n = 2
+    for mode in (AutoresetMode.DISABLED, "Disabled", "DISABLED"):
+        venv = gym.make_vec("CartPole-v1", num_envs=n, vectorization_mode="sync", max_episode_steps=5,
+                            vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED})
+        venv.reset(seed=0)
+        for _ in range(5):
+            next_obs, _, term, trunc, infos = venv.step(np.zeros(n, np.int64))
+        assert (term | trunc).all() and "final_obs" not in infos
+        # next_obs already is the true final observation: returned as it is (it raised before)
+        assert fastrl.final_observations(next_obs, term, trunc, infos, autoreset_mode=mode) is next_obs
+    with pytest.raises(ValueError, match="NEXT_STEP.*SAME_STEP"):
+        fastrl.final_observations(next_obs, term, trunc, infos, autoreset_mode=AutoresetMode.NEXT_STEP)
+    with pytest.raises(ValueError, match="autoreset_mode"):
+        fastrl.final_observations(next_obs, term, trunc, infos, autoreset_mode="sometimes")
+    same = gym.make_vec("CartPole-v1", num_envs=n, vectorization_mode="sync", max_episode_steps=5,
+                        vector_kwargs=SAME_STEP)
+    same.reset(seed=0)
+    for _ in range(5):
+        next_obs, _, term, trunc, infos = same.step(np.zeros(n, np.int64))
+    got = fastrl.final_observations(next_obs, term, trunc, infos, autoreset_mode=same.metadata["autoreset_mode"])
+    np.testing.assert_array_equal(got, np.stack(infos["final_obs"]))
+
+
+def test_import_replay_pulls_neither_gymnasium_nor_higher_layers():
+    import subprocess
+    import sys
+
+    code = ("import sys, fastrl.replay; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'gymnasium' "
+            "or m.startswith(('fastrl.agents', 'fastrl.training', 'fastrl.experiments'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+# ------------------------------------------------------------------ API: one call for both buffers, documented formulas
+def test_documented_target_formula_works_on_a_sampled_batch():
+    """The Batch docstring's target, evaluated as written on a real batch (bool ``terminated``)."""
+    buf = filled(40, capacity=64)
+    b = buf.sample(32, n_step=3, gamma=0.9)
+    assert b.terminated.dtype == torch.bool and b.terminated.any()
+    rewards, discounts, terminated, next_observations = b.rewards, b.discounts, b.terminated, b.next_observations
+    V = lambda obs: obs.sum(1)  # noqa: E731 - any value function
+    target = rewards + discounts * ~terminated * V(next_observations)
+    expected = torch.where(terminated, rewards, rewards + discounts * V(next_observations))
+    torch.testing.assert_close(target, expected)
+    gamma, one = 0.9, buf.sample(32)
+    target1 = one.rewards + gamma * ~one.terminated * V(one.next_observations)
+    torch.testing.assert_close(target1, torch.where(one.terminated, one.rewards,
+                                                    one.rewards + gamma * V(one.next_observations)))
+    doc = fastrl.Batch.__doc__
+    assert "rewards + discounts * ~terminated * V(next_observations)" in " ".join(doc.split())
+    with pytest.raises(RuntimeError):  # what the docs said before
+        rewards + discounts * (1 - terminated) * V(next_observations)
+
+
+def test_uniform_buffer_takes_beta_like_the_prioritized_one():
+    a, b = filled(30, capacity=32, seed=7), filled(30, capacity=32, seed=7)
+    x, y = a.sample(16), b.sample(16, 0.4)  # positional, as PrioritizedReplayBuffer.sample(16, 0.4)
+    assert y.weights is None and torch.equal(x.indices, y.indices)  # the same draws: beta changes nothing
+    y = b.sample(16, beta=0.5, n_step=2, gamma=0.9)
+    assert torch.equal(a.sample(16, n_step=2, gamma=0.9).indices, y.indices) and y.weights is None
+    out_a, out_b = a.empty_batch(8), b.empty_batch(8)
+    a.sample_into(out_a)
+    b.sample_into(out_b, beta=0.4)
+    assert torch.equal(out_a.indices, out_b.indices) and out_b.weights is None
+    for bad, exc in ((-0.1, ValueError), (float("nan"), ValueError), (True, TypeError), ("0.4", TypeError)):
+        with pytest.raises(exc, match="beta"):
+            b.sample(4, bad)
+        with pytest.raises(exc, match="beta"):
+            b.sample_into(out_b, beta=bad)
+        with pytest.raises(exc, match="beta"):
+            b.prefetcher(4, bad)
+    with a.prefetcher(8) as pa, b.prefetcher(8, 0.4) as pb:
+        for step in range(3):
+            x, y = pa.next(), pb.next(beta=0.4 + step / 10)
+            assert torch.equal(x.indices, y.indices) and y.weights is None
 
 
 # ------------------------------------------------------------------ CUDA

@@ -48,7 +48,7 @@ class BufferMachine(RuleBasedStateMachine):
     @initialize(capacity=st.integers(1, 24), num_envs=st.integers(1, 3), seed=st.integers(0, 2**64 - 1),
                 data_seed=st.integers(0, 2**32 - 1))
     def setup(self, capacity, num_envs, seed, data_seed):
-        capacity = max(capacity, num_envs)
+        capacity = max(1, capacity // num_envs) * num_envs  # capacity is a multiple of num_envs
         self.buf, self.model = make_pair(capacity, num_envs, seed, self.STORE_NEXT)
         self.rng = np.random.default_rng(data_seed)
         note(f"capacity={capacity} num_envs={num_envs}")
@@ -145,7 +145,7 @@ TestFullLayoutMachine.settings = settings(settings(), stateful_step_count=20)
 
 @given(capacity=st.integers(1, 50), num_envs=st.integers(1, 5), steps=st.lists(st.integers(0, 40), max_size=6))
 def test_wraparound_keeps_newest_rows_in_stream_order(capacity, num_envs, steps):
-    capacity = max(capacity, num_envs)
+    capacity = max(1, capacity // num_envs) * num_envs  # capacity is a multiple of num_envs
     buf, model = make_pair(capacity, num_envs, 1)
     rng = np.random.default_rng(0)
     for s in steps:

@@ -10,6 +10,16 @@ import numpy as np
 import fastrl
 
 
+def write_until(stop, buf, obs_dim, k):
+    """Extend ``k`` rows at a time until ``stop``; row ``i`` observes ``i`` (id 0 is added before)."""
+    written = 1
+    while not stop.is_set() and written < 400_001:
+        ids = np.arange(written, written + k, dtype=np.float64)
+        obs = np.repeat(ids[:, None], obs_dim, axis=1).astype(np.float32)
+        buf.extend(obs, np.arange(k) % 4, ids.astype(np.float32), obs + 1, np.zeros(k, bool), np.zeros(k, bool))
+        written += k
+
+
 def test_writer_and_reader_threads_never_see_torn_rows():
     cap, obs_dim = 64, 256
     buf = fastrl.ReplayBuffer(cap, observation_shape=(obs_dim,), seed=0)
@@ -17,13 +27,7 @@ def test_writer_and_reader_threads_never_see_torn_rows():
     errors: list[str] = []
 
     def writer():
-        written = 1  # id 0 is the row added before the threads start
-        while not stop.is_set() and written < 400_001:
-            k = 32
-            ids = np.arange(written, written + k, dtype=np.float64)
-            obs = np.repeat(ids[:, None], obs_dim, axis=1).astype(np.float32)
-            buf.extend(obs, np.arange(k) % 4, ids.astype(np.float32), obs + 1, np.zeros(k, bool), np.zeros(k, bool))
-            written += k
+        write_until(stop, buf, obs_dim, 32)
 
     def reader():
         out = buf.empty_batch(64)
@@ -60,13 +64,7 @@ def test_prioritized_writer_and_priority_updating_reader_threads():
     errors: list[str] = []
 
     def writer():
-        written = 1
-        while not stop.is_set() and written < 400_001:
-            k = 16
-            ids = np.arange(written, written + k, dtype=np.float64)
-            obs = np.repeat(ids[:, None], obs_dim, axis=1).astype(np.float32)
-            buf.extend(obs, np.arange(k) % 4, ids.astype(np.float32), obs + 1, np.zeros(k, bool), np.zeros(k, bool))
-            written += k
+        write_until(stop, buf, obs_dim, 16)
 
     def reader():
         rng = np.random.default_rng(1)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
+from reference import snapshot
 
 import fastrl
 
@@ -51,11 +52,6 @@ def weird_values(draw):
     if kind == "zero":
         return np.zeros((0, *shape), dtype=dt) if np.dtype(dt).kind not in "UO" else arr
     return arr
-
-
-def snapshot(buf):
-    sd = buf.state_dict()
-    return sd["state"], {k: v.copy() for k, v in sd["arrays"].items()}
 
 
 def same(buf, snap):

@@ -61,7 +61,7 @@ LAYOUTS = st.sampled_from([(False, 1), (False, 2), (False, 4), (True, 3), (True,
 def test_every_stored_and_sampled_observation_equals_full_copies(layout, padding, num_envs, capacity, pixels, p_jump,
                                                                   writes, seed):
     store_next, k = layout
-    capacity = max(capacity, num_envs)
+    capacity = max(1, capacity // num_envs) * num_envs  # capacity is a multiple of num_envs
     frame_shape, dtype, values = ((2, 3), np.uint8, None) if pixels else ((3,), np.float32, VALUES)
     note(f"store_next={store_next} k={k} padding={padding} N={num_envs} cap={capacity}")
     buf = ReplayBuffer(capacity, observation_shape=frame_shape, observation_dtype=dtype, num_envs=num_envs,
@@ -104,7 +104,7 @@ def full_twin(buf: ReplayBuffer, cls=ReplayBuffer, **kw) -> ReplayBuffer:
 def test_batches_equal_the_full_layout_with_nstep_returns_and_prioritized(k, num_envs, capacity, writes, seed):
     """Same ids, same generator use, same values as the naive layout: uniform, n-step,
     require_return, prioritized sampling (zero-mass rows never drawn), after a save/load round trip."""
-    capacity = max(capacity, num_envs)
+    capacity = max(1, capacity // num_envs) * num_envs  # capacity is a multiple of num_envs
     kw = {"episode_returns_gamma": 0.9}
     compact = ReplayBuffer(capacity, observation_shape=(2, 2), observation_dtype=np.uint8, num_envs=num_envs, seed=0,
                            frame_stack=k, **kw)

@@ -104,9 +104,10 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="beta"):
         per.prefetcher(4, beta=-1.0)
     with buf.prefetcher(4) as pf:
-        with pytest.raises(ValueError, match="prioritized"):
-            pf.next(beta=0.5)
+        with pytest.raises(ValueError, match="beta"):  # a uniform buffer validates beta and ignores it
+            pf.next(beta=-0.5)
         pf.next()  # the rejected call changed nothing
+        assert pf.next(beta=0.5).weights is None
     with per.prefetcher(4) as pf:
         with pytest.raises(ValueError, match="beta"):
             pf.next(beta=float("nan"))

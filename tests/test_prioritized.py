@@ -18,6 +18,24 @@ from fastrl import BetaSchedule, LinearSchedule, PrioritizedReplayBuffer, _core
 K = _core.SUM_TREE_FANOUT
 
 
+def assert_every_row_once(buf, n, beta):
+    """Equal sampling mass and B == N rows: stratified sampling draws each row once, weights 1."""
+    ids, w = buf.sample_indices(n, beta)
+    np.testing.assert_array_equal(np.sort(ids), np.arange(n))
+    np.testing.assert_array_equal(w, 1.0)
+
+
+def with_random_priorities(cap, written, alpha, seed, pr):
+    """A full buffer (eps 0) and its model after ``written`` rows, the live ones with priorities ``pr``."""
+    buf, model = make(cap, alpha=alpha, eps=0.0, seed=seed), PrioritizedModel(cap, alpha, 0.0, K)
+    fill(buf, written)
+    model.write(written)
+    live = np.arange(written - cap, written)
+    buf.update_priorities(live, pr)
+    model.update(live.tolist(), pr)
+    return buf, model, live, pr
+
+
 def make(capacity=16, num_envs=1, alpha=0.6, eps=1e-6, seed=0, **kw):
     return PrioritizedReplayBuffer(capacity, observation_shape=(2,), num_envs=num_envs, alpha=alpha, eps=eps,
                                    seed=seed, **kw)
@@ -102,13 +120,7 @@ def test_tree_shapes_match_model(cap):
 
 def test_weights_equal_the_paper_formula():
     cap = 40
-    buf, model = make(cap, eps=0.0), PrioritizedModel(cap, 0.6, 0.0, K)
-    fill(buf, 55)
-    model.write(55)
-    live = np.arange(15, 55)
-    pr = np.random.default_rng(2).uniform(0.01, 5.0, size=40)
-    buf.update_priorities(live, pr)
-    model.update(live.tolist(), pr)
+    buf, model, live, pr = with_random_priorities(cap, 55, 0.6, 0, np.random.default_rng(2).uniform(0.01, 5.0, 40))
     for beta in (0.0, 0.3, 1.0):
         ids, w = buf.sample_indices(200, beta)
         slots = ids % cap
@@ -165,13 +177,7 @@ def _chi2_critical(df: int, z: float = 4.265) -> float:
 @pytest.mark.parametrize("alpha", [0.6, 1.0])
 def test_sampled_frequencies_match_p_alpha(alpha):
     cap = 50
-    buf, model = make(cap, alpha=alpha, eps=0.0, seed=123), PrioritizedModel(cap, alpha, 0.0, K)
-    fill(buf, 70)
-    model.write(70)
-    live = np.arange(20, 70)
-    pr = np.random.default_rng(3).uniform(0.05, 3.0, size=50)
-    buf.update_priorities(live, pr)
-    model.update(live.tolist(), pr)
+    buf, model, _, pr = with_random_priorities(cap, 70, alpha, 123, np.random.default_rng(3).uniform(0.05, 3.0, 50))
     counts = np.zeros(cap)
     draws = 0
     for _ in range(400):
@@ -205,9 +211,7 @@ def test_every_stratum_is_covered():
     # equal priorities and B == N: every row exactly once
     buf2 = make(32)
     fill(buf2, 32)
-    ids, w = buf2.sample_indices(32, 0.4)
-    np.testing.assert_array_equal(np.sort(ids), np.arange(32))
-    np.testing.assert_array_equal(w, 1.0)
+    assert_every_row_once(buf2, 32, 0.4)
 
 
 # ---------------------------------------------------------------- priorities
@@ -350,9 +354,7 @@ def test_zero_priorities_are_never_sampled_and_all_zero_raises():
     with pytest.raises(ValueError, match="zero"):
         buf.sample(4)
     buf.alpha = 0.0  # 0 ** 0 == 1: alpha 0 is uniform over stored rows
-    ids, w = buf.sample_indices(8, 0.7)
-    np.testing.assert_array_equal(np.sort(ids), np.arange(8))
-    np.testing.assert_array_equal(w, 1.0)
+    assert_every_row_once(buf, 8, 0.7)
 
 
 def test_alpha_changes_without_rebuild():

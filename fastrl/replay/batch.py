@@ -30,8 +30,10 @@ class Batch(NamedTuple):
     the k <= n rewards summed (float32, or float64 for a float64 reward field);
     ``next_observations``, ``terminated`` and ``truncated`` are those of the last summed step, and
     ``discounts: float[B]`` is ``g ** k``, so the target is
-    ``rewards + discounts * (1 - terminated) * V(next_observations)``. ``discounts`` is None
-    without ``gamma``.
+    ``rewards + discounts * ~terminated * V(next_observations)`` (``terminated`` is bool: ``~``
+    negates it and the product promotes it to float; ``1 - terminated`` raises in torch).
+    ``discounts`` is None without ``gamma``; the one-step target is then
+    ``rewards + gamma * ~terminated * V(next_observations)``.
     """
 
     observations: torch.Tensor

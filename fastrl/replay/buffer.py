@@ -1,36 +1,78 @@
-"""fastrl.ReplayBuffer: the circular replay buffer over the C++ core."""
+"""fastrl.ReplayBuffer: the circular replay buffer over the C++ core.
+
+Storage. Rows are time-major: with ``num_envs=N`` row ``r`` is env ``r % N`` at step ``r // N``,
+and every row has an id (``total_added`` counts them); slot ``id % capacity`` holds it, so each
+env stream owns ``capacity / N`` slots (``capacity`` must be a multiple of ``num_envs``).
+
+Layouts (``store_next_observations``). True stores ``next_observations`` as its own field (twice
+the observation memory). False stores each observation once: the next observation of a step is
+read from the next step of the same stream; where the env emitted something else (the true final
+observation at an episode end, or any non-consecutive rows) the given next observation is kept in
+a small side store, so sampling returns exactly what was added, bit for bit. The newest step of
+each stream keeps its next observation aside until its successor arrives, so every stored step
+stays sampleable and batches equal those of the full layout (same ids, same values). None (the
+default) picks False for observations of 1 KiB or more (pixels) or with ``frame_stack``, True for
+small ones (vectors), where the full layout is faster to add to and sample from.
+
+Frame stacking (``frame_stack=k > 1``). The buffer stores single frames and samples
+``observations`` and ``next_observations`` as stacks ``[B, k, *observation_shape]`` (oldest frame
+first), built at sample time as gymnasium's ``FrameStackObservation(env, k)`` builds them; ``add``
+/ ``extend`` take single frames or whole stacks (only the newest frame of a stack is kept). An
+episode starts at a stream's first step and after every terminated or truncated step. Positions
+before an episode's first frame repeat that frame (``frame_padding="reset"``, gymnasium's default)
+or are zeros (``"zero"``). The frames of the last ``(k - 1) * num_envs`` overwritten steps are
+kept, so every stored step's stack is complete.
+
+Episode returns (``episode_returns_gamma=g``). When an episode of a stream ends (terminated or
+truncated), C++ fills the computed fields ``returns`` (the discounted return-to-go) and
+``has_return`` of every stored step of it in one backward pass; steps of a running episode have
+``returns == 0`` and ``has_return == False`` until it ends. A truncated episode gets its observed
+partial return, not bootstrapped: a lower bound of the true return when rewards are non-negative
+(what SAIL-DQN uses). Steps whose episode started before overwritten rows still get their exact
+return-to-go (it only depends on later, still-stored rewards).
+
+Memory-mapped storage (``storage_path=``). The field storage lives in a new sparse file, mapped
+into memory (buffers larger than RAM; the OS pages rows in and out): see
+:mod:`fastrl.replay.storage`. Saving and loading: :mod:`fastrl.replay.files`.
+
+Casting. Values are cast into a field's dtype only when no information of their kind is lost:
+float fields take bools, ints and floats; int fields take bools and ints that fit; bool fields
+take bools and 0 / 1. Anything else raises and changes nothing.
+"""
 
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Mapping
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
 import torch
 
 from fastrl import _core
-from fastrl.replay import persistence as serialization
-from fastrl.replay import storage
-from fastrl.replay.schema import STANDARD_FIELDS, Field, build_fields
+from fastrl._util import (
+    as_ids,
+    check_int,
+    check_nstep,
+    check_real,
+    check_unit,
+    out_array,
+    seed_value,
+)
+from fastrl.replay import files, spaces, storage
 from fastrl.replay.batch import N_STD as _N_STD
 from fastrl.replay.batch import TORCH_DTYPES as _TORCH_DTYPES
-from fastrl.replay.batch import Batch, copy_batch as _copy_batch, to_device as _to_device
+from fastrl.replay.batch import Batch
+from fastrl.replay.batch import copy_batch as _copy_batch
+from fastrl.replay.batch import to_device as _to_device
 from fastrl.replay.prefetch import Prefetcher
+from fastrl.replay.schema import Field, build_fields
+
+__all__ = ["Batch", "ReplayBuffer", "available_memory"]
 
 _COMPACT_FROM_BYTES = 1024  # auto layout: observations stored once from this row size on
 _RETURN_FIELDS = {"returns": "float32", "has_return": "bool"}  # computed by C++ (episode_returns_gamma)
-
-
-def _seed_value(seed: int | None) -> int:
-    if seed is None:
-        return secrets.randbits(64)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-    if not 0 <= int(seed) < 2**64:
-        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-    return int(seed)
 
 
 def available_memory() -> int:
@@ -46,98 +88,42 @@ def available_memory() -> int:
             return 1 << 62
 
 
-def _check_gamma(name: str, gamma: Any) -> float:
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(gamma).__name__}")
-    if not 0.0 <= float(gamma) <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {gamma}")
-    return float(gamma)
-
-
-def _check_nstep(n_step: Any, gamma: Any) -> tuple[int, float | None]:
-    if isinstance(n_step, bool) or not isinstance(n_step, (int, np.integer)):
-        raise TypeError(f"n_step must be an int, got {type(n_step).__name__}")
-    if n_step < 1:
-        raise ValueError(f"n_step must be >= 1, got {n_step}")
-    if gamma is None:
-        if n_step > 1:
-            raise ValueError(f"n_step={n_step} needs the discount: pass gamma=")
-        return 1, None
-    return int(n_step), _check_gamma("gamma", gamma)
-
-
-def _check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return int(batch_size)
-
-
-def _as_out_array(name: str, t: Any) -> np.ndarray:
-    """The numpy view of a caller-owned output (CPU tensor or array), without conversion."""
-    if isinstance(t, np.ndarray):
-        return t
-    if isinstance(t, torch.Tensor):
-        if t.device.type != "cpu":
-            raise TypeError(f"{name} out: expected a CPU tensor here, got one on {t.device}")
-        if t.requires_grad:
-            raise TypeError(f"{name} out: must not require grad")
-        return t.numpy()
-    raise TypeError(f"{name} out: expected a torch.Tensor or numpy array, got {type(t).__name__}")
+def _check_capacity(capacity: Any, num_envs: Any) -> tuple[int, int]:
+    capacity, num_envs = check_int("capacity", capacity, 1), check_int("num_envs", num_envs, 1)
+    if capacity % num_envs:
+        low = capacity // num_envs * num_envs
+        near = f"{low} or {low + num_envs}" if low else f"{num_envs}"
+        raise ValueError(f"capacity={capacity} must be a multiple of num_envs={num_envs} (each env stream "
+                         f"gets capacity / num_envs slots): use {near}")
+    return capacity, num_envs
 
 
 class ReplayBuffer:
     """Circular replay buffer with named fields, one or many env streams, stored in C++.
 
     Args:
-        capacity: number of transitions kept (rounded down to a multiple of ``num_envs``).
+        capacity: number of transitions kept; a multiple of ``num_envs``.
         observation_shape, observation_dtype: per-step observation.
         action_shape, action_dtype: per-step action (``()`` and int64 for Discrete).
         reward_dtype: dtype of ``rewards`` (float32 by default).
         num_envs: parallel env streams; ``extend`` takes one step of all of them at once.
         seed: seed of the buffer's own generator (random when None).
         extra_fields: ``{name: (shape, dtype)}`` stored beside the standard fields.
-        episode_returns_gamma: when given (in [0, 1]), the buffer also keeps each transition's
-            observed discounted return-to-go in a computed field ``returns`` (float32) with a flag
-            ``has_return`` (bool), both sampled in ``Batch.extras``. When an episode of a stream
-            ends (terminated or truncated), C++ fills every stored step of it in one backward pass;
-            steps of a running episode have ``returns == 0`` and ``has_return == False`` until it
-            ends (``sample(..., require_return=True)`` draws only steps that have a return). A
-            truncated episode gets its observed partial return, not bootstrapped: a lower bound
-            of the true return when rewards are non-negative (what SAIL-DQN uses). If the oldest
-            steps of a long episode are overwritten before it ends, the stored steps still get
-            their exact return-to-go (it only depends on later, still-stored rewards).
-        store_next_observations: None (the default) picks False for observations of 1 KiB or more
-            (pixels) or with ``frame_stack``, and True for small ones (vectors), where a second
-            copy costs little memory and the full layout is faster to add to and sample from.
-            False stores each observation once: the next
-            observation of a step is read from the next step of the same stream. Where the env
-            emitted something else (the true final observation at an episode end, or any
-            non-consecutive rows), the given next observation is kept in a small side store, so
-            sampling returns exactly what was added, bit for bit; the newest step of each stream
-            keeps its next observation aside until its successor arrives, so every stored step
-            stays sampleable and batches equal those of the full layout (same ids, same values).
-            True stores ``next_observations`` as its own field (twice the observation memory).
-        frame_stack: k > 1 stores single frames and samples ``observations`` and
-            ``next_observations`` as stacks ``[B, k, *observation_shape]`` (oldest frame first),
-            built at sample time the way gymnasium's ``FrameStackObservation(env, k)`` builds
-            them: ``observation_shape`` is one frame's shape, ``add`` / ``extend`` take single
-            frames or whole stacks (only the newest frame of a stack is kept). An episode starts
-            at a stream's first step and after every terminated or truncated step.
-        frame_padding: stack positions before an episode's first frame: ``"reset"`` repeats that
-            frame (gymnasium's default ``padding_type="reset"``), ``"zero"`` fills zeros
-            (``padding_type="zero"``). The frames of the last ``(k - 1) * num_envs`` overwritten
-            steps are kept, so every stored step's stack is complete (never padded wrongly).
-        storage_path: a new file to keep the field storage in, memory-mapped (for buffers larger
-            than RAM; the OS pages rows in and out). ``save(storage_path)`` then writes only
-            the header and small side arrays in place (no second copy of the rows), and
-            ``ReplayBuffer.load(path, mmap=True)`` maps such a file again instead of reading it.
+        episode_returns_gamma: when given (in [0, 1]), also keep each transition's observed
+            discounted return-to-go, filled when its episode ends: ``Batch.extras["returns"]``
+            (float32) and ``["has_return"]`` (bool); see the module docstring.
+        store_next_observations: False stores each observation once (half the memory, same
+            batches), True stores ``next_observations`` too; None picks False for observations of
+            1 KiB or more or with ``frame_stack``.
+        frame_stack: k > 1 stores single frames and samples stacks ``[B, k, *observation_shape]``,
+            as gymnasium's ``FrameStackObservation(env, k)``; ``observation_shape`` is one frame's.
+        frame_padding: ``"reset"`` (repeat the first frame) or ``"zero"``, as its ``padding_type``.
+        storage_path: a new file to keep the field storage in, memory-mapped (buffers larger than
+            RAM); ``ReplayBuffer.load(path, mmap=True)`` reopens it after ``save(storage_path)``.
 
-    Values are cast into a field's dtype only when no information of their kind is lost:
-    float fields take bools, ints and floats; int fields take bools and ints that fit;
-    bool fields take bools and 0 / 1. Anything else raises and changes nothing.
+    Values are cast into a field's dtype only where nothing is lost (see the module docstring).
     """
+
 
     def __init__(
         self,
@@ -157,17 +143,10 @@ class ReplayBuffer:
         storage_path: str | os.PathLike[str] | None = None,
         _open_existing: bool = False,
     ) -> None:
-        for arg, v in (("capacity", capacity), ("num_envs", num_envs), ("frame_stack", frame_stack)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"{arg} must be an int, got {type(v).__name__}")
-        if capacity < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        capacity, num_envs = _check_capacity(capacity, num_envs)
+        check_int("frame_stack", frame_stack, 1, 1024)
         if store_next_observations is not None and not isinstance(store_next_observations, (bool, np.bool_)):
             raise TypeError(f"store_next_observations must be a bool or None, got {type(store_next_observations).__name__}")
-        if not 1 <= frame_stack <= 1024:
-            raise ValueError(f"frame_stack must be in [1, 1024], got {frame_stack}")
         if frame_padding not in ("reset", "zero"):
             raise ValueError(f"frame_padding must be 'reset' or 'zero', got {frame_padding!r}")
         user_fields = build_fields(observation_shape, action_shape, observation_dtype, action_dtype, reward_dtype,
@@ -175,7 +154,7 @@ class ReplayBuffer:
         fields = user_fields
         self._input_names = tuple(f.name for f in user_fields[_N_STD:])  # extras the caller supplies
         if episode_returns_gamma is not None:
-            episode_returns_gamma = _check_gamma("episode_returns_gamma", episode_returns_gamma)
+            episode_returns_gamma = check_unit("episode_returns_gamma", episode_returns_gamma)
             taken = sorted(set(self._input_names) & set(_RETURN_FIELDS))
             if taken:
                 raise ValueError(f"extra_fields: {taken} are reserved when episode_returns_gamma is set")
@@ -194,15 +173,14 @@ class ReplayBuffer:
         self.fields: tuple[Field, ...] = fields
         self._extra_names = tuple(f.name for f in self.fields[_N_STD:])
         self._row_bytes = sum(f.row_bytes for f in self.fields)
-        cap = int(capacity) // int(num_envs) * int(num_envs)
         stored_row = sum(f.row_bytes for f, has in self._stored if has)
-        need = cap * stored_row
+        need = capacity * stored_row
         self._mapped: Any = None
         self._storage_path: str | None = None
         layout = None
         if storage_path is not None:
             self._storage_path = os.path.abspath(os.fspath(storage_path))
-            layout = storage.layout([f.row_bytes if has else None for f, has in self._stored], cap, int(num_envs))
+            layout = storage.layout([f.row_bytes if has else None for f, has in self._stored], capacity, num_envs)
             if not _open_existing:
                 storage.check_new_file(self._storage_path, layout)
         elif need > available_memory():
@@ -210,10 +188,10 @@ class ReplayBuffer:
                              f"transition, more than the {available_memory() / 2**30:.2f} GiB available; "
                              f"use a smaller capacity or storage_path= (memory-mapped storage)")
         self._config = {
-            "capacity": int(capacity), "observation_shape": list(self._frame_shape),
+            "capacity": capacity, "observation_shape": list(self._frame_shape),
             "action_shape": list(self.fields[1].shape), "observation_dtype": self.fields[0].dtype,
             "action_dtype": self.fields[1].dtype, "reward_dtype": self.fields[2].dtype,
-            "num_envs": int(num_envs),
+            "num_envs": num_envs,
             "extra_fields": {f.name: [list(f.shape), f.dtype] for f in user_fields[_N_STD:]},
         }
         if episode_returns_gamma is not None:
@@ -232,9 +210,8 @@ class ReplayBuffer:
             self._layout = layout
             options.update(mapped=self._mapped, field_offsets=layout.offsets)
         self._impl = self._make_impl([(f.name, list(f.shape), f.dtype) for f in user_fields],
-                                     int(capacity), int(num_envs), _seed_value(seed),
+                                     capacity, num_envs, seed_value(seed),
                                      -1.0 if episode_returns_gamma is None else episode_returns_gamma, options)
-        self._config["capacity"] = self._impl.capacity
 
     def _make_impl(self, fields: list[Any], capacity: int, num_envs: int, seed: int, returns_gamma: float,
                    options: dict[str, Any]) -> Any:
@@ -246,7 +223,11 @@ class ReplayBuffer:
     def from_env(cls, env: Any, capacity: int, **kwargs: Any) -> ReplayBuffer:
         """A buffer whose schema matches a gymnasium env or vector env (Box / Discrete spaces).
 
-        For a vector env ``num_envs`` is taken from it; store its steps with :meth:`extend`.
+        For a vector env ``num_envs`` is taken from it; store its steps with :meth:`extend` and
+        :func:`fastrl.final_observations`. A vector env must autoreset in the same step
+        (``AutoresetMode.SAME_STEP``) or not at all (``DISABLED``): gymnasium's default
+        ``NEXT_STEP`` returns a reset step after each episode end, which is no transition, so it
+        raises ValueError naming the fix.
         When the env is wrapped in gymnasium's ``FrameStackObservation`` (found through the
         wrapper chain, and in the first sub-env of a ``SyncVectorEnv``), the buffer stores single
         frames and stacks them itself: ``frame_stack`` and ``frame_padding`` default to the
@@ -254,13 +235,11 @@ class ReplayBuffer:
         supported), and sampled observations keep the env's stacked shape. Pass
         ``frame_stack=1`` to store the stacks as they are instead.
         """
-        from fastrl.replay.spaces import frame_stack_of, schema_from_env
-
-        spec = schema_from_env(env)
+        spec = spaces.schema_from_env(env)
         for k in spec:
             if k in kwargs:
                 raise TypeError(f"from_env: {k} is read from the env; do not pass it")
-        wrapper = frame_stack_of(env)
+        wrapper = spaces.frame_stack_of(env)
         if wrapper is not None and kwargs.get("frame_stack", wrapper[0]) != 1:
             size, padding = wrapper
             if kwargs.setdefault("frame_stack", size) != size:
@@ -274,30 +253,19 @@ class ReplayBuffer:
         return cls(capacity, **spec, **kwargs)
 
     # ------------------------------------------------------------------ properties
-    @property
-    def capacity(self) -> int:
-        """Maximum number of stored transitions (a multiple of ``num_envs``)."""
-        return self._impl.capacity
-
-    @property
-    def num_envs(self) -> int:
-        return self._impl.num_envs
-
-    @property
-    def total_added(self) -> int:
-        """Transitions ever added; ids of stored rows are in ``[total_added - len(self), total_added)``."""
-        return self._impl.total
+    # read from the C++ core (operator.attrgetter: no Python frame per access)
+    capacity = property(attrgetter("_impl.capacity"), doc="Maximum number of stored transitions (int).")
+    num_envs = property(attrgetter("_impl.num_envs"), doc="Parallel env streams (int).")
+    total_added = property(attrgetter("_impl.total"), doc="Transitions ever added (int); ids of stored rows "
+                           "are in ``[total_added - len(self), total_added)``.")
+    storage_path = property(attrgetter("_storage_path"), doc="The memory-mapped file holding the field "
+                            "storage (str), or None (heap memory).")
 
     @property
     def episode_returns_gamma(self) -> float | None:
         """Discount of the ``returns`` field, or None when the buffer keeps no episode returns."""
         g = self._impl.episode_returns_gamma
         return None if g < 0 else g
-
-    @property
-    def storage_path(self) -> str | None:
-        """The memory-mapped file holding the field storage, or None (heap memory)."""
-        return self._storage_path
 
     def __len__(self) -> int:
         return self._impl.size
@@ -376,8 +344,8 @@ class ReplayBuffer:
                              "(ReplayBuffer(..., episode_returns_gamma=...))")
         return bool(require_return)
 
-    def sample(self, batch_size: int, *, replace: bool = True, device: Any = None, n_step: int = 1,
-               gamma: float | None = None, require_return: bool = False) -> Batch:
+    def sample(self, batch_size: int, beta: float | None = None, *, replace: bool = True, device: Any = None,
+               n_step: int = 1, gamma: float | None = None, require_return: bool = False) -> Batch:
         """Sample ``batch_size`` transitions uniformly (with replacement by default).
 
         On CPU the tensors wrap the arrays C++ allocated and filled (zero-copy). With a CUDA
@@ -394,11 +362,18 @@ class ReplayBuffer:
 
         ``require_return=True`` draws only transitions whose episode has ended (uniformly among
         them), so every ``extras["has_return"]`` is True; needs ``episode_returns_gamma``.
+
+        ``beta`` is accepted (and validated) as :meth:`PrioritizedReplayBuffer.sample` takes it,
+        so one call serves both buffers; it changes nothing here and ``batch.weights`` is None.
         """
-        batch_size = self._check_batch_bytes(_check_batch_size(batch_size))
+        if type(batch_size) is not int or batch_size < 1:
+            batch_size = check_int("batch_size", batch_size, 1)
+        batch_size = self._check_batch_bytes(batch_size)
+        if beta is not None:
+            check_real("beta", beta)
         plain = n_step == 1 and gamma is None and not require_return
         if not plain:
-            n_step, gamma = _check_nstep(n_step, gamma)
+            n_step, gamma = check_nstep(n_step, gamma)
             require_return = self._check_require_return(require_return)
         if device is None or torch.device(device).type == "cpu":
             if plain:
@@ -418,17 +393,19 @@ class ReplayBuffer:
             raise ValueError(f"batch_size={batch_size} needs {need / 2**30:.2f} GiB, more than the memory available")
         return batch_size
 
-    def prefetcher(self, batch_size: int, *, device: Any = None, n_step: int = 1,
+    def prefetcher(self, batch_size: int, beta: float | None = None, *, device: Any = None, n_step: int = 1,
                    gamma: float | None = None) -> Prefetcher:
         """A background sampler: a C++ thread draws the next batch (uniformly, as :meth:`sample`
         with these arguments) into host memory, pinned for CUDA, while you train on the current
-        one; see :mod:`fastrl.replay.prefetch` for the order of draws and when to call ``wait()``."""
-        return self._prefetcher(batch_size, device, n_step, gamma, None)
+        one; see :mod:`fastrl.replay.prefetch` for the order of draws and when to call ``wait()``.
+        ``beta`` (here and in ``next(beta=...)``) is validated and ignored, as in :meth:`sample`."""
+        return self._prefetcher(batch_size, device, n_step, gamma, beta)
 
-    def _prefetcher(self, batch_size: Any, device: Any, n_step: Any, gamma: Any, beta: float | None) -> Prefetcher:
-        batch_size = self._check_batch_bytes(_check_batch_size(batch_size))
+    def _prefetcher(self, batch_size: Any, device: Any, n_step: Any, gamma: Any, beta: Any) -> Prefetcher:
+        beta = None if beta is None else check_real("beta", beta)
+        batch_size = self._check_batch_bytes(check_int("batch_size", batch_size, 1))
         if n_step != 1 or gamma is not None:
-            n_step, gamma = _check_nstep(n_step, gamma)
+            n_step, gamma = check_nstep(n_step, gamma)
         return Prefetcher(self, batch_size, torch.device("cpu") if device is None else torch.device(device),
                           n_step, gamma, beta)
 
@@ -442,7 +419,7 @@ class ReplayBuffer:
         CPU batches made here are registered with the buffer, so :meth:`sample_into` skips
         re-validating them; their storage cannot be resized.
         """
-        batch_size = self._check_batch_bytes(_check_batch_size(batch_size))
+        batch_size = self._check_batch_bytes(check_int("batch_size", batch_size, 1))
         device = torch.device("cpu") if device is None else torch.device(device)
         if device.type != "cpu":
             def make(shape: tuple[int, ...], dtype: str) -> torch.Tensor:
@@ -467,17 +444,20 @@ class ReplayBuffer:
             self._prepared[id(out)] = (out, batch_size, idx.numpy(), arrays, None if disc is None else disc.numpy())
         return out
 
-    def sample_into(self, out: Batch, batch_size: int | None = None, *, replace: bool = True, n_step: int = 1,
-                    gamma: float | None = None, require_return: bool = False) -> Batch:
+    def sample_into(self, out: Batch, batch_size: int | None = None, *, beta: float | None = None,
+                    replace: bool = True, n_step: int = 1, gamma: float | None = None,
+                    require_return: bool = False) -> Batch:
         """Sample into caller-owned tensors (e.g. from :meth:`empty_batch`); allocates nothing on CPU.
 
         Every output must have the field's exact dtype and shape ``[B, *shape]`` and be
         contiguous; nothing is converted. ``extras`` entries may be left out to skip a field.
         CUDA outputs are filled through pinned staging memory with non-blocking copies.
         ``n_step``, ``gamma`` and ``require_return`` are those of :meth:`sample`; with ``gamma``
-        the batch needs a ``discounts`` tensor (``empty_batch(..., discounts=True)``).
-        Returns ``out``.
+        the batch needs a ``discounts`` tensor (``empty_batch(..., discounts=True)``). ``beta``
+        is validated and ignored, as in :meth:`sample`. Returns ``out``.
         """
+        if beta is not None:
+            check_real("beta", beta)
         if n_step == 1 and gamma is None and not require_return:
             prepared = self._prepared.get(id(out))
             if prepared is not None and prepared[0] is out and (batch_size is None or batch_size == prepared[1]):
@@ -508,12 +488,12 @@ class ReplayBuffer:
         unknown = set(out.extras) - set(self._extra_names)
         if unknown:
             raise ValueError(f"out.extras: unknown fields {sorted(unknown)}")
-        return tuple(_as_out_array(f.name, t) for f, t in zip(self.fields, out[:_N_STD])) + tuple(
-            _as_out_array(n, out.extras[n]) if n in out.extras else None for n in self._extra_names)
+        return tuple(out_array(f"{f.name} out", t) for f, t in zip(self.fields, out[:_N_STD])) + tuple(
+            out_array(f"{n} out", out.extras[n]) if n in out.extras else None for n in self._extra_names)
 
     def _sample_into_ex(self, out: Batch, batch_size: int | None, replace: bool, n_step: Any, gamma: Any,
                         require_return: Any) -> Batch:
-        n_step, gamma = _check_nstep(n_step, gamma)
+        n_step, gamma = check_nstep(n_step, gamma)
         require_return = self._check_require_return(require_return)
         prepared = self._prepared.get(id(out))
         if (prepared is not None and prepared[0] is out and (batch_size is None or batch_size == prepared[1])
@@ -528,25 +508,21 @@ class ReplayBuffer:
                              "make the batch with empty_batch(batch_size, discounts=True)")
         if batch_size is None:
             batch_size = len(out.indices)
-        batch_size = _check_batch_size(batch_size)
+        batch_size = check_int("batch_size", batch_size, 1)
         if isinstance(out.indices, torch.Tensor) and out.indices.device.type != "cpu":
             return self._through_staging(out, batch_size, gamma is not None, lambda staging: self._sample_into_ex(
                 staging, batch_size, replace, n_step, gamma, require_return))
         arrays = self._out_arrays(out)
-        ids = _as_out_array("indices", out.indices)
-        disc = _as_out_array("discounts", out.discounts) if gamma is not None else None
+        ids = out_array("indices out", out.indices)
+        disc = out_array("discounts out", out.discounts) if gamma is not None else None
         self._impl.sample_into_ex(batch_size, bool(replace), require_return, n_step, gamma, ids, arrays, disc)
         return out
 
     def gather_nstep(self, indices: Any, n_step: int, gamma: float) -> dict[str, np.ndarray]:
         """n-step targets (as in :meth:`sample`) of the stored rows with the given ids, as numpy
         arrays by field name plus ``discounts``; for samplers that draw their own ids."""
-        n_step, g = _check_nstep(n_step, gamma)
-        ids = np.asarray(indices)
-        if ids.dtype.kind not in "iu":
-            raise TypeError(f"indices must be integers, got dtype {ids.dtype}")
-        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
-        arrays = self._impl.gather_nstep(ids, n_step, 1.0 if g is None else g)
+        n_step, g = check_nstep(n_step, gamma)
+        arrays = self._impl.gather_nstep(as_ids(indices), n_step, 1.0 if g is None else g)
         out = {f.name: a for f, a in zip(self.fields, arrays)}
         out["discounts"] = arrays[-1]
         return out
@@ -569,128 +545,16 @@ class ReplayBuffer:
     def get(self, indices: Any) -> dict[str, np.ndarray]:
         """The stored rows with the given ids as numpy arrays, as :meth:`sample` returns them
         (stacks with ``frame_stack``); IndexError if one is not stored."""
-        ids = np.asarray(indices)
-        if ids.dtype.kind not in "iu":
-            raise TypeError(f"indices must be integers, got dtype {ids.dtype}")
-        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        ids = as_ids(indices)
         return {f.name: self._impl.gather(i, ids) for i, f in enumerate(self.fields)}
-
-    # ------------------------------------------------------------------ persistence
-    def _meta(self) -> dict[str, Any]:
-        rng = [str(w) for w in self._impl.rng_state()]
-        state: dict[str, Any] = {"total": self._impl.total, "rng": rng}
-        if self.episode_returns_gamma is not None:
-            state["episode_starts"] = [int(s) for s in self._impl.episode_starts()]
-        return {"class": type(self).__name__, "config": self._config, "state": state}
-
-    def _field_arrays(self, n: int, writable: bool = False) -> dict[str, np.ndarray]:
-        """Views of the first ``n`` slots of every field with storage (mapped with ``storage_path``)."""
-        return {f.name: self._impl.field_view(i, writable)[:n] for i, (f, has) in enumerate(self._stored) if has}
-
-    def _arrays(self, n: int, writable: bool = False) -> dict[str, np.ndarray]:
-        """Views of everything saved with a fixed size: the fields' first ``n`` slots and the
-        observation store's fixed arrays (subclasses add theirs)."""
-        out = self._field_arrays(n, writable)
-        for name, v in self._impl.observation_state_views(writable).items():
-            out[_STORE + name] = v
-        return out
-
-    def _side_arrays(self) -> dict[str, np.ndarray]:
-        """The kept next observations (compact layout): slots and rows, copies of variable size."""
-        if self.store_next_observations:
-            return {}
-        slots, rows = self._impl.side_entries()
-        return {_SIDE_SLOTS: slots, _SIDE_ROWS: rows}
-
-    def _check_side(self, arrays: Mapping[str, Any], n: int, where: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """Validated side arrays (slots distinct, in [0, n)), or None without a compact layout."""
-        if self.store_next_observations:
-            return None
-        slots, rows = np.asarray(arrays[_SIDE_SLOTS]), np.asarray(arrays[_SIDE_ROWS])
-        obs = self._stored[0][0]
-        if (slots.dtype != np.int64 or slots.ndim != 1 or rows.dtype != np.dtype(obs.dtype)
-                or rows.shape != (len(slots), *obs.shape)):
-            raise ValueError(f"{where}: damaged kept next observations (slots {slots.dtype} {slots.shape}, "
-                             f"rows {rows.dtype} {rows.shape})")
-        if len(slots) and (slots.min() < 0 or slots.max() >= n or len(np.unique(slots)) != len(slots)):
-            raise ValueError(f"{where}: damaged kept next observations (slots out of [0, {n}) or repeated)")
-        return np.ascontiguousarray(slots), np.ascontiguousarray(rows)
-
-    def _check_arrays(self, arrays: Mapping[str, np.ndarray], where: str) -> None:
-        """Validate restored per-slot arrays' values before they are used (subclass hook)."""
-
-    def _restore(self, meta: Mapping[str, Any], where: str) -> None:
-        """Restore what a subclass adds to ``meta['state']``, after the rows and counters."""
-
+    # ------------------------------------------------------------------ persistence (fastrl/replay/files.py)
     def state_dict(self) -> dict[str, Any]:
         """A snapshot: config, counters, generator state and a copy of every stored row."""
-        arrays = {k: v.copy() for k, v in self._arrays(len(self)).items()}
-        return {"format": serialization.FORMAT, "version": serialization.VERSION, **self._meta(),
-                "arrays": {**arrays, **self._side_arrays()}}
+        return files.state_dict(self)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict`; validated fully before anything changes."""
-        if not isinstance(state, Mapping):
-            raise TypeError(f"state must be a mapping, got {type(state).__name__}")
-        if state.get("version") != serialization.VERSION:
-            raise ValueError(f"state: unsupported version {state.get('version')!r}")
-        total, rng = self._check_meta(state, "state")
-        starts = self._check_episode_starts(state, total, "state")
-        n = min(total, self.capacity)
-        views = self._arrays(n, writable=True)
-        arrays = state.get("arrays")
-        expected = set(views) | set(self._side_arrays())
-        if not isinstance(arrays, Mapping) or set(arrays) != expected:
-            raise ValueError(f"state['arrays'] must hold exactly {sorted(expected)}")
-        checked = {}
-        for name, v in views.items():
-            a = np.asarray(arrays[name])
-            if a.dtype != v.dtype or a.shape != v.shape:
-                raise ValueError(f"state['arrays'][{name!r}]: expected {v.dtype} {v.shape}, got {a.dtype} {a.shape}")
-            checked[name] = a
-        self._check_arrays(checked, "state")
-        side = self._check_side(arrays, n, "state")
-        for name, a in checked.items():
-            views[name][...] = a
-        self._set_state(total, rng, starts, side)
-        self._restore(state, "state")
-
-    def _check_episode_starts(self, meta: Mapping[str, Any], total: int, where: str) -> list[int] | None:
-        """The first id of each stream's running episode (episode returns only), validated."""
-        if self.episode_returns_gamma is None:
-            return None
-        try:
-            starts = [int(v) for v in meta["state"]["episode_starts"]]
-        except (TypeError, KeyError, ValueError):
-            raise ValueError(f"{where}: damaged state (episode_starts)") from None
-        n = self.num_envs
-        if len(starts) != n or any(v < s or v > total + s or (v - s) % n for s, v in enumerate(starts)):
-            raise ValueError(f"{where}: damaged state (episode_starts {starts})")
-        return starts
-
-    def _set_state(self, total: int, rng: list[int], starts: list[int] | None,
-                   side: tuple[np.ndarray, np.ndarray] | None) -> None:
-        if starts is None:
-            self._impl.set_state(total, rng)
-        else:
-            self._impl.set_full_state(total, rng, starts)
-        if side is not None:
-            self._impl.set_side_entries(*side)
-
-    def _check_meta(self, meta: Mapping[str, Any], where: str) -> tuple[int, list[int]]:
-        if meta.get("class") != type(self).__name__:
-            raise ValueError(f"{where}: holds a {meta.get('class')!r}, not a {type(self).__name__}")
-        if _with_layout_defaults(meta.get("config")) != self._config:
-            raise ValueError(f"{where}: schema {meta.get('config')!r} does not match this buffer's {self._config!r}")
-        st: Any = meta.get("state")
-        try:
-            total = int(st["total"])
-            rng = [int(w) for w in st["rng"]]
-        except (TypeError, KeyError, ValueError):
-            raise ValueError(f"{where}: damaged state {st!r}") from None
-        if total < 0 or total % self.num_envs or len(rng) != 4 or not all(0 <= w < 2**64 for w in rng) or not any(rng):
-            raise ValueError(f"{where}: damaged state {st!r}")
-        return total, rng
+        files.load_state_dict(self, state)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the buffer to ``path`` (fastrl format: JSON header + raw arrays with CRC-32).
@@ -702,16 +566,7 @@ class ReplayBuffer:
         written in place (not atomic: a save interrupted there leaves a file that ``load``
         rejects as damaged; the file also stops matching its header once rows are added).
         """
-        if self._storage_path is not None and storage.same_file(path, self._storage_path):
-            storage.save_in_place(self._storage_path, self._layout, self._mapped, self._meta(),
-                                  self._field_arrays(len(self)), self._field_index(),
-                                  {**self._arrays(len(self)), **self._side_arrays()})
-            return
-        serialization.write_file(path, self._meta(), [*self._arrays(len(self)).items(),
-                                                      *self._side_arrays().items()])
-
-    def _field_index(self) -> dict[str, int]:
-        return {f.name: i for i, (f, _) in enumerate(self._stored)}
+        files.save(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, mmap: bool = False, verify: bool = True) -> ReplayBuffer:
@@ -722,60 +577,20 @@ class ReplayBuffer:
         file as its storage (``storage_path == path``). ``verify`` checks the mapped rows'
         CRC-32 (one read pass over them).
         """
-        holder: dict[str, Any] = {}
+        return files.load(cls, path, mmap, verify)
 
-        def allocate(header: dict[str, Any]) -> dict[str, np.ndarray | None]:
-            cfg = header.get("config")
-            if header.get("class") != cls.__name__ or not isinstance(cfg, dict):
-                raise ValueError(f"{path}: holds a {header.get('class')!r}, not a {cls.__name__}")
-            if mmap:
-                storage.check_mapped_header(path, header, cfg.get("num_envs"))
-            kwargs: dict[str, Any] = {**_with_layout_defaults(cfg), "seed": 0}
-            if mmap:
-                kwargs.update(storage_path=path, _open_existing=True)
-            try:
-                buf = cls(**kwargs)
-            except (TypeError, ValueError, RuntimeError) as e:
-                raise ValueError(f"{path}: damaged configuration or not a mapped buffer file ({e})") from None
-            total, _ = buf._check_meta(header, str(path))
-            buf._check_episode_starts(header, total, str(path))
-            n = min(total, buf.capacity)
-            holder["buf"] = buf
-            holder["n"] = n
-            holder["views"] = views = buf._arrays(n, writable=True)
-            entries = {ent.get("name"): ent for ent in header["arrays"]}
-            side: dict[str, np.ndarray] = {}
-            for name in buf._side_arrays():  # variable size: allocated as the header declares
-                ent = entries.get(name)
-                if ent is None:
-                    raise ValueError(f"{path}: no array {name!r}")
-                shape = tuple(ent["shape"])
-                if not shape or shape[0] > n:
-                    raise ValueError(f"{path}: damaged kept next observations ({name} shape {shape})")
-                side[name] = np.empty(shape, np.dtype(ent["dtype"]))
-            holder["side"] = side
-            outs: dict[str, np.ndarray | None] = {**views, **side}
-            if mmap:
-                storage.check_mapped_entries(path, buf._layout, header, buf._field_arrays(n), buf._field_index(),
-                                             verify)
-                outs.update(dict.fromkeys(buf._field_arrays(0)))  # mapped rows are in place: nothing to read
-            return outs
+    # what a subclass adds to what is saved (see fastrl/replay/files.py)
+    def _meta(self) -> dict[str, Any]:
+        return files.meta(self)
 
-        header = serialization.read_arrays(path, allocate)
-        buf = holder["buf"]
-        total, rng = buf._check_meta(header, str(path))
-        buf._check_arrays(holder["views"], str(path))
-        side = buf._check_side(holder["side"], holder["n"], str(path)) if holder["side"] else None
-        buf._set_state(total, rng, buf._check_episode_starts(header, total, str(path)), side)
-        buf._restore(header, str(path))
-        return buf
+    def _arrays(self, n: int, writable: bool = False) -> dict[str, np.ndarray]:
+        return files.arrays(self, n, writable)
 
+    def _check_state(self, state: Mapping[str, Any], where: str) -> None:
+        """Validate what a subclass adds to ``meta['state']``."""
 
-_STORE = "observation_store/"
-_SIDE_SLOTS, _SIDE_ROWS = _STORE + "side_slots", _STORE + "side_rows"
-_LAYOUT_DEFAULTS = {"store_next_observations": True, "frame_stack": 1, "frame_padding": "reset"}
+    def _check_arrays(self, arrays: Mapping[str, np.ndarray], where: str) -> None:
+        """Validate restored per-slot arrays' values before they are used."""
 
-
-def _with_layout_defaults(config: Any) -> Any:
-    """A saved config with the layout keys of files written before they existed (full layout)."""
-    return {**_LAYOUT_DEFAULTS, **config} if isinstance(config, dict) else config
+    def _restore(self, meta: Mapping[str, Any]) -> None:
+        """Restore what a subclass adds to ``meta['state']``, after the rows and counters."""

@@ -23,7 +23,6 @@ import os
 import struct
 import zlib
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -111,7 +110,7 @@ def read_header(f: BinaryIO, path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"{path}: unsupported format version {header.get('version')!r} (this fastrl reads {VERSION})")
     arrays = header.get("arrays")
     if not isinstance(arrays, list):
-        raise ValueError(f"{path}: damaged header (no array table)")
+        raise ValueError(f"{path}: damaged header (no array table)")  # noqa: TRY004 - a damaged file
     for e in arrays:
         entry = e
         try:

@@ -24,7 +24,8 @@ is refilled then); on CUDA the returned tensors are the caller's.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import contextlib
+from typing import TYPE_CHECKING, Any, Self
 
 import torch
 
@@ -73,13 +74,11 @@ class Prefetcher:
         return len(self._slots[0].indices)
 
     def next(self, beta: float | None = None) -> Batch:
-        """The prefetched batch; starts drawing the next one (with ``beta``, prioritized only,
-        else the last beta given)."""
+        """The prefetched batch; starts drawing the next one (with ``beta``, else the last beta
+        given; a uniform buffer validates ``beta`` and ignores it)."""
         if self._closed:
             raise RuntimeError("the prefetcher is closed")
-        if beta is not None:
-            if not self._prioritized:
-                raise ValueError("beta is for prioritized buffers; this buffer samples uniformly")
+        if beta is not None:  # validated for both buffers; a uniform one ignores it
             self._beta = self._real("beta", beta)
         if self._refill:  # the last draw failed: draw this slot again
             self._refill = False
@@ -115,14 +114,12 @@ class Prefetcher:
             self._closed = True
             self._core.close()
 
-    def __enter__(self) -> Prefetcher:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # nothing to report to at interpreter exit
             self.close()
-        except Exception:  # noqa: BLE001 - nothing to report to at interpreter exit
-            pass

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
+from operator import attrgetter
 from typing import Any, cast
 
 import numpy as np
 import torch
 
 from fastrl import _core
-from fastrl.replay.prefetch import Prefetcher
+from fastrl._util import as_ids, as_numpy, check_int, check_nstep, out_array
 from fastrl._util import check_real as _real
-from fastrl.replay.batch import Batch, to_device as _to_device
-from fastrl.replay.buffer import ReplayBuffer, _as_out_array, _check_batch_size, _check_nstep
-
 from fastrl.replay.batch import N_STD as _N_STD
+from fastrl.replay.batch import Batch
+from fastrl.replay.batch import to_device as _to_device
+from fastrl.replay.buffer import ReplayBuffer
+from fastrl.replay.prefetch import Prefetcher
+
 _new_tuple = tuple.__new__  # Batch(...) without the keyword parsing of a NamedTuple's __new__
 
 
@@ -27,29 +29,6 @@ def _tree_bytes(n: int, k: int) -> int:
         sizes.append(-(-sizes[-1] // k))
     total = sum(-(-s // k) * k for s in sizes)
     return -(-total * 8 // 64) * 64
-
-
-_NUMPY_FLOATS = (torch.float32, torch.float64)
-_VIEWABLE = frozenset({torch.float32, torch.float64, torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8})
-
-
-def _cpu_numpy(name: str, x: Any) -> np.ndarray:
-    """A numpy view (CPU tensors, arrays) or copy (CUDA tensors, half floats, lists) of ``x``."""
-    if isinstance(x, np.ndarray):
-        return x
-    if type(x) is torch.Tensor and x.is_cpu and not x.requires_grad and x.dtype in _VIEWABLE:
-        return x.numpy()  # the common case (batch.indices, agent.td_abs), checked cheaply
-    if isinstance(x, torch.Tensor):
-        if x.device.type == "cpu" and not x.requires_grad and (x.dtype in _NUMPY_FLOATS or not x.is_floating_point()):
-            return x.numpy()
-        x = x.detach()
-        if x.is_floating_point():
-            x = x.to("cpu", torch.float64)  # also covers float16 / bfloat16, which numpy may lack
-        return x.cpu().numpy()
-    try:
-        return np.asarray(x)
-    except Exception as e:  # noqa: BLE001 - report what could not be read
-        raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__} ({e})") from None
 
 
 class PrioritizedReplayBuffer(ReplayBuffer):
@@ -99,14 +78,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def alpha(self, value: float) -> None:
         self._per.set_alpha(_real("alpha", value))
 
-    @property
-    def eps(self) -> float:
-        return self._per.eps
-
-    @property
-    def max_priority(self) -> float:
-        """The raw priority (``p + eps``) new rows enter with: the running maximum, 1.0 at the start."""
-        return self._per.max_priority
+    eps = property(attrgetter("_per.eps"), doc="Added to every priority (float), fixed at construction.")
+    max_priority = property(attrgetter("_per.max_priority"), doc="The raw priority (``p + eps``, float) new "
+                            "rows enter with: the running maximum, 1.0 at the start.")
 
     def update_priorities(self, indices: Any, priorities: Any) -> int:
         """Set the priorities ``p`` (e.g. ``|TD error|``) of the rows ``indices`` (``batch.indices``).
@@ -117,14 +91,12 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         infinite priorities raise ValueError and change nothing; so do indices never written
         (IndexError). The GIL is released while C++ updates. Returns the number of rows updated.
         """
-        return self._per.update_priorities(_cpu_numpy("indices", indices), _cpu_numpy("priorities", priorities))
+        return self._per.update_priorities(as_numpy("indices", indices, any_device=True),
+                                           as_numpy("priorities", priorities, any_device=True))
 
     def priorities(self, indices: Any) -> np.ndarray:
         """Raw priorities ``p + eps`` (float64) of stored rows (IndexError if one is not stored)."""
-        ids = _cpu_numpy("indices", indices)
-        if ids.dtype.kind not in "iu":
-            raise TypeError(f"indices must be integers, got dtype {ids.dtype}")
-        return self._per.priorities(np.ascontiguousarray(ids.reshape(-1), dtype=np.int64))
+        return self._per.priorities(as_ids(indices))
 
     # ------------------------------------------------------------------ sampling
     def sample_indices(self, batch_size: int, beta: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +106,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         returns, pass the ids to the buffer's gathering methods; a row may be overwritten in
         between if another thread writes.
         """
-        batch_size = _check_batch_size(batch_size)
+        batch_size = check_int("batch_size", batch_size, 1)
         return self._per.sample_ids(batch_size, _real("beta", beta))
 
     def _pbatch(self, arrays: tuple[Any, ...]) -> Batch:
@@ -157,9 +129,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         :meth:`ReplayBuffer.sample`; the draw and the n-step gather happen under one lock.
         """
         if n_step != 1 or gamma is not None:
-            n_step, gamma = _check_nstep(n_step, gamma)
+            n_step, gamma = check_nstep(n_step, gamma)
         if type(batch_size) is not int or batch_size < 1:
-            batch_size = _check_batch_size(batch_size)
+            batch_size = check_int("batch_size", batch_size, 1)
         batch_size = self._check_batch_bytes(batch_size)  # MemoryError -> ValueError naming batch_size
         if type(beta) is not float:  # a float is range-checked in C++
             beta = _real("beta", beta)
@@ -178,7 +150,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         """As :meth:`ReplayBuffer.prefetcher`, drawing prioritized batches; ``pf.next(beta=b)``
         sets the beta of the draws that follow (each batch is drawn one ``next()`` ahead, so it
         does not see the priorities updated since: a lag of one batch)."""
-        return self._prefetcher(batch_size, device, n_step, gamma, _real("beta", beta))
+        return self._prefetcher(batch_size, device, n_step, gamma, beta)
 
     def empty_batch(self, batch_size: int, *, device: Any = None, pin_memory: bool = False,
                     discounts: bool = False) -> Batch:
@@ -210,7 +182,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         """
         beta = _real("beta", beta)
         if n_step != 1 or gamma is not None:
-            n_step, gamma = _check_nstep(n_step, gamma)
+            n_step, gamma = check_nstep(n_step, gamma)
         if gamma is not None and isinstance(out, Batch) and out.discounts is None:
             raise ValueError("out.discounts: n-step sampling (gamma=...) needs a discounts tensor; "
                              "make the batch with empty_batch(batch_size, discounts=True)")
@@ -225,14 +197,14 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             raise TypeError(f"out must be a fastrl Batch (see empty_batch), got {type(out).__name__}")
         if out.weights is None:
             raise ValueError("out.weights is None: make out with this buffer's empty_batch")
-        batch_size = _check_batch_size(len(out.indices) if batch_size is None else batch_size)
+        batch_size = check_int("batch_size", len(out.indices) if batch_size is None else batch_size)
         if isinstance(out.indices, torch.Tensor) and out.indices.device.type != "cpu":
             return self._through_staging(out, batch_size, out.discounts is not None, lambda staging: self.sample_into(
                 staging, batch_size, beta=beta, n_step=n_step, gamma=gamma))
         arrays = self._out_arrays(out)
-        disc = None if gamma is None else _as_out_array("discounts", out.discounts)
-        self._per.sample_into(batch_size, beta, _as_out_array("indices", out.indices),
-                              _as_out_array("weights", out.weights), arrays, n_step, gamma, disc)
+        disc = None if gamma is None else out_array("discounts out", out.discounts)
+        self._per.sample_into(batch_size, beta, out_array("indices out", out.indices),
+                              out_array("weights out", out.weights), arrays, n_step, gamma, disc)
         return out
 
     # ------------------------------------------------------------------ persistence
@@ -244,24 +216,20 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def _arrays(self, n: int, writable: bool = False) -> dict[str, np.ndarray]:
         return {**super()._arrays(n, writable), "priorities": self._per.priorities_view(writable)[:n]}
 
-    def _check_meta(self, meta: Mapping[str, Any], where: str) -> tuple[int, list[int]]:
-        checked = super()._check_meta(meta, where)
-        st = meta["state"]
+    def _check_state(self, state: Mapping[str, Any], where: str) -> None:
         try:
-            _real("alpha", st["alpha"])
-            _real("max_priority", st["max_priority"])
-            if not st["max_priority"] > 0:
+            _real("alpha", state["alpha"])
+            if not _real("max_priority", state["max_priority"]) > 0:
                 raise ValueError
         except (TypeError, KeyError, ValueError):
-            raise ValueError(f"{where}: damaged prioritized state {st!r}") from None
-        return checked
+            raise ValueError(f"{where}: damaged prioritized state {state!r}") from None
 
     def _check_arrays(self, arrays: Mapping[str, np.ndarray], where: str) -> None:
         p = arrays["priorities"]
         if not (np.isfinite(p).all() and (p >= 0).all()):
             raise ValueError(f"{where}: damaged priorities (negative, NaN or infinite values)")
 
-    def _restore(self, meta: Mapping[str, Any], where: str) -> None:
+    def _restore(self, meta: Mapping[str, Any]) -> None:
         st = meta["state"]
         self._per.set_max_priority(float(st["max_priority"]))
         self._per.set_alpha(float(st["alpha"]))

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from fastrl._util import check_int, is_int
+
 SUPPORTED_DTYPES = ("bool", "uint8", "int32", "int64", "float32", "float64")
 STANDARD_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminated", "truncated")
 
@@ -27,16 +29,16 @@ class Field:
 
 def as_shape(value: Any, arg: str) -> tuple[int, ...]:
     """``value`` as a tuple of non-negative ints (an int is a 1-d shape)."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if is_int(value):
         value = (int(value),)
     try:
         shape = tuple(value)
     except TypeError:
         raise TypeError(f"{arg} must be a tuple of ints, got {value!r}") from None
-    for d in shape:
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0:
-            raise ValueError(f"{arg} must be a tuple of non-negative ints, got {value!r}")
-    return tuple(int(d) for d in shape)
+    try:
+        return tuple(check_int(arg, d, 0) for d in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"{arg} must be a tuple of non-negative ints, got {value!r}") from None
 
 
 def as_dtype(value: Any, arg: str) -> str:
