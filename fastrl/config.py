@@ -44,7 +44,7 @@ class TrainConfig:
     frame_stack: int = 1
     """Stack the last k observations as the agent's input (k > 1 adds a leading axis of size k)."""
     buffer_size: int = 100_000
-    """Replay buffer capacity in transitions."""
+    """Replay buffer capacity in transitions (rounded down to a multiple of num_envs)."""
     batch_size: int = 64
     """Transitions per gradient step."""
     learning_starts: int = 1_000

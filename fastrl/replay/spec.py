@@ -29,13 +29,16 @@ class ReplaySpec:
     episode_returns_gamma: float | None = None
 
     def make_buffer(self, env: Any, seed: int) -> ReplayBuffer:
-        """The buffer for a (vector) env's steps (see :meth:`ReplayBuffer.from_env`)."""
+        """The buffer for a (vector) env's steps (see :meth:`ReplayBuffer.from_env`); ``capacity``
+        rounded down to a multiple of the env count (each env's stream gets an equal share)."""
+        n = int(getattr(env, "num_envs", 1))
+        capacity = max(n, self.capacity // n * n)
         kwargs: dict[str, Any] = {"seed": seed}
         if self.episode_returns_gamma is not None:
             kwargs["episode_returns_gamma"] = self.episode_returns_gamma
         if self.prioritized:
-            return PrioritizedReplayBuffer.from_env(env, self.capacity, alpha=self.alpha, eps=self.eps, **kwargs)
-        return ReplayBuffer.from_env(env, self.capacity, **kwargs)
+            return PrioritizedReplayBuffer.from_env(env, capacity, alpha=self.alpha, eps=self.eps, **kwargs)
+        return ReplayBuffer.from_env(env, capacity, **kwargs)
 
     def sample_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``buffer.sample`` for this mode (beta excluded: it changes per draw)."""

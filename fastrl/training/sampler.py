@@ -34,13 +34,10 @@ class Sampler:
         beta = None if self._beta is None else self._beta(env_steps)
         if self.prefetch:
             if self._prefetcher is None:
-                extra = {} if beta is None else {"beta": beta}
-                self._prefetcher = self.buffer.prefetcher(self.batch_size, device=self.device, **self._kwargs, **extra)
+                self._prefetcher = self.buffer.prefetcher(self.batch_size, beta, device=self.device, **self._kwargs)
             batch: Batch = self._prefetcher.next(beta=beta)
-        elif beta is None:
-            batch = self.buffer.sample(self.batch_size, device=self.device, **self._kwargs)
         else:
-            batch = self.buffer.sample(self.batch_size, device=self.device, beta=beta, **self._kwargs)
+            batch = self.buffer.sample(self.batch_size, beta, device=self.device, **self._kwargs)
         self._indices = batch.indices
         return batch
 
