@@ -11,7 +11,7 @@ import dataclasses
 import difflib
 import itertools
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -75,11 +75,18 @@ def canonical_key(cls: type, key: str, flag: str = "--grid") -> str:
     return key
 
 
-def _split_item(item: str, flag: str, form: str) -> tuple[str, str]:
-    key, sep, rhs = item.partition("=")
-    if not sep or not key.strip() or not rhs.strip():
-        raise ConfigError(f"{flag} expects {form}, got {item!r}")
-    return key.strip(), rhs.strip()
+def _assignments(cls: type, items: Sequence[str], flag: str, form: str) -> Iterator[tuple[str, str]]:
+    """``key=rhs`` items as (config field, rhs), each field at most once."""
+    seen: set[str] = set()
+    for item in items:
+        key, sep, rhs = item.partition("=")
+        if not sep or not key.strip() or not rhs.strip():
+            raise ConfigError(f"{flag} expects {form}, got {item!r}")
+        key = canonical_key(cls, key, flag)
+        if key in seen:
+            raise ConfigError(f"{flag}: {key} is given twice")
+        seen.add(key)
+        yield key, rhs.strip()
 
 
 def _values(cls: type, key: str, rhs: str, flag: str) -> list[Any]:
@@ -101,25 +108,15 @@ def _values(cls: type, key: str, rhs: str, flag: str) -> list[Any]:
 
 def parse_grid(cls: type, items: Sequence[str]) -> dict[str, list[Any]]:
     """``["buffer_size=1000,10000", "tau=1,0.5"]`` -> ``{"buffer_size": [1000, 10000], ...}``."""
-    grid: dict[str, list[Any]] = {}
-    for item in items:
-        key, rhs = _split_item(item, "--grid", "key=v1,v2,...")
-        key = canonical_key(cls, key, "--grid")
-        if key in grid:
-            raise ConfigError(f"--grid: {key} is given twice")
-        grid[key] = _values(cls, key, rhs, "--grid")
-    return grid
+    return {key: _values(cls, key, rhs, "--grid")
+            for key, rhs in _assignments(cls, items, "--grid", "key=v1,v2,...")}
 
 
 def parse_ranges(cls: type, items: Sequence[str]) -> dict[str, Dimension]:
     """``--range`` items: ``key=lo:hi`` (uniform), ``key=lo:hi:log`` (log-uniform; ints are
     rounded) or ``key=a,b,c`` (a choice)."""
     out: dict[str, Dimension] = {}
-    for item in items:
-        key, rhs = _split_item(item, "--range", "key=lo:hi[:log] or key=a,b,c")
-        key = canonical_key(cls, key, "--range")
-        if key in out:
-            raise ConfigError(f"--range: {key} is given twice")
+    for key, rhs in _assignments(cls, items, "--range", "key=lo:hi[:log] or key=a,b,c"):
         if ":" not in rhs:
             out[key] = _values(cls, key, rhs, "--range")
             continue
