@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from fastrl.agents import ALGOS
+from fastrl.agents.registry import ALGOS
 from fastrl.config import ConfigError, from_dict
 from fastrl.experiments.manifest import Result, write_result
 from fastrl.training.checkpoint import CheckpointError
