@@ -1,4 +1,4 @@
-"""The ``fastrl`` command: ``train``, ``eval`` and ``plot``.
+"""The ``fastrl`` command: ``train``, ``eval``, ``plot`` and ``sweep``; it only parses and calls.
 
 fastrl train                              DQN on CartPole-v1 with its preset
 fastrl train dqn LunarLander-v3 --seed 1  another env, another seed
@@ -16,15 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from fastrl.agents import ALGOS, default_config, preset
 from fastrl.config import ConfigError, describe, parse_assignments, to_dict, with_overrides
-from fastrl.experiments.sweep import add_parser as add_sweep_parser
-from fastrl.experiments.sweep import cmd_sweep
+from fastrl.experiments.report import check_metric, format_table, write_report
+from fastrl.experiments.sweep import plan_sweep, run_sweep
 from fastrl.training import checkpoint
 from fastrl.training.checkpoint import CheckpointError, saved_run
 from fastrl.training.envs import evaluate, make_env
@@ -115,8 +116,54 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument(
         "--out", help="PNG path (default: <first run>/curves.png, or curves.png for several)"
     )
-    add_sweep_parser(sub)
+    _add_sweep_parser(sub)
     return p
+
+
+def _add_sweep_parser(sub: Any) -> None:
+    """The ``fastrl sweep`` subcommand (``sub``: the subparsers of :func:`build_parser`)."""
+    s = sub.add_parser(
+        "sweep",
+        help="grid or random search over config fields, several seeds each",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run every configuration x seed as its own training run (several at a time), "
+        "then write summary.csv, runs.csv, curves.png and, for 2-D grids, heatmap.png into the "
+        "sweep directory. Re-running the same command resumes the sweep.",
+        epilog="examples:\n"
+        "  fastrl sweep dqn CartPole-v1 --grid buffer_size=1000,10000,100000 "
+        "--grid target_update_interval=10,100,1000 --seeds 3 --steps 20000 --out sweeps/grid\n"
+        "  fastrl sweep dqn CartPole-v1 --random 8 --range learning_rate=1e-4:1e-2:log "
+        "--range batch_size=32,64,128 --seeds 2\n"
+        "  fastrl sweep --report sweeps/grid --metric steps_to_threshold\n"
+        "values: v1,v2,... (tuple fields such as hidden_sizes: 64,64;128,128 - quote the ';'); "
+        "buffer_capacity is accepted for buffer_size",
+    )
+    s.add_argument("algo", nargs="?", default="dqn", help="algorithm (default: dqn)")
+    s.add_argument("env_id", nargs="?", default="CartPole-v1", help="gymnasium env id")
+    s.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="values of one config field (repeat for more fields: their product)")
+    s.add_argument("--random", type=int, default=0, metavar="N",
+                   help="random search: draw N configurations from --range and --grid")
+    s.add_argument("--range", action="append", default=[], metavar="KEY=LO:HI[:log]|A,B,...",
+                   help="a range (uniform, or log-uniform) or a choice list for --random")
+    s.add_argument("--search-seed", type=int, default=0, help="seed of the random search")
+    s.add_argument("--seeds", type=int, default=1, metavar="K",
+                   help="seeds per configuration: seed, seed+1, ... (default 1)")
+    s.add_argument("--steps", type=int, help="env steps per run (config total_steps)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a config field in every run")
+    s.add_argument("--workers", type=int, help="runs at a time (default: CPU cores)")
+    s.add_argument("--executor", choices=["local", "ray"], default="local")
+    s.add_argument("--ray-address", help="Ray cluster address (default: a new local instance)")
+    s.add_argument("--out", help="sweep directory (default: sweeps/<env>-<algo>-<hash of sweep>)")
+    s.add_argument("--threshold", type=float,
+                   help="return for steps/seconds to threshold (default: solved_threshold)")
+    s.add_argument("--metric", default="auc",
+                   help="heatmap metric and ranking: auc (default), final, best, steps_to_threshold, "
+                   "seconds_to_threshold")
+    s.add_argument("--no-tensorboard", action="store_true", help="CSV logs only")
+    s.add_argument("--dry-run", action="store_true", help="print the runs and exit")
+    s.add_argument("--report", metavar="DIR", help="redraw the report of a sweep directory")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -185,12 +232,51 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    check_metric(args.metric)
+    if args.report and (args.grid or args.range or args.random or args.set or args.steps):
+        raise ConfigError("--report redraws an existing sweep: give it no --grid, --range, "
+                          "--random, --set or --steps")
+    if args.report:
+        report = write_report(args.report, threshold=args.threshold, metric=args.metric)
+    else:
+        plan = plan_sweep(
+            args.algo, args.env_id, grid=args.grid, ranges=args.range, random=args.random,
+            search_seed=args.search_seed, seeds=args.seeds, steps=args.steps,
+            overrides=parse_assignments(args.set), out=args.out,
+        )
+        if args.dry_run:
+            for t in plan.tasks():
+                print(t["id"])
+            print(f"{len(plan.configs)} configurations x {len(plan.seeds)} seeds into {plan.out}")
+            return 0
+        try:
+            report = run_sweep(
+                plan, executor=args.executor, workers=args.workers, ray_address=args.ray_address,
+                tensorboard=not args.no_tensorboard, threshold=args.threshold, metric=args.metric,
+            )
+        except KeyboardInterrupt:
+            print(f"fastrl: interrupted; run the same command again to resume the sweep in "
+                  f"{plan.out}", file=sys.stderr)
+            return 130
+    print(format_table(report))
+    best = report.best()
+    if best is not None:
+        print(f"best by {report.metric}: {best['label']}")
+    failed = sum(r["status"] == "failed" for r in report.runs)
+    if failed:
+        print(f"{failed} run(s) failed: see the status and error columns of runs.csv")
+    print("report: " + " ".join(str(f) for f in report.files))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "sweep": cmd_sweep}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "sweep":
-            return cmd_sweep(args)
-        return {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot}[args.command](args)
+        return COMMANDS[args.command](args)
     except (ConfigError, CheckpointError) as e:
         print(f"fastrl: error: {e}", file=sys.stderr)
         return 2

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from fastrl.cli import main
+
 TINY = [
     "--steps",
     "250",
@@ -28,6 +30,7 @@ def fastrl(*args, cwd=None):
         text=True,
         cwd=cwd,
         timeout=300,
+        check=False,
     )
 
 
@@ -142,11 +145,7 @@ def test_print_config_uses_preset():
     ],
 )
 def test_bad_input_one_line_error(args, match, capsys):
-    from fastrl.cli import (
-        main,
-    )  # in-process: same code path as the command, without a new interpreter
-
-    rc = main(args)
+    rc = main(args)  # in-process: same code path as the command, without a new interpreter
     err = capsys.readouterr().err
     assert_one_line_error(subprocess.CompletedProcess(args, rc, "", err), match)
 

@@ -14,19 +14,14 @@ import time
 
 import pytest
 
+import fastrl as fr
 from fastrl.agents import DQNConfig
-from fastrl.config import ConfigError
-from fastrl.experiments.executors import write_result
+from fastrl.cli import main
+from fastrl.config import ConfigError, from_dict
+from fastrl.experiments.manifest import prepare_dir, write_result
+from fastrl.experiments.plan import Range, grid_points, parse_grid, parse_ranges, random_points
 from fastrl.experiments.report import area_under_curve, collect, differences, read_csv, run_metrics
-from fastrl.experiments.sweep import (
-    Range,
-    grid_points,
-    parse_grid,
-    parse_ranges,
-    plan_sweep,
-    random_points,
-    run_sweep,
-)
+from fastrl.experiments.sweep import plan_sweep, run_sweep
 
 TINY = {"learning_starts": 100, "eval_every": 250, "eval_episodes": 2, "batch_size": 16,
         "checkpoint_every": 250}
@@ -144,8 +139,6 @@ def _ok(evals):
 def test_summary_statistics_by_hand(tmp_path):
     plan = plan_sweep("dqn", "CartPole-v1", grid=["buffer_size=1000,2000"], seeds=3, steps=3000,
                       overrides={"solved_threshold": "25"}, out=tmp_path / "s")
-    from fastrl.experiments.sweep import prepare_dir
-
     prepare_dir(plan)
     d = plan.out
     write_result(d / "c00_buffer_size=1000/seed0", _ok([(1000, 1, 10), (2000, 2, 30), (3000, 3, 20)]))
@@ -208,8 +201,6 @@ def test_failed_runs_are_reported_and_the_sweep_goes_on(local_sweep):
 
 
 def test_report_redraws(local_sweep, capsys):
-    from fastrl.cli import main
-
     plan, _, _ = local_sweep
     (plan.out / "heatmap.png").unlink()
     assert main(["sweep", "--report", str(plan.out), "--metric", "best", "--threshold", "9"]) == 0
@@ -262,9 +253,6 @@ def test_resume_after_kill_skips_finished_runs(tmp_path):
     assert [r["status"] for r in read_csv(out / "summary.csv")] == ["ok", "ok"]
 
     # the resumed run is the run that was never interrupted (CPU runs are deterministic)
-    import fastrl as fr
-    from fastrl.config import from_dict
-
     saved = json.loads((second / "config.json").read_text())
     saved.pop("algo")
     cfg = from_dict(DQNConfig, saved)

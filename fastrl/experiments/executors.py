@@ -11,9 +11,9 @@ they end; a run's result does not depend on the executor (CPU runs are determini
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing as mp
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -25,14 +25,20 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from fastrl._util import write_text_atomic
-from fastrl.config import ConfigError
+import torch
+
+from fastrl.agents.registry import ALGOS
+from fastrl.config import ConfigError, from_dict
+from fastrl.experiments.manifest import Result, write_result
+from fastrl.training.checkpoint import CheckpointError
+from fastrl.training.trainer import Trainer
+
+if sys.platform != "win32":
+    import fcntl
 
 Task = dict[str, Any]
-Result = dict[str, Any]
 OnResult = Callable[[Task, Result], None]
 
-RESULT_FILE = "result.json"
 LOCK_WAIT_S = 60.0  # how long a run waits for its directory to be released by a dying worker
 
 
@@ -46,9 +52,6 @@ def run_task(task: Task) -> Result:
     try:
         with _run_lock(run_dir):
             _one_thread()
-            from fastrl.agents import ALGOS
-            from fastrl.config import from_dict
-
             if task["algo"] not in ALGOS:
                 raise ConfigError(f"unknown algorithm {task['algo']!r} on this worker")
             cfg = from_dict(ALGOS[task["algo"]][0], task["config"])
@@ -80,25 +83,10 @@ def failed_result(error: str) -> Result:
             "train_seconds": 0.0, "evals": [], "resumed_from": None, "wall_seconds": 0.0}
 
 
-def write_result(run_dir: Path, result: Result) -> None:
-    """``run_dir/result.json``, atomically (temp file, then rename)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / RESULT_FILE, json.dumps(result, indent=1))
-
-
-def read_result(run_dir: Path) -> Result | None:
-    try:
-        data = json.loads((run_dir / RESULT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and "status" in data else None
-
-
-def _open_trainer(cfg: Any, algo: str, run_dir: Path, tensorboard: bool) -> tuple[Any, int | None]:
+def _open_trainer(
+    cfg: Any, algo: str, run_dir: Path, tensorboard: bool
+) -> tuple[Trainer, int | None]:
     """A Trainer resumed from the newest readable checkpoint (last.pt, then step_*.pt), else new."""
-    from fastrl.training.checkpoint import CheckpointError
-    from fastrl.training.trainer import Trainer
-
     ckpt_dir = run_dir / "checkpoints"
     candidates = [ckpt_dir / "last.pt", *sorted(ckpt_dir.glob("step_*.pt"), reverse=True)]
     for path in candidates:
@@ -107,7 +95,7 @@ def _open_trainer(cfg: Any, algo: str, run_dir: Path, tensorboard: bool) -> tupl
                 trainer = Trainer(cfg, resume=path, progress=False, tensorboard=tensorboard)
             except CheckpointError:
                 continue  # damaged or its buffer is gone: try an older one
-            return trainer, trainer.env_steps
+            return trainer, trainer.state.env_steps
     for old in run_dir.glob("events.out.tfevents.*"):  # a restart from scratch logs anew
         old.unlink()
     return Trainer(cfg, algo=algo, run_dir=run_dir, progress=False, tensorboard=tensorboard), None
@@ -116,9 +104,7 @@ def _open_trainer(cfg: Any, algo: str, run_dir: Path, tensorboard: bool) -> tupl
 @contextlib.contextmanager
 def _run_lock(run_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``run_dir`` so that two processes never write one run."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
+    if sys.platform == "win32":  # not POSIX: no lock
         yield
         return
     with open(run_dir / ".lock", "w") as f:
@@ -140,8 +126,6 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
 
 
 def _one_thread() -> None:
-    import torch
-
     torch.set_num_threads(1)  # the config's torch_threads (default 1) may change it
     with contextlib.suppress(RuntimeError):  # allowed once per process, before parallel work
         torch.set_num_interop_threads(1)
@@ -270,4 +254,4 @@ def run_ray(
             ray.shutdown()
 
 
-__all__ = ["failed_result", "read_result", "run_local", "run_ray", "run_task", "write_result"]
+__all__ = ["failed_result", "run_local", "run_ray", "run_task"]

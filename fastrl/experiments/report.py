@@ -24,11 +24,13 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from fastrl.config import ConfigError
+from fastrl.experiments.manifest import load_manifest, read_result
 
 METRICS = {  # name -> higher is better
     "final": True,
@@ -114,9 +116,6 @@ class Report:
 
 def collect(sweep_dir: str | Path, threshold: float | None = None, metric: str = "auc") -> Report:
     """Read a sweep directory (manifest and result.json files) into a :class:`Report`."""
-    from fastrl.experiments.executors import read_result
-    from fastrl.experiments.sweep import load_manifest
-
     sweep_dir = Path(sweep_dir)
     m = load_manifest(sweep_dir)
     keys = list(m["keys"])
@@ -167,8 +166,6 @@ def write_report(
     sweep_dir: str | Path, threshold: float | None = None, metric: str = "auc"
 ) -> Report:
     """Write runs.csv, summary.csv, curves.png and (2-D grids) heatmap.png; returns the report."""
-    from fastrl.experiments.sweep import load_manifest
-
     report = collect(sweep_dir, threshold, metric)
     d = report.sweep_dir
     report.files = [write_csv(d / "runs.csv", report.runs), write_csv(d / "summary.csv", report.summary)]
@@ -247,6 +244,16 @@ def format_table(report: Report, limit: int = 30) -> str:
 
 
 # ---------------------------------------------------------------------------- plots
+def _pyplot() -> ModuleType:
+    """matplotlib.pyplot on the Agg backend (no display needed), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _band(runs: Sequence[Mapping[str, Any]], budget: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Steps, mean and std over runs of the evaluation curves (each interpolated on the union of
     their steps, last value held to ``budget`` as in the AUC)."""
@@ -259,11 +266,7 @@ def _band(runs: Sequence[Mapping[str, Any]], budget: float) -> tuple[np.ndarray,
 def plot_curves(report: Report, out: Path) -> Path:
     """Evaluation return (mean +- std over seeds) per configuration; for a 2-D grid one panel per
     value of the first key."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     keys = report.keys
     panel_key = keys[0] if len(keys) == 2 else None
     panels = list(dict.fromkeys(r[panel_key] for r in report.summary)) if panel_key else [None]
@@ -299,11 +302,7 @@ def plot_curves(report: Report, out: Path) -> Path:
 
 def plot_heatmap(report: Report, out: Path, metric: str = "auc") -> Path:
     """``metric`` mean over seeds for each cell of a 2-D grid (rows: first key)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     name = check_metric(metric)
     k0, k1 = report.keys
     rows = list(dict.fromkeys(r[k0] for r in report.summary))
