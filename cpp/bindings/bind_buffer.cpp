@@ -68,7 +68,8 @@ void bind_buffer(py::module_& m) {
         py::tuple result = fresh_outputs(b, batch_size, Parts{}, out);
         sample(b, batch_size, replace, false, out);
         return result;
-      }, py::arg("batch_size"), py::arg("replace"), "Sample a batch: (ids, field arrays...) in freshly allocated arrays.")
+      }, py::arg("batch_size"), py::arg("replace"),
+         "Sample a batch: (ids, field arrays...) in freshly allocated arrays.")
       .def("sample_into", [](ReplayBuffer& b, std::int64_t batch_size, bool replace, py::handle ids_out,
                              const py::tuple& outs) {
         BatchOut out(1, std::nullopt);
@@ -83,7 +84,8 @@ void bind_buffer(py::module_& m) {
         sample(b, batch_size, replace, require_return, out);
         return result;
       }, py::arg("batch_size"), py::arg("replace"), py::arg("require_return"), py::arg("n_step"),
-         py::arg("gamma").none(true), "Sample with options: (ids, field arrays..., discounts or None); n-step when gamma is given.")
+         py::arg("gamma").none(true),
+         "Sample with options: (ids, field arrays..., discounts or None); n-step when gamma is given.")
       .def("sample_into_ex", [](ReplayBuffer& b, std::int64_t batch_size, bool replace, bool require_return,
                                 std::int64_t n_step, std::optional<double> gamma, py::handle ids_out,
                                 const py::tuple& outs, py::handle discounts_out) {
@@ -101,7 +103,8 @@ void bind_buffer(py::module_& m) {
           b.gather_nstep(ids.data(), ids.size(), out.ns, out.fields.data());
         }
         return result;
-      }, py::arg("ids"), py::arg("n_step"), py::arg("gamma"), "n-step targets of the given stored ids: (field arrays..., discounts).")
+      }, py::arg("ids"), py::arg("n_step"), py::arg("gamma"),
+         "n-step targets of the given stored ids: (field arrays..., discounts).")
       .def("gather", [](const ReplayBuffer& b, std::size_t field, const Ids& ids) {
         const auto& s = b.sample_specs()[checked_field(b.num_fields(), field)];
         py::array out(to_numpy_dtype(s.dtype), rows_of(ids.size(), s));
@@ -123,7 +126,8 @@ void bind_buffer(py::module_& m) {
       .def_property_readonly("num_written_fields", &ReplayBuffer::num_written_fields)
       .def_property_readonly("episode_returns_gamma", &ReplayBuffer::episode_returns_gamma)
       .def("episode_starts", &ReplayBuffer::episode_starts)
-      .def("set_full_state", &ReplayBuffer::set_state, py::arg("total"), py::arg("rng"), py::arg("episode_starts"), kNoGil);
+      .def("set_full_state", &ReplayBuffer::set_state, py::arg("total"), py::arg("rng"), py::arg("episode_starts"),
+           kNoGil);
   bind_observation_store(cls);
 }
 

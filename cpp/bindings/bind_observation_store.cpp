@@ -31,13 +31,15 @@ void bind_observation_store(py::class_<ReplayBuffer>& cls) {
         const auto& st = b.observation_store();
         const auto& s = b.specs()[kObs];
         py::dict d;
-        if (st.pending()) d["pending_next_observations"] = storage_view(st.pending(), s.dtype, rows_of(b.num_envs(), s), writable);
+        if (st.pending())
+          d["pending_next_observations"] = storage_view(st.pending(), s.dtype, rows_of(b.num_envs(), s), writable);
         if (st.tail_rows() > 0) {
           d["tail_frames"] = storage_view(st.tail_frames(), s.dtype, rows_of(st.tail_rows(), s), writable);
           d["tail_done"] = storage_view(st.tail_done(), DType::Bool, {st.tail_rows()}, writable);
         }
         return d;
-      }, py::arg("writable") = false, "Views of the observation store's fixed state by name (empty in the plain layout).")
+      }, py::arg("writable") = false,
+      "Views of the observation store's fixed state by name (empty in the plain layout).")
       .def("side_entries", [](const ReplayBuffer& b) {
         std::vector<std::int64_t> slots;
         std::vector<std::uint8_t> rows;

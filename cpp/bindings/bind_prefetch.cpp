@@ -25,7 +25,8 @@ void bind_prefetch(py::module_& m) {
              std::vector<BatchOut> checked;
              for (std::size_t k = 0; k < slots.size(); ++k) {
                const std::string where = "slot " + std::to_string(k) + ": ";
-               if (slots[k].size() != 4) throw py::value_error(where + "expected (indices, weights, fields, discounts)");
+               if (slots[k].size() != 4)
+                 throw py::value_error(where + "expected (indices, weights, fields, discounts)");
                checked.emplace_back(n_step, gamma);
                caller_outputs(b, batch_size, slots[k][0], p != nullptr, slots[k][1], slots[k][2].cast<py::tuple>(),
                               slots[k][3], where, checked.back());

@@ -72,7 +72,8 @@ void bind_prioritized(py::module_& m) {
         caller_outputs(p.base(), batch_size, ids_out, true, weights_out, outs, discounts_out, "", out);
         sample(p, batch_size, beta, out.weights, out);
       }, py::arg("batch_size"), py::arg("beta"), py::arg("indices_out"), py::arg("weights_out"), py::arg("outs"),
-         py::arg("n_step") = 1, py::arg("gamma").none(true) = py::none(), py::arg("discounts_out").none(true) = py::none(),
+         py::arg("n_step") = 1, py::arg("gamma").none(true) = py::none(),
+         py::arg("discounts_out").none(true) = py::none(),
          "Prioritized sample into caller-owned arrays of the exact dtype and shape (None skips a field).")
       .def(
           "update_priorities",

@@ -32,7 +32,8 @@ inline std::vector<FieldSpec> field_specs(const FieldDecls& fields) {
 
 // `mapped` (a MappedFile or None) gives every stored field the region at field_offsets[f] of it.
 inline StorageOptions storage_options(bool store_next_observations, std::int64_t frame_stack, bool zero_padding,
-                                      std::shared_ptr<MappedFile> mapped, const std::vector<std::uint64_t>& field_offsets) {
+                                      std::shared_ptr<MappedFile> mapped,
+                                      const std::vector<std::uint64_t>& field_offsets) {
   StorageOptions o;
   o.observations.store_next_observations = store_next_observations;
   o.observations.frame_stack = frame_stack;

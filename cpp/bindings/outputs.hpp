@@ -137,7 +137,9 @@ inline py::tuple fresh_outputs(const ReplayBuffer& b, std::int64_t batch, Parts 
   const std::size_t d_at = with_discounts ? piece(nb * dtype_size(b.nstep_dtype())) : 0;
   py::capsule block = BlockPool::get().take(total);
   auto* base = static_cast<std::uint8_t*>(BlockPool::data(block));
-  auto array = [&](DType t, std::vector<py::ssize_t> shape, void* p) { return py::array(to_numpy_dtype(t), shape, p, block); };
+  auto array = [&](DType t, std::vector<py::ssize_t> shape, void* p) {
+    return py::array(to_numpy_dtype(t), shape, p, block);
+  };
   py::tuple result(parts.ids + parts.weights + specs.size() + parts.discounts);
   std::size_t k = 0;
   if (parts.ids) result[k++] = array(DType::Int64, {batch}, out.ids = reinterpret_cast<std::int64_t*>(base + ids_at));
@@ -168,7 +170,8 @@ inline void caller_outputs(const ReplayBuffer& b, std::int64_t batch, py::handle
     out.weights = static_cast<float*>(checked_out_array(weights, DType::Float32, {}, batch, where + "weights out"));
   for (std::size_t f = 0; f < specs.size(); ++f)
     if (!outs[f].is_none())
-      out.fields[f] = checked_out_array(outs[f], out.dtype(b, f), specs[f].shape, batch, where + specs[f].name + " out");
+      out.fields[f] =
+          checked_out_array(outs[f], out.dtype(b, f), specs[f].shape, batch, where + specs[f].name + " out");
   if (out.nstep && !discounts.is_none())
     out.ns.discounts = checked_out_array(discounts, b.nstep_dtype(), {}, batch, where + "discounts out");
 }

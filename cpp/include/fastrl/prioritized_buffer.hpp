@@ -113,13 +113,13 @@ class PrioritizedReplayBuffer : private SlotObserver {
                                       std::to_string(i) + " is too large: (p + eps)^alpha overflows the sum tree");
       }
       // Live ids only (stale ones skipped), as slots; then both trees level by level.
-      const std::int64_t lo = ring.oldest(), lo_slot = ring.slot(lo);
+      const Ring::LiveSlots slot_of = ring.live_slots();
       slot_scratch_.resize(static_cast<std::size_t>(2 * n));
       std::int64_t* slots = slot_scratch_.data();
       std::int64_t applied = 0;
       for (std::int64_t i = 0; i < n; ++i) {
-        if (ids[i] < lo) continue;
-        const std::int64_t slot = ring.slot_of_live(ids[i], lo, lo_slot);
+        if (ids[i] < slot_of.lo) continue;
+        const std::int64_t slot = slot_of(ids[i]);
         const double r = static_cast<double>(priorities[i]) + eps_;
         raw_.get()[slot] = r;
         max_raw_ = std::max(max_raw_, r);
@@ -207,9 +207,8 @@ class PrioritizedReplayBuffer : private SlotObserver {
   }
 
   // SlotObserver: called by base_ with its lock held.
-  void on_write(std::int64_t first_id, std::int64_t rows) noexcept override {
+  void on_write(Ring ring, std::int64_t first_id, std::int64_t rows) noexcept override {
     const double m = mass(max_raw_);
-    const Ring ring{base_.num_envs(), base_.capacity(), first_id + rows};
     ring.for_each_run(first_id, rows, [&](std::int64_t slot, std::int64_t, std::int64_t run) {
       std::fill(raw_.get() + slot, raw_.get() + slot + run, max_raw_);
       sum_.fill(slot, run, m);
@@ -217,12 +216,12 @@ class PrioritizedReplayBuffer : private SlotObserver {
     });
   }
 
-  void on_restore(std::int64_t total) noexcept override {
-    if (total == 0) {
+  void on_restore(Ring ring) noexcept override {
+    if (ring.total == 0) {
       max_raw_ = 1.0;
       std::fill(raw_.get(), raw_.get() + base_.capacity(), 0.0);
     }
-    rebuild_locked(std::min(total, base_.capacity()));
+    rebuild_locked(ring.size());
   }
 
   ReplayBuffer base_;

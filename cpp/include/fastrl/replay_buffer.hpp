@@ -19,7 +19,7 @@
 // truncated come from the last summed step, `discounts` is gamma^k; every other field comes from
 // the start id. Costs O(B * (n + row_bytes)).
 //
-// Episode returns (constructed with episode_returns_gamma >= 0). Two computed fields follow the
+// Episode returns (episode_returns.hpp; with episode_returns_gamma >= 0). Two computed fields follow the
 // user's: `returns` (float32) and `has_return` (bool). When a step of stream s is terminated or
 // truncated, one backward pass fills every stored step of that episode with its observed
 // discounted return-to-go and sets has_return; steps of the episode still running are 0 / false.
@@ -81,10 +81,11 @@ namespace fastrl {
 class SlotObserver {
  public:
   virtual ~SlotObserver() = default;
-  // Rows [first_id, first_id + rows) were just written (only the last `capacity` of them are kept).
-  virtual void on_write(std::int64_t first_id, std::int64_t rows) noexcept = 0;
-  // The stored rows were replaced wholesale (clear() or set_state()); `total` is the new row count.
-  virtual void on_restore(std::int64_t total) noexcept = 0;
+  // Rows [first_id, first_id + rows) were just written (only the last `capacity` of them are
+  // kept); `ring` is the buffer after the write.
+  virtual void on_write(Ring ring, std::int64_t first_id, std::int64_t rows) noexcept = 0;
+  // The stored rows were replaced wholesale (clear() or set_state()); `ring` is the buffer after.
+  virtual void on_restore(Ring ring) noexcept = 0;
 };
 
 // How fields are stored (see the header comment).
@@ -242,7 +243,7 @@ class ReplayBuffer {
     total_ += rows;
     obs_.after_write(row_storage_locked(), src, first, rows);
     if (has_episode_returns()) update_returns_locked(src, first);
-    if (observer_) observer_->on_write(first, rows);
+    if (observer_) observer_->on_write(ring_locked(), first, rows);
   }
 
   // Draws B ids (uniformly from the stored rows, or with require_return among the steps whose
@@ -329,14 +330,14 @@ class ReplayBuffer {
     rng_.set_state(rng);
     episode_starts_ = episode_starts;
     obs_.reset();
-    if (observer_) observer_->on_restore(total_);
+    if (observer_) observer_->on_restore(ring_locked());
   }
   void clear() {
     std::lock_guard<std::mutex> g(mu_);
     total_ = 0;
     for (std::size_t s = 0; s < episode_starts_.size(); ++s) episode_starts_[s] = static_cast<std::int64_t>(s);
     obs_.reset();
-    if (observer_) observer_->on_restore(0);
+    if (observer_) observer_->on_restore(ring_locked());
   }
 
  private:

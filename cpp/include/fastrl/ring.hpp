@@ -48,11 +48,15 @@ struct Ring {
     for (std::int64_t i = 0; i < n; ++i)
       ids[i] = lo + (slots[i] >= lo_slot ? slots[i] - lo_slot : slots[i] - lo_slot + capacity);
   }
-  // The slot of a live id, from the oldest live slot (no division).
-  std::int64_t slot_of_live(std::int64_t id, std::int64_t lo, std::int64_t lo_slot) const {
-    const std::int64_t s = lo_slot + (id - lo);
-    return s >= capacity ? s - capacity : s;
-  }
+  // Slots of live ids without a division per id: live_slots()(id) == slot(id) for id >= lo.
+  struct LiveSlots {
+    std::int64_t lo, lo_slot, capacity;
+    std::int64_t operator()(std::int64_t id) const {
+      const std::int64_t s = lo_slot + (id - lo);
+      return s >= capacity ? s - capacity : s;
+    }
+  };
+  LiveSlots live_slots() const { return LiveSlots{oldest(), oldest() % capacity, capacity}; }
 
   // Throws std::out_of_range unless every id is live.
   void check_live(const std::int64_t* ids, std::int64_t n) const {

@@ -28,7 +28,8 @@ inline void check_batch_size(std::int64_t batch_size) {
 // B uniform values from [0, n) into out.
 inline void draw_uniform(Rng& rng, std::int64_t n, std::int64_t batch_size, bool replace, std::int64_t* out) {
   if (replace) {
-    for (std::int64_t i = 0; i < batch_size; ++i) out[i] = static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(n)));
+    for (std::int64_t i = 0; i < batch_size; ++i)
+      out[i] = static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(n)));
     return;
   }
   std::unordered_set<std::int64_t> chosen;
