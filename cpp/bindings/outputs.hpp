@@ -1,4 +1,5 @@
-// Bindings-only: freshly sampled batches as numpy arrays in one pooled block (see BlockPool).
+// Bindings-only: where a sample writes. One helper for every sampling entry point: fresh numpy
+// arrays in one pooled block, or checked caller-owned arrays (sample_into, prefetch slots).
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -6,6 +7,11 @@
 
 #include <array>
 #include <cstdint>
+#include <cstdlib>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "convert.hpp"
@@ -15,55 +21,159 @@ namespace fastrl::bind {
 
 namespace py = pybind11;
 
-constexpr std::size_t kMaxFields = 64;
+// Output memory for sampled batches. Fresh large allocations cost page faults on every call
+// (glibc hands blocks over 128 KiB out as new mmaps), so blocks are recycled: a batch's arrays
+// share one block, owned by a capsule that gives the block back when the last array dies.
+// Thread-safe; at most kMaxCached bytes are kept.
+class BlockPool {
+ public:
+  static BlockPool& get() {
+    static BlockPool* pool = new BlockPool;  // leaked on purpose: capsules may outlive the module
+    return *pool;
+  }
 
-// Output arrays in one pooled block (like sample): int64 ids when `with_ids`, then every field
-// (rewards in nstep_dtype() for n-step), then the discounts when `with_discounts`. Returns the
-// arrays in that order with the data pointers of the fields in outs, of ids and discounts in
-// *ids / *discounts.
-inline py::tuple pooled_outputs(const ReplayBuffer& b, std::int64_t batch, bool with_ids, bool nstep, bool with_discounts,
-                         void** outs, std::int64_t** ids, void** discounts) {
+  // A capsule owning a block of at least n bytes (64-byte aligned); its pointer is the block.
+  py::capsule take(std::size_t n) {
+    n = std::max<std::size_t>(64, (n + 63) / 64 * 64);
+    void* p = nullptr;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto& v = free_[n];
+      if (!v.empty()) {
+        p = v.back();
+        v.pop_back();
+        cached_ -= n;
+      }
+    }
+    if (!p) p = std::aligned_alloc(64, n);
+    if (!p) throw std::bad_alloc();
+    auto* block = new Block{p, n};
+    try {
+      return py::capsule(block, [](void* b) {
+        auto* blk = static_cast<Block*>(b);
+        BlockPool::get().give(blk->ptr, blk->size);
+        delete blk;
+      });
+    } catch (...) {
+      std::free(p);
+      delete block;
+      throw;
+    }
+  }
+
+  static void* data(const py::capsule& c) { return static_cast<Block*>(c.get_pointer())->ptr; }
+
+ private:
+  struct Block {
+    void* ptr;
+    std::size_t size;
+  };
+  static constexpr std::size_t kMaxCached = std::size_t(512) << 20;
+  static constexpr std::size_t kMaxPerSize = 8;
+
+  void give(void* p, std::size_t n) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto& v = free_[n];
+      if (cached_ + n <= kMaxCached && v.size() < kMaxPerSize) {
+        v.push_back(p);
+        cached_ += n;
+        return;
+      }
+    }
+    std::free(p);
+  }
+
+  std::mutex mu_;
+  std::unordered_map<std::size_t, std::vector<void*>> free_;
+  std::size_t cached_ = 0;
+};
+
+
+// The output pointers of one sample and its n-step options (n-step when gamma is given).
+struct BatchOut {
+  std::int64_t* ids = nullptr;
+  float* weights = nullptr;  // prioritized only
+  std::array<void*, ReplayBuffer::kMaxFields> fields{};  // null: the field is skipped
+  bool nstep = false;
+  NStep ns;  // ns.discounts: the discounts output or null
+
+  BatchOut(std::int64_t n_step, std::optional<double> gamma) : nstep(gamma.has_value()) {
+    ns.n = n_step;
+    ns.gamma = gamma.value_or(1.0);
+  }
+  const NStep* nstep_options() const { return nstep ? &ns : nullptr; }
+  // dtype of field f as sampled: n-step rewards have nstep_dtype().
+  DType dtype(const ReplayBuffer& b, std::size_t f) const {
+    return nstep && f == ReplayBuffer::kRewards ? b.nstep_dtype() : b.sample_specs()[f].dtype;
+  }
+};
+
+// What a fresh batch holds besides the fields, in this order: ids, weights, fields, then
+// discounts (the array, or None when not n-step).
+struct Parts {
+  bool ids = true;
+  bool weights = false;
+  bool discounts = false;
+};
+
+// Fresh arrays for `batch` rows in one pooled block (64-byte aligned pieces); points `out` at them.
+inline py::tuple fresh_outputs(const ReplayBuffer& b, std::int64_t batch, Parts parts, BatchOut& out) {
+  check_batch_size(batch);
   const auto& specs = b.sample_specs();
   const std::size_t nb = static_cast<std::size_t>(batch);
-  const std::size_t ns = dtype_size(b.nstep_dtype());
-  auto type_of = [&](std::size_t f) { return nstep && f == ReplayBuffer::kRewards ? b.nstep_dtype() : specs[f].dtype; };
-  std::array<std::size_t, kMaxFields + 2> offset{};
-  std::size_t total = with_ids ? nb * 8 : 0;
-  for (std::size_t f = 0; f < specs.size(); ++f) {
+  std::size_t total = 0;
+  auto piece = [&](std::size_t bytes) {
     total = (total + 63) / 64 * 64;
-    offset[f] = total;
-    total += nb * static_cast<std::size_t>(specs[f].numel()) * dtype_size(type_of(f));
-  }
-  total = (total + 63) / 64 * 64;
-  const std::size_t disc_at = total;
-  if (with_discounts) total += nb * ns;
+    const std::size_t at = total;
+    total += bytes;
+    return at;
+  };
+  const std::size_t ids_at = parts.ids ? piece(nb * 8) : 0, w_at = parts.weights ? piece(nb * 4) : 0;
+  std::array<std::size_t, ReplayBuffer::kMaxFields> at{};
+  for (std::size_t f = 0; f < specs.size(); ++f)
+    at[f] = piece(nb * static_cast<std::size_t>(specs[f].numel()) * dtype_size(out.dtype(b, f)));
+  const bool with_discounts = parts.discounts && out.nstep;
+  const std::size_t d_at = with_discounts ? piece(nb * dtype_size(b.nstep_dtype())) : 0;
   py::capsule block = BlockPool::get().take(total);
   auto* base = static_cast<std::uint8_t*>(BlockPool::data(block));
-  py::tuple result(specs.size() + (with_ids ? 1 : 0) + (with_discounts ? 1 : 0));
+  auto array = [&](DType t, std::vector<py::ssize_t> shape, void* p) {
+    return py::array(to_numpy_dtype(t), shape, p, block);
+  };
+  py::tuple result(parts.ids + parts.weights + specs.size() + parts.discounts);
   std::size_t k = 0;
-  if (with_ids) {
-    *ids = reinterpret_cast<std::int64_t*>(base);
-    result[k++] = py::array(py::dtype::of<std::int64_t>(), {batch}, *ids, block);
-  }
-  std::vector<py::ssize_t> shape;
+  if (parts.ids) result[k++] = array(DType::Int64, {batch}, out.ids = reinterpret_cast<std::int64_t*>(base + ids_at));
+  if (parts.weights) result[k++] = array(DType::Float32, {batch}, out.weights = reinterpret_cast<float*>(base + w_at));
   for (std::size_t f = 0; f < specs.size(); ++f) {
-    shape.assign(1, batch);
+    std::vector<py::ssize_t> shape{batch};
     shape.insert(shape.end(), specs[f].shape.begin(), specs[f].shape.end());
-    outs[f] = base + offset[f];
-    result[k++] = py::array(to_numpy_dtype(type_of(f)), shape, outs[f], block);
+    result[k++] = array(out.dtype(b, f), shape, out.fields[f] = base + at[f]);
   }
-  if (with_discounts) {
-    *discounts = base + disc_at;
-    result[k++] = py::array(to_numpy_dtype(b.nstep_dtype()), {batch}, *discounts, block);
-  }
+  if (with_discounts) result[k++] = array(b.nstep_dtype(), {batch}, out.ns.discounts = base + d_at);
+  else if (parts.discounts) result[k++] = py::none();
   return result;
 }
 
-inline NStep make_nstep(std::int64_t n_step, double gamma) {
-  NStep ns;
-  ns.n = n_step;
-  ns.gamma = gamma;
-  return ns;
+// Checks caller-owned arrays (exact dtype and shape, see checked_out_array) and points `out` at
+// them: ids, weights (when `with_weights`), one per field (None skips it), discounts (n-step;
+// None skips it). `where` prefixes the errors. Changes nothing on error.
+inline void caller_outputs(const ReplayBuffer& b, std::int64_t batch, py::handle ids, bool with_weights,
+                           py::handle weights, const py::tuple& outs, py::handle discounts, const std::string& where,
+                           BatchOut& out) {
+  check_batch_size(batch);
+  const auto& specs = b.sample_specs();
+  if (outs.size() != specs.size())
+    throw py::value_error(where + "expected " + std::to_string(specs.size()) + " field outputs, got " +
+                          std::to_string(outs.size()));
+  out.ids = static_cast<std::int64_t*>(checked_out_array(ids, DType::Int64, {}, batch, where + "indices out"));
+  if (with_weights)
+    out.weights = static_cast<float*>(checked_out_array(weights, DType::Float32, {}, batch, where + "weights out"));
+  for (std::size_t f = 0; f < specs.size(); ++f)
+    if (!outs[f].is_none())
+      out.fields[f] =
+          checked_out_array(outs[f], out.dtype(b, f), specs[f].shape, batch, where + specs[f].name + " out");
+  if (out.nstep && !discounts.is_none())
+    out.ns.discounts = checked_out_array(discounts, b.nstep_dtype(), {}, batch, where + "discounts out");
 }
 
 }  // namespace fastrl::bind

@@ -13,35 +13,108 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 
 namespace fastrl {
 
 enum class DType : int { Bool = 0, UInt8, Int32, Int64, Float32, Float64, UInt64 };
 
-inline std::size_t dtype_size(DType t) {
-  switch (t) {
-    case DType::Bool: case DType::UInt8: return 1;
-    case DType::Int32: case DType::Float32: return 4;
-    case DType::Int64: case DType::Float64: case DType::UInt64: return 8;
+// The one dtype table: DType k is the k-th C++ type of DTypeTypes, named kDTypeNames[k] (numpy's
+// name). Sizes, kinds, names, visit_dtype and the numpy mapping of the bindings derive from it.
+// The first kNumFieldDTypes are field dtypes; UInt64 only appears in sources (Python integers
+// beyond int64).
+using DTypeTypes = std::tuple<bool, std::uint8_t, std::int32_t, std::int64_t, float, double, std::uint64_t>;
+inline constexpr const char* kDTypeNames[] = {"bool", "uint8", "int32", "int64", "float32", "float64", "uint64"};
+inline constexpr int kNumDTypes = static_cast<int>(std::tuple_size_v<DTypeTypes>);
+inline constexpr int kNumFieldDTypes = 6;
+static_assert(sizeof(kDTypeNames) / sizeof(kDTypeNames[0]) == kNumDTypes, "one name per dtype");
+
+namespace detail {
+
+template <class F, std::size_t... I>
+decltype(auto) visit_dtype_impl(DType t, F&& f, std::index_sequence<I...>) {
+  using R = decltype(f(std::tuple_element_t<0, DTypeTypes>{}));
+  const auto k = static_cast<std::size_t>(t);
+  if constexpr (std::is_void_v<R>) {
+    if (!((k == I ? (f(std::tuple_element_t<I, DTypeTypes>{}), true) : false) || ...))
+      throw std::logic_error("fastrl: unknown dtype");
+  } else {
+    R r{};
+    if (!((k == I ? (r = f(std::tuple_element_t<I, DTypeTypes>{}), true) : false) || ...))
+      throw std::logic_error("fastrl: unknown dtype");
+    return r;
   }
-  return 0;
+}
+
+// f(T{}) for the C++ type T of t; every call must return the same type.
+template <class F>
+decltype(auto) visit_dtype(DType t, F&& f) {
+  return visit_dtype_impl(t, std::forward<F>(f), std::make_index_sequence<kNumDTypes>{});
+}
+
+}  // namespace detail
+
+inline std::size_t dtype_size(DType t) {
+  return detail::visit_dtype(t, [](auto z) { return sizeof(z); });
 }
 
 inline const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::Bool: return "bool";
-    case DType::UInt8: return "uint8";
-    case DType::Int32: return "int32";
-    case DType::Int64: return "int64";
-    case DType::Float32: return "float32";
-    case DType::Float64: return "float64";
-    case DType::UInt64: return "uint64";
-  }
-  return "?";
+  const int k = static_cast<int>(t);
+  return k >= 0 && k < kNumDTypes ? kDTypeNames[k] : "?";
 }
 
-inline bool is_float(DType t) { return t == DType::Float32 || t == DType::Float64; }
+// numpy's kind character of a C++ type: 'b' bool, 'u' unsigned, 'i' signed, 'f' float.
+template <class T>
+constexpr char kind_of() {
+  return std::is_same_v<T, bool> ? 'b' : std::is_floating_point_v<T> ? 'f' : std::is_signed_v<T> ? 'i' : 'u';
+}
+
+inline char dtype_kind(DType t) {
+  return detail::visit_dtype(t, [](auto z) { return kind_of<decltype(z)>(); });
+}
+
+// The DType of a kind and item size, if fastrl has one.
+inline bool dtype_from_kind(char kind, std::size_t size, DType* out) {
+  for (int k = 0; k < kNumDTypes; ++k) {
+    const auto t = static_cast<DType>(k);
+    if (dtype_kind(t) == kind && dtype_size(t) == size) {
+      *out = t;
+      return true;
+    }
+  }
+  return false;
+}
+
+namespace detail {
+template <class C, std::size_t... I>
+constexpr int dtype_index(std::index_sequence<I...>) {
+  int r = -1;
+  ((r < 0 && kind_of<std::tuple_element_t<I, DTypeTypes>>() == kind_of<C>() &&
+            sizeof(std::tuple_element_t<I, DTypeTypes>) == sizeof(C)
+        ? (r = static_cast<int>(I), 0)
+        : 0),
+   ...);
+  return r;
+}
+}  // namespace detail
+
+// The DType of any C++ arithmetic type C (e.g. long long, unsigned char), by kind and size;
+// false when fastrl has none. A compile-time constant.
+template <class C>
+bool dtype_of(DType* out) {
+  constexpr int k = detail::dtype_index<C>(std::make_index_sequence<kNumDTypes>{});
+  if constexpr (k < 0) {
+    (void)out;
+    return false;
+  } else {
+    *out = static_cast<DType>(k);
+    return true;
+  }
+}
+
+inline bool is_float(DType t) { return dtype_kind(t) == 'f'; }
 
 // Whether values of `src` may be written into a field of `dst` at all (before any range check).
 inline bool kind_castable(DType src, DType dst) {
@@ -50,20 +123,6 @@ inline bool kind_castable(DType src, DType dst) {
 }
 
 namespace detail {
-
-template <class F>
-decltype(auto) visit_dtype(DType t, F&& f) {
-  switch (t) {
-    case DType::Bool: return f(bool{});
-    case DType::UInt8: return f(std::uint8_t{});
-    case DType::Int32: return f(std::int32_t{});
-    case DType::Int64: return f(std::int64_t{});
-    case DType::Float32: return f(float{});
-    case DType::Float64: return f(double{});
-    case DType::UInt64: return f(std::uint64_t{});
-  }
-  throw std::logic_error("fastrl: unknown dtype");
-}
 
 // Does integer value v (of type S) fit into D? (D integral or bool)
 template <class D, class S>

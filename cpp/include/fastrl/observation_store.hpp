@@ -37,8 +37,8 @@
 #include <string>
 #include <vector>
 
-#include "fastrl/buffer_returns.hpp"
 #include "fastrl/dtype.hpp"
+#include "fastrl/ring.hpp"
 
 namespace fastrl {
 
@@ -54,7 +54,7 @@ struct RowStorage {
   const std::uint8_t* next = nullptr;  // the stored next_observations field, null when compact
   const std::uint8_t* terminated = nullptr;
   const std::uint8_t* truncated = nullptr;
-  StreamLayout L;
+  Ring ring;
 };
 
 inline std::shared_ptr<std::uint8_t> zeroed_bytes(std::size_t n) {
@@ -99,14 +99,14 @@ class ObservationStore {
   // Before the rows are copied: keeps the frames about to be evicted that stacks still need, and
   // frees the side entries of the slots about to be overwritten. O(rows + (k-1)N).
   void before_write(const RowStorage& R, const Source* src, std::int64_t rows) {
-    const std::int64_t first = R.L.total, end = first + rows;
-    const std::int64_t old_lo = first - std::min(first, cap_), new_lo = end - std::min(end, cap_);
+    const std::int64_t first = R.ring.total, end = first + rows;
+    const std::int64_t old_lo = R.ring.oldest(), new_lo = Ring{n_, cap_, end}.oldest();
     if (tail_n_ > 0) {
       for (std::int64_t q = std::max({old_lo, new_lo - tail_n_, std::int64_t{0}}); q < new_lo; ++q) {
         const std::int64_t t = q % tail_n_;
         std::uint8_t* dst = tail_frames_.get() + t * rb_;
         if (q < first) {  // stored: about to be overwritten
-          const std::int64_t s = q % cap_;
+          const std::int64_t s = R.ring.slot(q);
           std::memcpy(dst, R.obs + s * rb_, rb_);
           tail_done_.get()[t] = (R.terminated[s] | R.truncated[s]) != 0;
         } else {  // a row of this write that is never stored
@@ -118,11 +118,10 @@ class ObservationStore {
       }
     }
     if (compact()) {
-      std::int64_t j = std::max(first, new_lo), slot = j % cap_;
-      for (; j < end; ++j) {
-        release(slot);
-        if (++slot == cap_) slot = 0;
-      }
+      const std::int64_t j = std::max(first, new_lo);
+      R.ring.for_each_run(j, end - j, [&](std::int64_t slot, std::int64_t, std::int64_t n) {
+        for (std::int64_t s = slot; s < slot + n; ++s) release(s);
+      });
     }
   }
 
@@ -130,25 +129,24 @@ class ObservationStore {
   // observation, and the newest rows' next observations in `pending`. O(rows * frame_bytes).
   void after_write(const RowStorage& R, const Source* src, std::int64_t first, std::int64_t rows) {
     if (!compact() || rows == 0) return;
-    const std::int64_t end = first + rows, lo = end - std::min(end, cap_);
+    const std::int64_t end = first + rows, lo = R.ring.oldest();
     const Source& next = src[3];
     const std::size_t in_rb = src_row_bytes(next);
     auto next_of = [&](std::int64_t p) -> const std::uint8_t* {  // next observation of id p, as stored bytes
-      if (p < first) return pending_.get() + (p % n_) * rb_;
+      if (p < first) return pending_.get() + R.ring.stream(p) * rb_;
       const auto* in = static_cast<const std::uint8_t*>(next.data) + (p - first) * in_rb;
       if (next.dtype == dtype_) return in;
       cast_copy(scratch_.data(), dtype_, in, next.dtype, numel_);
       return scratch_.data();
     };
-    std::int64_t j = std::max(first, lo + n_), slot = j % cap_;
-    std::int64_t pslot = slot - n_ < 0 ? slot - n_ + cap_ : slot - n_;
+    std::int64_t j = std::max(first, lo + n_), slot = R.ring.slot(j), pslot = R.ring.prev_slot(slot);
     for (; j < end; ++j) {
       const std::uint8_t* nx = next_of(j - n_);
       if (std::memcmp(nx, R.obs + slot * rb_, rb_) != 0) put(pslot, nx);
-      if (++slot == cap_) slot = 0;
-      if (++pslot == cap_) pslot = 0;
+      slot = R.ring.after(slot);
+      pslot = R.ring.after(pslot);
     }
-    for (std::int64_t p = end - n_; p < end; ++p) std::memcpy(pending_.get() + (p % n_) * rb_, next_of(p), rb_);
+    for (std::int64_t p = end - n_; p < end; ++p) std::memcpy(pending_.get() + R.ring.stream(p) * rb_, next_of(p), rb_);
   }
 
   // The stored rows were replaced (clear, set_state): side entries refer to nothing any more.
@@ -254,22 +252,20 @@ class ObservationStore {
     if (R.next) return R.next + slot * rb_;
     const std::uint32_t idx = side_of_[slot];
     if (idx != kNone) return pool_.data() + idx * rb_;
-    if (id + n_ >= R.L.total) return pending_.get() + (id % n_) * rb_;
-    std::int64_t s = slot + n_;
-    if (s >= cap_) s -= cap_;
-    return R.obs + s * rb_;
+    if (id + n_ >= R.ring.total) return pending_.get() + R.ring.stream(id) * rb_;
+    return R.obs + R.ring.next_slot(slot) * rb_;
   }
 
   // Frame pointers of id's stack, oldest first, into ptrs[0..k); null means a zero frame.
   void stack_ptrs(const RowStorage& R, std::int64_t id, std::int64_t slot, const std::uint8_t** ptrs) const {
-    const std::int64_t k = opt_.frame_stack, lo = R.L.total - std::min(R.L.total, cap_);
+    const std::int64_t k = opt_.frame_stack, lo = R.ring.oldest();
     ptrs[k - 1] = R.obs + slot * rb_;
     std::int64_t pos = k - 2, q = id - n_, s = slot;
     for (; pos >= 0 && q >= 0; --pos, q -= n_) {
       const std::uint8_t* f;
       bool done;
       if (q >= lo) {
-        s = s - n_ < 0 ? s - n_ + cap_ : s - n_;
+        s = R.ring.prev_slot(s);
         f = R.obs + s * rb_;
         done = (R.terminated[s] | R.truncated[s]) != 0;
       } else {

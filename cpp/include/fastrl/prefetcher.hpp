@@ -48,11 +48,6 @@ class Prefetcher {
     if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
 
-  bool busy() const {
-    std::lock_guard<std::mutex> g(mu_);
-    return pending_ || running_;
-  }
-
   // Finishes the job in flight (its error is dropped) and stops the worker. Idempotent.
   void close() {
     {

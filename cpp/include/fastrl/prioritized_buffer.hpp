@@ -66,11 +66,11 @@ class PrioritizedReplayBuffer : private SlotObserver {
   const ReplayBuffer& base() const { return base_; }
   std::int64_t capacity() const { return base_.capacity(); }
   double eps() const { return eps_; }
-  double alpha() const { return base_.with_lock([&](std::int64_t) { return alpha_; }); }
-  double max_priority() const { return base_.with_lock([&](std::int64_t) { return max_raw_; }); }
+  double alpha() const { return base_.with_lock([&](Ring) { return alpha_; }); }
+  double max_priority() const { return base_.with_lock([&](Ring) { return max_raw_; }); }
   // Total mass S and the smallest positive leaf (+inf when none).
-  double total_mass() const { return base_.with_lock([&](std::int64_t) { return sum_.root(); }); }
-  double min_mass() const { return base_.with_lock([&](std::int64_t) { return min_.root(); }); }
+  double total_mass() const { return base_.with_lock([&](Ring) { return sum_.root(); }); }
+  double min_mass() const { return base_.with_lock([&](Ring) { return min_.root(); }); }
   // Raw priorities (p + eps) by slot: shared so a view of it outlives the buffer. Not synchronised.
   std::shared_ptr<double> raw_priorities() const { return raw_; }
 
@@ -84,8 +84,8 @@ class PrioritizedReplayBuffer : private SlotObserver {
     check_beta(beta);
     base_.sample_with(
         batch_size,
-        [&](Rng& rng, std::int64_t total, std::int64_t* out, std::int64_t* slots) {
-          draw_locked(rng, total, batch_size, beta, out, slots, weights);
+        [&](Rng& rng, Ring ring, std::int64_t* out, std::int64_t* slots) {
+          draw_locked(rng, ring, batch_size, beta, out, slots, weights);
         },
         ids, outs, nstep);
   }
@@ -100,11 +100,11 @@ class PrioritizedReplayBuffer : private SlotObserver {
       if (!(priorities[i] >= 0) || !std::isfinite(priorities[i]))
         throw std::invalid_argument("priorities must be finite and >= 0 (pass |TD error|), got " +
                                     std::to_string(priorities[i]) + " at position " + std::to_string(i));
-    return base_.with_lock([&](std::int64_t total) {
+    return base_.with_lock([&](Ring ring) {
       for (std::int64_t i = 0; i < n; ++i)
-        if (ids[i] < 0 || ids[i] >= total)
+        if (ids[i] < 0 || ids[i] >= ring.total)
           throw std::out_of_range("index " + std::to_string(ids[i]) + " was never written (ids written so far are [0, " +
-                                  std::to_string(total) + "))");
+                                  std::to_string(ring.total) + "))");
       scratch_.resize(static_cast<std::size_t>(n));
       for (std::int64_t i = 0; i < n; ++i) {
         scratch_[i] = mass(static_cast<double>(priorities[i]) + eps_);
@@ -113,14 +113,13 @@ class PrioritizedReplayBuffer : private SlotObserver {
                                       std::to_string(i) + " is too large: (p + eps)^alpha overflows the sum tree");
       }
       // Live ids only (stale ones skipped), as slots; then both trees level by level.
-      const std::int64_t cap = base_.capacity(), lo = total - std::min(total, cap), lo_slot = lo % cap;
+      const Ring::LiveSlots slot_of = ring.live_slots();
       slot_scratch_.resize(static_cast<std::size_t>(2 * n));
       std::int64_t* slots = slot_scratch_.data();
       std::int64_t applied = 0;
       for (std::int64_t i = 0; i < n; ++i) {
-        if (ids[i] < lo) continue;
-        std::int64_t slot = lo_slot + (ids[i] - lo);  // == ids[i] % cap, without a division
-        if (slot >= cap) slot -= cap;
+        if (ids[i] < slot_of.lo) continue;
+        const std::int64_t slot = slot_of(ids[i]);
         const double r = static_cast<double>(priorities[i]) + eps_;
         raw_.get()[slot] = r;
         max_raw_ = std::max(max_raw_, r);
@@ -135,19 +134,15 @@ class PrioritizedReplayBuffer : private SlotObserver {
 
   // Raw priorities (p + eps) of stored ids into out; std::out_of_range for an id not stored.
   void priorities(const std::int64_t* ids, std::int64_t n, double* out) const {
-    base_.with_lock([&](std::int64_t total) {
-      const std::int64_t lo = total - std::min(total, base_.capacity());
-      for (std::int64_t i = 0; i < n; ++i)
-        if (ids[i] < lo || ids[i] >= total)
-          throw std::out_of_range("index " + std::to_string(ids[i]) + " is not stored (live ids are [" +
-                                  std::to_string(lo) + ", " + std::to_string(total) + "))");
-      for (std::int64_t i = 0; i < n; ++i) out[i] = raw_.get()[ids[i] % base_.capacity()];
+    base_.with_lock([&](Ring ring) {
+      ring.check_live(ids, n);
+      for (std::int64_t i = 0; i < n; ++i) out[i] = raw_.get()[ring.slot(ids[i])];
     });
   }
 
   // Leaf masses by slot (0 for empty slots), a copy. O(N).
   void masses(double* out) const {
-    base_.with_lock([&](std::int64_t) {
+    base_.with_lock([&](Ring) {
       for (std::int64_t s = 0; s < base_.capacity(); ++s) out[s] = sum_.get(s);
     });
   }
@@ -156,13 +151,12 @@ class PrioritizedReplayBuffer : private SlotObserver {
   // a mass would overflow.
   void set_alpha(double alpha) {
     check_alpha(alpha);
-    base_.with_lock([&](std::int64_t total) {
-      const std::int64_t n = std::min(total, base_.capacity());
-      for (std::int64_t s = -1; s < n; ++s)  // -1: the running maximum new rows get
+    base_.with_lock([&](Ring ring) {
+      for (std::int64_t s = -1; s < ring.size(); ++s)  // -1: the running maximum new rows get
         if (!(std::pow(s < 0 ? max_raw_ : raw_.get()[s], alpha) <= max_leaf_))
           throw std::invalid_argument("alpha " + std::to_string(alpha) + " makes a stored priority overflow the sum tree");
       alpha_ = alpha;
-      rebuild_locked(total);
+      rebuild_locked(ring.size());
     });
   }
 
@@ -170,7 +164,7 @@ class PrioritizedReplayBuffer : private SlotObserver {
   void set_max_priority(double r) {
     if (!(r > 0.0) || !std::isfinite(r))
       throw std::invalid_argument("max_priority must be finite and > 0, got " + std::to_string(r));
-    base_.with_lock([&](std::int64_t) {
+    base_.with_lock([&](Ring) {
       if (!(mass(r) <= max_leaf_)) throw std::invalid_argument("max_priority is too large for the sum tree");
       max_raw_ = r;
     });
@@ -191,7 +185,7 @@ class PrioritizedReplayBuffer : private SlotObserver {
   static double min_leaf(double m) { return m > 0.0 ? m : std::numeric_limits<double>::infinity(); }
 
   template <class W>
-  void draw_locked(Rng& rng, std::int64_t total, std::int64_t b, double beta, std::int64_t* ids, std::int64_t* slots,
+  void draw_locked(Rng& rng, Ring ring, std::int64_t b, double beta, std::int64_t* ids, std::int64_t* slots,
                    W* weights) {
     const double s = sum_.root();
     if (!(s > 0.0)) throw std::invalid_argument("cannot sample: every stored priority is zero (use eps > 0)");
@@ -201,45 +195,33 @@ class PrioritizedReplayBuffer : private SlotObserver {
     leaf_scratch_.resize(static_cast<std::size_t>(b));
     sum_.find_prefix(mass_scratch_.data(), b, slots, leaf_scratch_.data());
     const double m_min = min_.root();
-    // The live id in a slot: lo + (slot - lo % cap) mod cap, with live ids [lo, total).
-    const std::int64_t cap = base_.capacity(), lo = total - std::min(total, cap), lo_slot = lo % cap;
-    for (std::int64_t i = 0; i < b; ++i) {
-      const std::int64_t slot = slots[i];
+    for (std::int64_t i = 0; i < b; ++i)
       weights[i] = static_cast<W>(beta == 0.0 ? 1.0 : std::pow(m_min / leaf_scratch_[i], beta));
-      ids[i] = lo + (slot >= lo_slot ? slot - lo_slot : slot - lo_slot + cap);
-    }
+    ring.ids_of_slots(slots, b, ids);
   }
 
-  // Every leaf from the raw priorities of the `total` rows written; empty slots get no mass.
-  void rebuild_locked(std::int64_t total) {
-    const std::int64_t n = std::min(total, base_.capacity());
+  // Every leaf from the raw priorities of the n stored rows (slots [0, n)); empty slots get no mass.
+  void rebuild_locked(std::int64_t n) {
     sum_.assign([&](std::int64_t s) { return s < n ? mass(raw_.get()[s]) : 0.0; });
     min_.assign([&](std::int64_t s) { return min_leaf(sum_.get(s)); });
   }
 
   // SlotObserver: called by base_ with its lock held.
-  void on_write(std::int64_t first_id, std::int64_t rows) noexcept override {
-    const std::int64_t cap = base_.capacity();
-    const std::int64_t keep = std::min(rows, cap);
-    if (keep <= 0) return;
-    std::int64_t slot = (first_id + rows - keep) % cap, left = keep;
+  void on_write(Ring ring, std::int64_t first_id, std::int64_t rows) noexcept override {
     const double m = mass(max_raw_);
-    while (left > 0) {  // at most two contiguous runs of slots
-      const std::int64_t run = std::min(left, cap - slot);
+    ring.for_each_run(first_id, rows, [&](std::int64_t slot, std::int64_t, std::int64_t run) {
       std::fill(raw_.get() + slot, raw_.get() + slot + run, max_raw_);
       sum_.fill(slot, run, m);
       min_.fill(slot, run, min_leaf(m));
-      slot = 0;
-      left -= run;
-    }
+    });
   }
 
-  void on_restore(std::int64_t total) noexcept override {
-    if (total == 0) {
+  void on_restore(Ring ring) noexcept override {
+    if (ring.total == 0) {
       max_raw_ = 1.0;
       std::fill(raw_.get(), raw_.get() + base_.capacity(), 0.0);
     }
-    rebuild_locked(total);
+    rebuild_locked(ring.size());
   }
 
   ReplayBuffer base_;

@@ -2,20 +2,24 @@
 //
 // Layout. Rows are stored time-major: with N env streams, one step of all streams occupies N
 // consecutive rows, and row `id` (the id-th row ever written) belongs to stream id % N and lives
-// in slot id % capacity. The capacity is a multiple of N, so the next step of the same stream
-// is always id + N, and a stream's episodes stay intact and in order.
+// in slot id % capacity (ring.hpp: the id / slot arithmetic). The capacity is a multiple of N, so
+// the next step of the same stream is always id + N, and a stream's episodes stay intact and in order.
+//
+// Fields. At most kMaxFields (64) fields in all, the computed episode-return fields included:
+// one limit, checked here, for every binding and composite.
 //
 // Ids. Every row gets a monotonically increasing 64-bit id; `sample` returns ids, which stay
 // meaningful after the slot is overwritten (stale ids are those < total() - size()).
 //
-// n-step sampling. `sample(..., nstep)` / `gather_nstep` return, for each start id i, the
-// discounted sum of the rewards of ids i, i + N, ..., i + (k-1) N of the same stream (k <= n),
-// stopping after a terminated or truncated step and before the first id >= total() (not written
-// yet; newer ids of a live id are always live, so nothing overwritten is read). next_observations,
-// terminated and truncated come from the last summed step, `discounts` is gamma^k; every other
-// field comes from the start id. Costs O(B * (n + row_bytes)).
+// Sampling. Uniform (uniform_sampler.hpp), among the steps whose episode has ended
+// (return_sampler.hpp), or by a composite's own draw (`sample_with`).
 //
-// Episode returns (constructed with episode_returns_gamma >= 0). Two computed fields follow the
+// n-step sampling (nstep.hpp). `sample(..., nstep)` / `gather_nstep` return, for each start id,
+// the discounted sum of up to n rewards of its stream; next_observations, terminated and
+// truncated come from the last summed step, `discounts` is gamma^k; every other field comes from
+// the start id. Costs O(B * (n + row_bytes)).
+//
+// Episode returns (episode_returns.hpp; with episode_returns_gamma >= 0). Two computed fields follow the
 // user's: `returns` (float32) and `has_return` (bool). When a step of stream s is terminated or
 // truncated, one backward pass fills every stored step of that episode with its observed
 // discounted return-to-go and sets has_return; steps of the episode still running are 0 / false.
@@ -58,38 +62,30 @@
 #include <new>
 #include <stdexcept>
 #include <string>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
-#include "fastrl/buffer_returns.hpp"
 #include "fastrl/dtype.hpp"
+#include "fastrl/episode_returns.hpp"
+#include "fastrl/field_spec.hpp"
+#include "fastrl/nstep.hpp"
 #include "fastrl/observation_store.hpp"
+#include "fastrl/return_sampler.hpp"
+#include "fastrl/ring.hpp"
 #include "fastrl/rng.hpp"
+#include "fastrl/uniform_sampler.hpp"
 
 namespace fastrl {
-
-struct FieldSpec {
-  std::string name;
-  std::vector<std::int64_t> shape;  // per-row shape
-  DType dtype = DType::Float32;
-
-  std::int64_t numel() const {
-    std::int64_t n = 1;
-    for (auto d : shape) n *= d;
-    return n;
-  }
-  std::size_t row_bytes() const { return static_cast<std::size_t>(numel()) * dtype_size(dtype); }
-};
 
 // Told about row changes while the buffer's lock is held; must not throw or call back into the buffer.
 class SlotObserver {
  public:
   virtual ~SlotObserver() = default;
-  // Rows [first_id, first_id + rows) were just written (only the last `capacity` of them are kept).
-  virtual void on_write(std::int64_t first_id, std::int64_t rows) noexcept = 0;
-  // The stored rows were replaced wholesale (clear() or set_state()); `total` is the new row count.
-  virtual void on_restore(std::int64_t total) noexcept = 0;
+  // Rows [first_id, first_id + rows) were just written (only the last `capacity` of them are
+  // kept); `ring` is the buffer after the write.
+  virtual void on_write(Ring ring, std::int64_t first_id, std::int64_t rows) noexcept = 0;
+  // The stored rows were replaced wholesale (clear() or set_state()); `ring` is the buffer after.
+  virtual void on_restore(Ring ring) noexcept = 0;
 };
 
 // How fields are stored (see the header comment).
@@ -99,22 +95,21 @@ struct StorageOptions {
   std::function<std::shared_ptr<std::uint8_t>(std::size_t field, std::size_t bytes)> allocate;
 };
 
-// Options of n-step sampling (see the header comment).
-struct NStep {
-  std::int64_t n = 1;
-  double gamma = 1.0;
-  void* discounts = nullptr;  // B values of ReplayBuffer::nstep_dtype(): gamma^k, or null
-};
-
 class ReplayBuffer {
  public:
   // Field indices of the standard fields.
   static constexpr std::size_t kObs = 0, kRewards = 2, kNextObs = 3, kTerminated = 4, kTruncated = 5;
+  // Most fields a buffer may have, the computed `returns` and `has_return` included.
+  static constexpr std::size_t kMaxFields = 64;
 
   // episode_returns_gamma < 0 disables episode returns; in [0, 1] appends `returns` and `has_return`.
   ReplayBuffer(std::vector<FieldSpec> specs, std::int64_t capacity, std::int64_t num_envs,
                std::uint64_t seed, double episode_returns_gamma = -1.0, const StorageOptions& storage = {})
       : specs_(std::move(specs)), num_envs_(num_envs), rng_(seed) {
+    const std::size_t computed = episode_returns_gamma >= 0.0 ? 2 : 0;
+    if (specs_.size() + computed > kMaxFields)
+      throw std::invalid_argument("fields: at most " + std::to_string(kMaxFields - computed) + " fields are supported" +
+                                  (computed ? " with episode returns" : "") + ", got " + std::to_string(specs_.size()));
     if (num_envs < 1) throw std::invalid_argument("num_envs must be >= 1, got " + std::to_string(num_envs));
     if (std::isnan(episode_returns_gamma) || episode_returns_gamma > 1.0)
       throw std::invalid_argument("episode_returns_gamma must be in [0, 1], got " +
@@ -183,7 +178,7 @@ class ReplayBuffer {
   std::int64_t capacity() const { return capacity_; }
   std::int64_t num_envs() const { return num_envs_; }
   std::int64_t total() const { std::lock_guard<std::mutex> g(mu_); return total_; }
-  std::int64_t size() const { std::lock_guard<std::mutex> g(mu_); return size_locked(); }
+  std::int64_t size() const { std::lock_guard<std::mutex> g(mu_); return ring_locked().size(); }
   std::size_t num_fields() const { return specs_.size(); }
   // Fields a write supplies (the computed `returns` / `has_return` are not among them).
   std::size_t num_written_fields() const { return num_written_; }
@@ -194,11 +189,6 @@ class ReplayBuffer {
   // dtype of n-step rewards and discounts: float64 when the reward field is, else float32.
   DType nstep_dtype() const {
     return specs_.size() > kRewards && specs_[kRewards].dtype == DType::Float64 ? DType::Float64 : DType::Float32;
-  }
-  int field_index(const std::string& name) const {
-    for (std::size_t i = 0; i < specs_.size(); ++i)
-      if (specs_[i].name == name) return static_cast<int>(i);
-    return -1;
   }
   // Shared ownership of a field's storage: a view made from it outlives the buffer.
   std::shared_ptr<std::uint8_t> storage(std::size_t field) const { return storage_.at(field); }
@@ -212,11 +202,11 @@ class ReplayBuffer {
   // Side entries (slots below size(), ascending, and their next observations) for save / load.
   void side_entries(std::vector<std::int64_t>& slots, std::vector<std::uint8_t>& rows) const {
     std::lock_guard<std::mutex> g(mu_);
-    obs_.side_entries(size_locked(), slots, rows);
+    obs_.side_entries(ring_locked().size(), slots, rows);
   }
   void set_side_entries(const std::int64_t* slots, const std::uint8_t* rows, std::int64_t m) {
     std::lock_guard<std::mutex> g(mu_);
-    obs_.set_side_entries(size_locked(), slots, rows, m);
+    obs_.set_side_entries(ring_locked().size(), slots, rows, m);
   }
 
   // Appends `rows` rows (a multiple of num_envs), one Source per written field in field order.
@@ -238,114 +228,83 @@ class ReplayBuffer {
     std::lock_guard<std::mutex> g(mu_);
     if (rows == 0) return;
     obs_.before_write(row_storage_locked(), src, rows);
-    // Only the last `capacity` rows can survive; skip the ones that would be overwritten at once.
-    std::int64_t skip = rows > capacity_ ? rows - capacity_ : 0;
+    // Only the last `capacity` rows can survive: the runs skip the ones that would be overwritten at once.
     for (std::size_t f = 0; f < num_written_; ++f) {
       const auto& s = specs_[f];
       if (!storage_[f]) continue;
       const std::size_t rb = s.row_bytes();
       const std::size_t in_rb = static_cast<std::size_t>(s.numel()) * dtype_size(src[f].dtype);
-      const auto* in = static_cast<const std::uint8_t*>(src[f].data) + skip * in_rb;
-      std::int64_t id = total_ + skip, left = rows - skip;
-      while (left > 0) {
-        const std::int64_t slot = id % capacity_;
-        const std::int64_t n = std::min(left, capacity_ - slot);
-        cast_copy(storage_[f].get() + slot * rb, s.dtype, in, src[f].dtype, n * s.numel());
-        in += n * in_rb;
-        id += n;
-        left -= n;
-      }
+      const auto* in = static_cast<const std::uint8_t*>(src[f].data);
+      ring_locked().for_each_run(total_, rows, [&](std::int64_t slot, std::int64_t offset, std::int64_t n) {
+        cast_copy(storage_[f].get() + slot * rb, s.dtype, in + offset * in_rb, src[f].dtype, n * s.numel());
+      });
     }
     const std::int64_t first = total_;
     total_ += rows;
     obs_.after_write(row_storage_locked(), src, first, rows);
     if (has_episode_returns()) update_returns_locked(src, first);
-    if (observer_) observer_->on_write(total_ - rows, rows);
+    if (observer_) observer_->on_write(ring_locked(), first, rows);
   }
 
-  // Draws B ids uniformly from the stored rows; with replace=false they are distinct.
-  // O(B) expected. Throws when empty or when B > size() without replacement.
-  void sample_ids(std::int64_t batch_size, bool replace, std::int64_t* out) {
+  // Draws B ids (uniformly from the stored rows, or with require_return among the steps whose
+  // episode has ended; distinct with replace=false) and gathers every field whose output pointer
+  // is not null. With nstep the batch holds n-step targets (outs[kRewards] then has
+  // nstep_dtype()). Everything is checked before the generator advances; one lock. Throws when
+  // empty or when B is larger than the population without replacement.
+  void sample(std::int64_t batch_size, bool replace, std::int64_t* ids, void* const* outs,
+              bool require_return = false, const NStep* nstep = nullptr) {
+    if (nstep) nstep->check();
+    if (require_return && !has_episode_returns())
+      throw std::invalid_argument("require_return needs a buffer built with episode_returns_gamma");
     std::lock_guard<std::mutex> g(mu_);
-    sample_ids_locked(batch_size, replace, out);
-  }
-
-  // sample_ids followed by gathering every field whose output pointer is not null; one lock.
-  void sample(std::int64_t batch_size, bool replace, std::int64_t* ids, void* const* outs) {
-    std::lock_guard<std::mutex> g(mu_);
-    sample_ids_locked(batch_size, replace, ids);
+    if (require_return) return_sampler_.sample(rng_, ring_locked(), episode_starts_.data(), batch_size, replace, ids);
+    else sample_uniform(rng_, ring_locked(), batch_size, replace, ids);
     to_slots_locked(ids, batch_size);
-    for (std::size_t f = 0; f < specs_.size(); ++f)
-      if (outs[f]) gather_field_locked(f, ids, slots_.data(), batch_size, outs[f]);
+    gather_batch_locked(ids, batch_size, outs, nstep);
   }
 
   // --- composite hooks (see the header comment) ---
   // The observer must outlive the buffer's use of it (the prioritized buffer owns its buffer).
   void set_observer(SlotObserver* observer) { std::lock_guard<std::mutex> g(mu_); observer_ = observer; }
 
-  // Like `sample`, but `draw(rng, total, ids, slots)` writes the batch_size ids and their slots
-  // (id % capacity), under the lock and with this buffer's generator; it must write live ids or
-  // throw before changing anything. `outs` may be null to gather nothing. Cost: the draw's plus
-  // O(B * row_bytes).
-  // With `nstep` the rows are gathered as n-step targets (as in `sample`), still under one lock.
+  // Like `sample`, but `draw(rng, ring, ids, slots)` writes the batch_size ids and their slots,
+  // under the lock and with this buffer's generator; it must write live ids or throw before
+  // changing anything. `outs` may be null to gather nothing. Cost: the draw's plus O(B * row_bytes).
   template <class Draw>
   void sample_with(std::int64_t batch_size, Draw&& draw, std::int64_t* ids, void* const* outs,
                    const NStep* nstep = nullptr) {
-    if (batch_size < 0) throw std::invalid_argument("batch_size must be >= 0, got " + std::to_string(batch_size));
-    if (nstep) check_nstep(*nstep);
+    check_batch_size(batch_size);
+    if (nstep) nstep->check();
     std::lock_guard<std::mutex> g(mu_);
     if (total_ == 0) throw std::invalid_argument("cannot sample from an empty buffer");
     slots_.resize(static_cast<std::size_t>(batch_size));
-    draw(rng_, total_, ids, slots_.data());
-    if (!outs) return;
-    if (nstep) return gather_nstep_locked(ids, batch_size, *nstep, outs);
-    for (std::size_t f = 0; f < specs_.size(); ++f)
-      if (outs[f]) gather_field_locked(f, ids, slots_.data(), batch_size, outs[f]);
+    draw(rng_, ring_locked(), ids, slots_.data());
+    if (outs) gather_batch_locked(ids, batch_size, outs, nstep);
   }
 
-  // The general sample: with require_return only steps whose episode has ended are drawn
-  // (uniformly among them); with nstep the batch holds n-step targets (outs[kRewards] then has
-  // nstep_dtype()). Everything is checked before the generator advances. One lock.
-  void sample(std::int64_t batch_size, bool replace, std::int64_t* ids, void* const* outs, bool require_return,
-              const NStep* nstep) {
-    if (nstep) check_nstep(*nstep);
-    std::lock_guard<std::mutex> g(mu_);
-    if (require_return) sample_with_return_locked(batch_size, replace, ids);
-    else sample_ids_locked(batch_size, replace, ids);
-    if (nstep) return gather_nstep_locked(ids, batch_size, *nstep, outs);
-    to_slots_locked(ids, batch_size);
-    for (std::size_t f = 0; f < specs_.size(); ++f)
-      if (outs[f]) gather_field_locked(f, ids, slots_.data(), batch_size, outs[f]);
-  }
-
-  // Runs f(total) under the lock and returns its result.
+  // Runs f(ring) under the lock and returns its result.
   template <class F>
   decltype(auto) with_lock(F&& f) const {
     std::lock_guard<std::mutex> g(mu_);
-    return f(total_);
+    return f(ring_locked());
   }
 
   // n-step targets for the given ids (which must be stored) into outs (null entries are skipped;
-  // outs[kRewards] has nstep_dtype()). For samplers that draw their own ids (prioritized replay).
+  // outs[kRewards] has nstep_dtype()).
   void gather_nstep(const std::int64_t* ids, std::int64_t n, const NStep& nstep, void* const* outs) const {
-    check_nstep(nstep);
+    nstep.check();
     std::lock_guard<std::mutex> g(mu_);
-    check_live_locked(ids, n);
+    ring_locked().check_live(ids, n);
+    to_slots_locked(ids, n);
     gather_nstep_locked(ids, n, nstep, outs);
   }
 
   // Copies the rows of `ids` of one field, as sampled, into out (n * sampled row bytes). Ids must be live.
   void gather(std::size_t field, const std::int64_t* ids, std::int64_t n, void* out) const {
     std::lock_guard<std::mutex> g(mu_);
-    check_live_locked(ids, n);
+    ring_locked().check_live(ids, n);
     to_slots_locked(ids, n);
     gather_field_locked(field, ids, slots_.data(), n, out);
-  }
-
-  // Throws std::out_of_range unless every id is currently stored.
-  void check_live(const std::int64_t* ids, std::int64_t n) const {
-    std::lock_guard<std::mutex> g(mu_);
-    check_live_locked(ids, n);
   }
 
   // --- state (for save / load) ---
@@ -371,146 +330,66 @@ class ReplayBuffer {
     rng_.set_state(rng);
     episode_starts_ = episode_starts;
     obs_.reset();
-    if (observer_) observer_->on_restore(total_);
+    if (observer_) observer_->on_restore(ring_locked());
   }
-  void seed(std::uint64_t s) { std::lock_guard<std::mutex> g(mu_); rng_.seed_with(s); }
   void clear() {
     std::lock_guard<std::mutex> g(mu_);
     total_ = 0;
     for (std::size_t s = 0; s < episode_starts_.size(); ++s) episode_starts_[s] = static_cast<std::int64_t>(s);
     obs_.reset();
-    if (observer_) observer_->on_restore(0);
+    if (observer_) observer_->on_restore(ring_locked());
   }
 
  private:
-  std::int64_t size_locked() const { return std::min(total_, capacity_); }
-
-  void check_live_locked(const std::int64_t* ids, std::int64_t n) const {
-    const std::int64_t lo = total_ - size_locked();
-    for (std::int64_t i = 0; i < n; ++i)
-      if (ids[i] < lo || ids[i] >= total_)
-        throw std::out_of_range("index " + std::to_string(ids[i]) + " is not stored (live ids are [" +
-                                std::to_string(lo) + ", " + std::to_string(total_) + "))");
-  }
-
-  void sample_ids_locked(std::int64_t batch_size, bool replace, std::int64_t* out) {
-    const std::int64_t n = size_locked();
-    if (batch_size < 0) throw std::invalid_argument("batch_size must be >= 0, got " + std::to_string(batch_size));
-    if (n == 0) throw std::invalid_argument("cannot sample from an empty buffer");
-    if (!replace && batch_size > n)
-      throw std::invalid_argument("batch_size " + std::to_string(batch_size) +
-                                  " is larger than the number of stored transitions (" + std::to_string(n) +
-                                  ") and replace=False");
-    draw_locked(n, batch_size, replace, out);
-    const std::int64_t lo = total_ - n;
-    for (std::int64_t i = 0; i < batch_size; ++i) out[i] += lo;
-  }
-
-  // B uniform draws from [0, n): independent with replace, else a uniform ordered subset.
-  void draw_locked(std::int64_t n, std::int64_t batch_size, bool replace, std::int64_t* out) {
-    if (replace) {
-      for (std::int64_t i = 0; i < batch_size; ++i)
-        out[i] = static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(n)));
-      return;
-    }
-    // Floyd's algorithm for a uniform subset, then a Fisher-Yates shuffle for a uniform order.
-    std::unordered_set<std::int64_t> chosen;
-    chosen.reserve(static_cast<std::size_t>(batch_size) * 2);
-    std::int64_t k = 0;
-    for (std::int64_t j = n - batch_size; j < n; ++j) {
-      const std::int64_t t = static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(j + 1)));
-      const std::int64_t pick = chosen.insert(t).second ? t : (chosen.insert(j), j);
-      out[k++] = pick;
-    }
-    for (std::int64_t i = batch_size - 1; i > 0; --i)
-      std::swap(out[i], out[static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(i + 1)))]);
-  }
-
-  // Uniform draws among the live ids whose episode has ended: per stream s the live ids below
-  // episode_starts_[s]. O(N + B log N).
-  void sample_with_return_locked(std::int64_t batch_size, bool replace, std::int64_t* out) {
-    if (!has_episode_returns())
-      throw std::invalid_argument("require_return needs a buffer built with episode_returns_gamma");
-    if (batch_size < 0) throw std::invalid_argument("batch_size must be >= 0, got " + std::to_string(batch_size));
-    const std::int64_t lo = total_ - size_locked();
-    prefix_.assign(static_cast<std::size_t>(num_envs_) + 1, 0);
-    for (std::int64_t s = 0; s < num_envs_; ++s)  // count of ids lo + s + k N below episode_starts_[s]
-      prefix_[s + 1] = prefix_[s] + std::max<std::int64_t>(0, (episode_starts_[s] - lo - s) / num_envs_);
-    const std::int64_t n = prefix_.back();
-    if (n == 0)
-      throw std::invalid_argument("no stored transition has an episode return yet (require_return=True)");
-    if (!replace && batch_size > n)
-      throw std::invalid_argument("batch_size " + std::to_string(batch_size) +
-                                  " is larger than the number of stored transitions with a return (" +
-                                  std::to_string(n) + ") and replace=False");
-    draw_locked(n, batch_size, replace, out);
-    for (std::int64_t i = 0; i < batch_size; ++i) {
-      const std::int64_t s = std::upper_bound(prefix_.begin(), prefix_.end(), out[i]) - prefix_.begin() - 1;
-      out[i] = lo + s + (out[i] - prefix_[s]) * num_envs_;
-    }
-  }
-
-  static void check_nstep(const NStep& ns) {
-    if (ns.n < 1) throw std::invalid_argument("n_step must be >= 1, got " + std::to_string(ns.n));
-    if (!(ns.gamma >= 0.0 && ns.gamma <= 1.0))
-      throw std::invalid_argument("gamma must be in [0, 1], got " + std::to_string(ns.gamma));
-  }
+  Ring ring_locked() const { return Ring{num_envs_, capacity_, total_}; }
 
   // Element i of a field's storage or of a source, of dtype t, as a double.
   static double value_at(const void* base, DType t, std::int64_t i) {
     return detail::visit_dtype(t, [&](auto z) { return static_cast<double>(static_cast<const decltype(z)*>(base)[i]); });
   }
 
-  StreamLayout layout_locked() const { return StreamLayout{num_envs_, capacity_, total_}; }
+  // The fields of a batch whose ids are in `ids` and their slots in slots_, into the non-null outs.
+  void gather_batch_locked(const std::int64_t* ids, std::int64_t b, void* const* outs, const NStep* nstep) const {
+    if (nstep) return gather_nstep_locked(ids, b, *nstep, outs);
+    for (std::size_t f = 0; f < specs_.size(); ++f)
+      if (outs[f]) gather_field_locked(f, ids, slots_.data(), b, outs[f]);
+  }
 
+  // n-step targets of ids (their slots in slots_); see nstep.hpp.
   void gather_nstep_locked(const std::int64_t* ids, std::int64_t b, const NStep& ns, void* const* outs) const {
-    to_slots_locked(ids, b);
-    last_slots_.resize(static_cast<std::size_t>(b));
-    nstep_rewards_.resize(static_cast<std::size_t>(b));
-    nstep_discounts_.resize(static_cast<std::size_t>(b));
     const auto* term = storage_[kTerminated].get();
     const auto* trunc = storage_[kTruncated].get();
     detail::visit_dtype(specs_[kRewards].dtype, [&](auto z) {
-      nstep_sums(reinterpret_cast<const decltype(z)*>(storage_[kRewards].get()), term, trunc, layout_locked(), ids,
-                 slots_.data(), b, ns.n, ns.gamma, last_slots_.data(), nstep_rewards_.data(),
-                 nstep_discounts_.data());
+      nstep_.compute(reinterpret_cast<const decltype(z)*>(storage_[kRewards].get()), term, trunc, ring_locked(), ids,
+                     slots_.data(), b, ns);
     });
-    auto put = [&](void* out, const std::vector<double>& v) {
-      if (!out) return;
-      if (nstep_dtype() == DType::Float64) std::memcpy(out, v.data(), v.size() * sizeof(double));
-      else std::copy(v.begin(), v.end(), static_cast<float*>(out));
-    };
-    put(outs[kRewards], nstep_rewards_);
-    put(ns.discounts, nstep_discounts_);
-    if (outs[kNextObs] && (!is_stored(kNextObs) || obs_.frame_stack() > 1)) {  // it needs the last ids
-      last_ids_.resize(static_cast<std::size_t>(b));
-      const std::int64_t lo = total_ - size_locked(), lo_slot = lo % capacity_;
-      for (std::int64_t i = 0; i < b; ++i)
-        last_ids_[i] = lo + (last_slots_[i] >= lo_slot ? last_slots_[i] - lo_slot : last_slots_[i] - lo_slot + capacity_);
-    }
+    nstep_.write(nstep_dtype(), outs[kRewards], ns.discounts);
+    if (outs[kNextObs] && (!is_stored(kNextObs) || obs_.frame_stack() > 1))  // it needs the last ids
+      nstep_.compute_last_ids(ring_locked());
     for (std::size_t f = 0; f < specs_.size(); ++f) {
       if (!outs[f] || f == kRewards) continue;
       const bool from_last = f == kNextObs || f == kTerminated || f == kTruncated;
-      if (from_last) gather_field_locked(f, last_ids_.data(), last_slots_.data(), b, outs[f]);
+      if (from_last) gather_field_locked(f, nstep_.last_ids.data(), nstep_.last_slots.data(), b, outs[f]);
       else gather_field_locked(f, ids, slots_.data(), b, outs[f]);
     }
   }
 
-  // After rows [first, total_) were written: episode returns (see buffer_returns.hpp). Flags of
+  // After rows [first, total_) were written: episode returns (see episode_returns.hpp). Flags of
   // rows that were never stored (a write larger than the capacity) are read from `src`.
   void update_returns_locked(const Source* src, std::int64_t first) {
-    const std::int64_t lo = total_ - size_locked();
+    const Ring ring = ring_locked();
+    const std::int64_t lo = ring.oldest();
     const auto* term = storage_[kTerminated].get();
     const auto* trunc = storage_[kTruncated].get();
     auto done = [&](std::int64_t j) {
-      if (j >= lo) return (term[j % capacity_] | trunc[j % capacity_]) != 0;
+      if (j >= lo) return (term[ring.slot(j)] | trunc[ring.slot(j)]) != 0;
       return value_at(src[kTerminated].data, src[kTerminated].dtype, j - first) != 0.0 ||
              value_at(src[kTruncated].data, src[kTruncated].dtype, j - first) != 0.0;
     };
     auto* ret = reinterpret_cast<float*>(storage_[num_written_].get());
     auto* has = storage_[num_written_ + 1].get();
     detail::visit_dtype(specs_[kRewards].dtype, [&](auto z) {
-      fill_episode_returns(reinterpret_cast<const decltype(z)*>(storage_[kRewards].get()), layout_locked(), first,
+      fill_episode_returns(reinterpret_cast<const decltype(z)*>(storage_[kRewards].get()), ring, first,
                            returns_gamma_, done, episode_starts_.data(), ret, has);
     });
   }
@@ -518,7 +397,8 @@ class ReplayBuffer {
   // Slots of live ids, into the scratch vector slots_ (one division per id, not per field).
   void to_slots_locked(const std::int64_t* ids, std::int64_t n) const {
     slots_.resize(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) slots_[i] = ids[i] % capacity_;
+    const Ring ring = ring_locked();
+    for (std::int64_t i = 0; i < n; ++i) slots_[i] = ring.slot(ids[i]);
   }
 
   template <std::size_t RB>
@@ -534,7 +414,7 @@ class ReplayBuffer {
       R.terminated = storage_[kTerminated].get();
       R.truncated = storage_[kTruncated].get();
     }
-    R.L = layout_locked();
+    R.ring = ring_locked();
     return R;
   }
 
@@ -573,14 +453,14 @@ class ReplayBuffer {
   Rng rng_;
   SlotObserver* observer_ = nullptr;  // not owned; see set_observer
   mutable std::mutex mu_;
-  mutable std::vector<std::int64_t> slots_;  // scratch, guarded by mu_
   // n-step and episode returns
   std::size_t num_written_ = 0;
   double returns_gamma_ = -1.0;
   std::vector<std::int64_t> episode_starts_;
-  std::vector<std::int64_t> prefix_;  // scratch, guarded by mu_
-  mutable std::vector<std::int64_t> last_slots_, last_ids_;  // scratch, guarded by mu_
-  mutable std::vector<double> nstep_rewards_, nstep_discounts_;  // scratch, guarded by mu_
+  // scratch, guarded by mu_: slots of the batch, the return sampler's prefix counts, n-step sums
+  mutable std::vector<std::int64_t> slots_;
+  ReturnSampler return_sampler_;
+  mutable NStepTargets nstep_;
 };
 
 }  // namespace fastrl
