@@ -38,11 +38,7 @@ SHARED = {  # top-level modules any layer may import -> what they may import the
 # Violations outside fastrl/experiments and fastrl/cli.py found when this test was written, to be
 # fixed by their owners: (kind, importer, imported). Each entry must still occur (remove it once
 # fixed); nothing new may be added here.
-KNOWN: set[tuple[str, str, str]] = {
-    # ReplayBuffer.from_env imports frame_stack_of, schema_from_env inside the method
-    # (fastrl/replay/spaces.py imports no fastrl module: it can move to the top of buffer.py)
-    ("function-level", "fastrl.replay.buffer", "fastrl.replay.spaces"),
-}
+KNOWN: set[tuple[str, str, str]] = set()
 
 
 class Import(NamedTuple):
