@@ -255,6 +255,22 @@ def check_bounds(cfg: Any, names: tuple[str, ...], low: float, *, strict: bool =
             raise ConfigError(f"{name} must be {want}, got {v}")
 
 
+def check_sizes(cfg: Any, names: tuple[str, ...]) -> None:
+    """ConfigError naming the first of ``names`` (layer sizes) that is empty or not all positive."""
+    for name in names:
+        sizes = getattr(cfg, name)
+        if not sizes or min(sizes) < 1:
+            raise ConfigError(f"{name} must be positive ints, got {sizes}")
+
+
+def check_schedule(make: Any, what: str) -> None:
+    """``make()`` (a config's schedule factory), its ValueError as a ConfigError about ``what``."""
+    try:
+        make()
+    except ValueError as e:
+        raise ConfigError(f"{what} schedule: {e}") from None
+
+
 def check_common(cfg: TrainConfig) -> None:
     """Range checks of the loop settings (ConfigError naming the field)."""
     check_bounds(cfg, ("total_steps", "num_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps",

@@ -8,12 +8,15 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
-
-from fastrl._util import check_real
+from fastrl._util import check_int, check_real
 
 KINDS = ("constant", "linear", "exponential")
 UNITS = ("step", "episode")
+
+
+def linear(start: float, end: float, t: int, duration: int) -> float:
+    """From ``start`` at ``t = 0`` to ``end`` at ``t = duration``, then held: every linear schedule."""
+    return start + min(1.0, t / duration) * (end - start)
 
 
 @dataclass
@@ -57,8 +60,7 @@ class Schedule:
         if self.kind == "constant":
             return self.start
         if self.kind == "linear":
-            frac = min(1.0, self.t / self.duration)
-            return self.start + frac * (self.end - self.start)
+            return linear(self.start, self.end, self.t, self.duration)
         return max(self.end, self.start * self.decay**self.t)
 
     def next_step(self, n: int = 1) -> float:
@@ -87,21 +89,12 @@ class LinearSchedule:
     """
 
     def __init__(self, start: float, end: float, horizon: int) -> None:
-        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)):
-            raise TypeError(f"horizon must be an int, got {type(horizon).__name__}")
-        if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        self.horizon = check_int("horizon", horizon, 1)
         self.start = check_real("start", start, -math.inf)
         self.end = check_real("end", end, -math.inf)
-        self.horizon = int(horizon)
 
     def __call__(self, step: int) -> float:
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
-            raise TypeError(f"step must be an int, got {type(step).__name__}")
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step}")
-        frac = min(int(step), self.horizon) / self.horizon
-        return self.start + frac * (self.end - self.start)
+        return linear(self.start, self.end, check_int("step", step, 0), self.horizon)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(start={self.start}, end={self.end}, horizon={self.horizon})"

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from fastrl.replay.batch import Batch
+
 from fastrl.agents.dqn import DQN, DQNConfig
 from fastrl.agents.nets import NatureCNN, QNetwork
 from fastrl.schedules import Schedule
@@ -23,22 +25,9 @@ class Table(torch.nn.Module):
         return self.table[obs[:, 0].long()]
 
 
-class NStepBatch(NamedTuple):
-    observations: torch.Tensor
-    actions: torch.Tensor
-    rewards: torch.Tensor
-    next_observations: torch.Tensor
-    terminated: torch.Tensor
-    truncated: torch.Tensor
-    indices: torch.Tensor
-    extras: dict
-    discounts: torch.Tensor | None = None
-    weights: torch.Tensor | None = None
-
-
 def batch(obs, actions, rewards, next_obs, terminated, truncated, discounts=None, weights=None):
     f = lambda x, dt=torch.float32: torch.tensor(x, dtype=dt)  # noqa: E731
-    return NStepBatch(
+    return Batch(
         f(obs).view(-1, 1),
         f(actions, torch.int64),
         f(rewards),
@@ -47,8 +36,8 @@ def batch(obs, actions, rewards, next_obs, terminated, truncated, discounts=None
         f(truncated, torch.bool),
         torch.arange(len(rewards)),
         {},
-        None if discounts is None else f(discounts),
-        None if weights is None else f(weights),
+        weights=None if weights is None else f(weights),
+        discounts=None if discounts is None else f(discounts),
     )
 
 
@@ -164,7 +153,7 @@ def test_state_dict_round_trip():
     a = DQN((4,), 2, DQNConfig(hidden_sizes=(8,)), seed=1)
     b = DQN((4,), 2, DQNConfig(hidden_sizes=(8,)), seed=2)
     x = torch.randn(16, 4)
-    bb = NStepBatch(
+    bb = Batch(
         x,
         torch.randint(0, 2, (16,)),
         torch.randn(16),
@@ -251,7 +240,7 @@ def test_update_on_cuda_matches_cpu():
     gpu = DQN((4,), 2, DQNConfig(hidden_sizes=(16,)), device="cuda", seed=0)
     gpu.load_state_dict(cpu.state_dict())
     x = torch.randn(8, 4)
-    b = NStepBatch(
+    b = Batch(
         x,
         torch.randint(0, 2, (8,)),
         torch.randn(8),
@@ -261,7 +250,7 @@ def test_update_on_cuda_matches_cpu():
         torch.arange(8),
         {},
     )
-    gb = NStepBatch(*[t.cuda() if isinstance(t, torch.Tensor) else t for t in b])
+    gb = Batch(*[t.cuda() if isinstance(t, torch.Tensor) else t for t in b])
     torch.testing.assert_close(
         float(cpu.update(b)["losses/td_loss"]), float(gpu.update(gb)["losses/td_loss"])
     )

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from fastrl.replay.batch import Batch
-from fastrl.config import ConfigError, TrainConfig, check_bounds, check_common
+from fastrl.config import ConfigError, TrainConfig, check_bounds, check_common, check_schedule, check_sizes
 from fastrl.agents.nets import Actor, Critic, adam, agent_state, load_agent_state, clear_grads_, clip_grads_, polyak_, step_
 from fastrl.agents.noise import GaussianNoise, OUNoise
 from fastrl.replay.spec import ReplaySpec
@@ -74,19 +74,13 @@ class DDPGConfig(TrainConfig):
     def check(self) -> None:
         """ConfigError naming the first out-of-range field."""
         check_common(self)
-        for name in ("actor_hidden_sizes", "critic_hidden_sizes"):
-            sizes = getattr(self, name)
-            if not sizes or min(sizes) < 1:
-                raise ConfigError(f"{name} must be positive ints, got {sizes}")
+        check_sizes(self, ("actor_hidden_sizes", "critic_hidden_sizes"))
         check_bounds(self, ("gamma",), 0.0, high=1.0)
         check_bounds(self, ("tau", "ou_theta"), 0.0, strict=True, high=1.0)
         check_bounds(self, ("actor_learning_rate", "critic_learning_rate"), 0.0, strict=True)
         check_bounds(self, ("final_layer_init", "target_policy_noise", "target_noise_clip", "max_grad_norm"), 0.0)
         check_bounds(self, ("policy_delay", "n_step"), 1)
-        try:
-            self.make_schedule()
-        except ValueError as e:
-            raise ConfigError(f"noise schedule: {e}") from None
+        check_schedule(self.make_schedule, "noise")
 
     def make_schedule(self) -> Schedule:
         """The exploration-noise scale per env step (constant, or linear to noise_sigma_end)."""

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from fastrl.replay.batch import Batch
-from fastrl.config import ConfigError, TrainConfig, check_bounds, check_common
+from fastrl.config import ConfigError, TrainConfig, check_bounds, check_common, check_schedule, check_sizes
 from fastrl.agents.nets import QNetwork, adam, agent_state, load_agent_state, clear_grads_, clip_grads_, copy_buffers_, polyak_, step_
 from fastrl.replay.spec import ReplaySpec
 from fastrl.schedules import Schedule
@@ -83,17 +83,13 @@ class DQNConfig(TrainConfig):
     def check(self) -> None:
         """ConfigError naming the first out-of-range field."""
         check_common(self)
-        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
-            raise ConfigError(f"hidden_sizes must be positive ints, got {self.hidden_sizes}")
+        check_sizes(self, ("hidden_sizes",))
         check_bounds(self, ("gamma", "sail_alpha"), 0.0, high=1.0)
         check_bounds(self, ("tau",), 0.0, strict=True, high=1.0)
         check_bounds(self, ("learning_rate", "adam_eps"), 0.0, strict=True)
         check_bounds(self, ("max_grad_norm", "clip_grad_value", "per_alpha", "per_beta_start", "per_eps"), 0.0)
         check_bounds(self, ("target_update_interval", "n_step"), 1)
-        try:
-            self.make_schedule()
-        except ValueError as e:
-            raise ConfigError(f"epsilon schedule: {e}") from None
+        check_schedule(self.make_schedule, "epsilon")
 
     def replay(self) -> ReplaySpec:
         """The replay this agent's update needs: n-step sums, prioritized replay, episode returns (SAIL)."""
