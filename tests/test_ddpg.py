@@ -7,7 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from test_dqn import NStepBatch as B
+from fastrl.replay.batch import Batch as B
 
 from fastrl.agents import ALGOS, algo_of, default_config
 from fastrl.agents.ddpg import DDPG, DDPGConfig
