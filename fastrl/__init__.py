@@ -35,7 +35,27 @@ _WHERE = {
     "train": "fastrl.training.trainer",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "ALGOS",
+    "Batch",
+    "BetaSchedule",
+    "DDPG",
+    "DDPGConfig",
+    "DQN",
+    "DQNConfig",
+    "LinearSchedule",
+    "PrioritizedReplayBuffer",
+    "ReplayBuffer",
+    "Schedule",
+    "TrainResult",
+    "Trainer",
+    "discounted_returns",
+    "final_observations",
+    "gae",
+    "lambda_returns",
+    "preset",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -12,9 +12,10 @@ import dataclasses
 import inspect
 import textwrap
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Literal, Mapping, TypeVar
+from functools import cache
+from typing import Any, Literal, TypeVar
 
 C = TypeVar("C")
 
@@ -89,7 +90,7 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------- field docs
-@lru_cache(maxsize=None)
+@cache
 def field_docs(cls: type) -> dict[str, str]:
     """``{field: docstring}`` for a config dataclass and its bases (attribute docstrings)."""
     docs: dict[str, str] = {}

@@ -16,10 +16,20 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from fastrl.replay.batch import Batch
-from fastrl.config import ConfigError, TrainConfig, check_bounds, check_common, check_schedule, check_sizes
-from fastrl.agents.nets import Actor, Critic, adam, agent_state, load_agent_state, clear_grads_, clip_grads_, polyak_, step_
+from fastrl.agents.nets import (
+    Actor,
+    Critic,
+    adam,
+    agent_state,
+    clear_grads_,
+    clip_grads_,
+    load_agent_state,
+    polyak_,
+    step_,
+)
 from fastrl.agents.noise import GaussianNoise, OUNoise
+from fastrl.config import ConfigError, TrainConfig, check_bounds, check_common, check_schedule, check_sizes
+from fastrl.replay.batch import Batch
 from fastrl.replay.spec import ReplaySpec
 from fastrl.schedules import Schedule
 

@@ -4,16 +4,27 @@ SAIL (self-imitation advantage learning, Ferret et al., 2021) as options."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fastrl.replay.batch import Batch
+from fastrl.agents.nets import (
+    QNetwork,
+    adam,
+    agent_state,
+    clear_grads_,
+    clip_grads_,
+    copy_buffers_,
+    load_agent_state,
+    polyak_,
+    step_,
+)
 from fastrl.config import ConfigError, TrainConfig, check_bounds, check_common, check_schedule, check_sizes
-from fastrl.agents.nets import QNetwork, adam, agent_state, load_agent_state, clear_grads_, clip_grads_, copy_buffers_, polyak_, step_
+from fastrl.replay.batch import Batch
 from fastrl.replay.spec import ReplaySpec
 from fastrl.schedules import Schedule
 

@@ -4,7 +4,8 @@ deterministic actor and Q(s, a) critics of DDPG / TD3, Adam with the fused kerne
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence, cast
+from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 from torch import nn

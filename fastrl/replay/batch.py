@@ -49,7 +49,9 @@ class Batch(NamedTuple):
 
 
 def to_device(b: Batch, device: torch.device) -> Batch:
-    move = lambda t: t.to(device, non_blocking=True)
+    def move(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device, non_blocking=True)
+
     return Batch(move(b.observations), move(b.actions), move(b.rewards), move(b.next_observations),
                  move(b.terminated), move(b.truncated), move(b.indices), {k: move(v) for k, v in b.extras.items()},
                  weights=None if b.weights is None else move(b.weights),

@@ -105,7 +105,7 @@ class ConcurrentLearner:
 
     def consume(self, d: dict[str, np.ndarray]) -> None:
         """Insert one chunk (``[T, num_envs, ...]`` arrays) and keep the books of each of its steps."""
-        t, cfg, state, n = self.t, self.t.cfg, self.t.state, self.t.cfg.num_envs
+        t, state, n = self.t, self.t.state, self.t.cfg.num_envs
         T = len(d["rewards"])
         flat = {k: v.reshape(T * n, *v.shape[2:]) for k, v in d.items()}
         t.sampler.before_write()

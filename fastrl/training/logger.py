@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 
 class Logger:
@@ -58,7 +59,7 @@ class Logger:
             self._tb.close()
             self._tb = None
 
-    def __enter__(self) -> "Logger":
+    def __enter__(self) -> Logger:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -3,8 +3,8 @@ exploration: DQN's epsilon or DDPG's noise scale)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -41,7 +41,7 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     for run in run_dirs:
         run = Path(run)
         data = read_metrics(run)
-        for ax, (keys, title) in zip(axes.flat, PANELS):
+        for ax, (keys, _title) in zip(axes.flat, PANELS):
             key = next((k for k in keys if k in data), None)
             if key is None:
                 continue
