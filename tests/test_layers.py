@@ -11,6 +11,10 @@ imports have no cycle.
 from __future__ import annotations
 
 import ast
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -197,3 +201,25 @@ def test_imports_go_down_the_layers_at_module_level(kind, check):
 
 def test_no_import_cycles():
     assert cycles() == []
+
+
+def test_public_api_is_lazy_and_complete():
+    """``import fastrl`` loads no layer until a name is used; every name in ``__all__`` resolves; a
+    missing compiled core is an ImportError that says how to build it."""
+    code = (
+        "import sys, fastrl\n"
+        "assert not [m for m in sys.modules if m.startswith(('fastrl.', 'torch', 'gymnasium'))], sys.modules\n"
+        "for name in fastrl.__all__:\n"
+        "    assert getattr(fastrl, name) is not None, name\n"
+        "assert sorted(fastrl.__all__) == sorted(fastrl._WHERE)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_missing_core_is_an_import_error_that_says_how_to_build(tmp_path):
+    src = Path(__file__).resolve().parent.parent / "fastrl"
+    shutil.copytree(src, tmp_path / "fastrl", ignore=shutil.ignore_patterns("_core*.so", "_core*.pyd", "__pycache__"))
+    r = subprocess.run([sys.executable, "-P", "-c", "import fastrl; fastrl.ReplayBuffer"], cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(tmp_path)}, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "ImportError" in r.stderr and "pip install" in r.stderr, r.stderr
