@@ -11,9 +11,6 @@ from fastrl.replay.schema import STANDARD_FIELDS
 N_STD = len(STANDARD_FIELDS)
 """observations, actions, rewards, next_observations, terminated, truncated."""
 
-TORCH_DTYPES = {"bool": torch.bool, "uint8": torch.uint8, "int32": torch.int32, "int64": torch.int64,
-                 "float32": torch.float32, "float64": torch.float64}
-
 
 class Batch(NamedTuple):
     """A sampled batch. Tensors share memory with the arrays C++ filled (no copy on CPU).

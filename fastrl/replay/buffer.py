@@ -62,11 +62,11 @@ from fastrl._util import (
 )
 from fastrl.replay import files, spaces, storage
 from fastrl.replay.batch import N_STD as _N_STD
-from fastrl.replay.batch import TORCH_DTYPES as _TORCH_DTYPES
 from fastrl.replay.batch import Batch
 from fastrl.replay.batch import copy_batch as _copy_batch
 from fastrl.replay.batch import to_device as _to_device
 from fastrl.replay.prefetch import Prefetcher
+from fastrl.replay.schema import TORCH_DTYPES as _TORCH_DTYPES
 from fastrl.replay.schema import Field, build_fields
 
 __all__ = ["Batch", "ReplayBuffer", "available_memory"]

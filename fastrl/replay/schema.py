@@ -7,10 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from fastrl._util import check_int, is_int
 
-SUPPORTED_DTYPES = ("bool", "uint8", "int32", "int64", "float32", "float64")
+TORCH_DTYPES = {"bool": torch.bool, "uint8": torch.uint8, "int32": torch.int32, "int64": torch.int64,
+                "float32": torch.float32, "float64": torch.float64}
+"""The field dtypes the core stores (names as numpy spells them) and their torch dtypes: the one table."""
+SUPPORTED_DTYPES = tuple(TORCH_DTYPES)
 STANDARD_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminated", "truncated")
 
 
