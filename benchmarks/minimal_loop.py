@@ -27,7 +27,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fastrl.agents.nets import Actor, Critic, QNetwork, adam, clear_grads_, clip_grads_, polyak_, step_
+from fastrl.agents.nets import (
+    Actor,
+    Critic,
+    QNetwork,
+    adam,
+    clear_grads_,
+    clip_grads_,
+    polyak_,
+    step_,
+)
 from fastrl.replay.buffer import ReplayBuffer
 from fastrl.replay.spaces import final_observations
 from fastrl.training.envs import make_vec_env
@@ -45,6 +54,8 @@ class MinimalRun(NamedTuple):
 
 def _setup(cfg: Any) -> tuple[list[int], Any]:
     """The Trainer's seeding (torch, buffer, exploration streams from one SeedSequence) and env."""
+    if cfg.device != "cpu" or cfg.concurrent:
+        raise ValueError("minimal_loop: device='cpu' and concurrent=False only")
     seeds = [int(x) for x in np.random.SeedSequence(cfg.seed).generate_state(3, dtype=np.uint64)]
     torch.manual_seed(seeds[0] & (2**63 - 1))
     if cfg.torch_threads:
@@ -69,6 +80,9 @@ def dqn(cfg: Any) -> MinimalRun:
         raise ValueError("minimal_loop.dqn: plain DQN only (no dueling, PER, SAIL, prefetch, value clipping)")
     seeds, envs = _setup(cfg)
     n, n_actions = cfg.num_envs, int(envs.single_action_space.n)
+    if cfg.network == "cnn" or envs.single_observation_space.dtype == np.uint8:
+        envs.close()
+        raise ValueError("minimal_loop.dqn: vector observations and the MLP only")
     q = QNetwork(envs.single_observation_space.shape, n_actions, cfg.hidden_sizes)
     q_target = copy.deepcopy(q).requires_grad_(False)
     params, target_params = list(q.parameters()), list(q_target.parameters())
@@ -228,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=None, help="total env steps (default: the preset's)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    over: dict[str, Any] = {"seed": args.seed}
+    over: dict[str, Any] = {"seed": args.seed, "device": "cpu"}
     if args.steps:
         over["total_steps"] = args.steps
     cfg = with_overrides(preset(args.algo, args.env), over)

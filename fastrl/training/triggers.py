@@ -15,7 +15,7 @@ class Triggers:
     def __init__(self, when_solved: tuple[str, ...] = (), **every: int) -> None:
         self.every = every
         self.when_solved = when_solved
-        self._checked, self._due = 0, 0  # no period has a multiple in (_checked, _due)
+        self._checked, self._due = 0, 0.0  # no period has a multiple in (_checked, _due)
 
     def fired(self, prev: int, now: int, solved: bool = False) -> list[str]:
         if now < self._due and prev >= self._checked and not solved:
