@@ -218,15 +218,17 @@ class DQN:
     def act(self, obs: Any, explore: bool = True) -> np.ndarray:
         """Epsilon-greedy (``explore``) or greedy actions ``int64[N]`` for observations ``[N, *obs_shape]``."""
         obs = np.asarray(obs)
-        if not explore:
-            return self.greedy(obs)
         n = obs.shape[0]
-        random_mask = self.rng.random(n) < self.exploration.value
-        random_actions = self.rng.integers(self.n_actions, size=n)
-        if random_mask.all():
-            return random_actions
+        if explore:
+            eps = self.exploration.value
+            random_mask = self.rng.random(n) < eps
+            random_actions = self.rng.integers(self.n_actions, size=n)
+            if random_mask.all():
+                return random_actions
         actions = self.greedy(obs)
-        return np.where(random_mask, random_actions, actions) if random_mask.any() else actions
+        if explore and random_mask.any():
+            actions = np.where(random_mask, random_actions, actions)
+        return actions
 
     @torch.inference_mode()
     def greedy(self, obs: np.ndarray) -> np.ndarray:
