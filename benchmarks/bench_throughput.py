@@ -1,16 +1,22 @@
-"""Training throughput against the compute floor (issue 8), all measured in one run.
+"""Training throughput against two floors (issues 8 and 15), all measured in one run.
 
-For each setting (algorithm, network, batch size, updates per env step) it measures, on one thread:
+The practical floor (issue 15) is benchmarks/minimal_loop.py: the same env, exploration draws,
+replay calls and update as fastrl's Trainer, written as one CleanRL-style function per algorithm
+with no trainer around it (seeded alike, it ends with the Trainer's weights bit for bit; checked
+here). For each setting the minimal loop and the Trainer run alternately `--repeats` times; the
+table gives medians of their time per env step and the ratio Trainer / minimal loop, with the
+target check (<= 1.15x, the issue-15 target for the three presets).
+
+The sum-of-parts floor (issue 8) measures, on one thread:
   floor/update  one bare update in a tight loop: the setting's own math written out by hand
                 (DQN: forward, Huber/MSE loss, backward, gradient clipping, Adam, target update;
                 DDPG: critic step, actor step, Polyak targets) with the cheapest ops fastrl knows
                 (fastrl.agents.nets: the fused Adam kernel called directly, grads cleared and clipped
-                without torch.optim's Python wrappers), so the overhead is all the rest,
+                without torch.optim's Python wrappers), on fixed tensors (no replay sampling),
   floor/act     one bare action (forward on one observation under inference_mode),
-  floor/env     one bare env.step with random actions,
-and the floor per env step = env + act + updates_per_step * update. Then it runs fastrl's full
-training loop and (when installed) Stable-Baselines3's at the same settings, `--repeats` times
-each, and reports medians of their time per env step and the overhead above the floor.
+  floor/env     one bare env.step with random actions (no vector env),
+and the floor per env step = env + act + updates_per_step * update. Stable-Baselines3 (when
+installed, unless --no-sb3) runs at the same settings, alternating with the others.
 
 Rows: fastrl's DQN presets (CartPole-v1, LunarLander-v3), the DDPG preset (Pendulum-v1), and
 RL-Zoo's LunarLander DQN setting run by both libraries with the same algorithm (1-step targets,
@@ -39,6 +45,8 @@ from fastrl.config import with_overrides
 from fastrl.agents.nets import Actor, Critic, adam, clear_grads_, clip_grads_, mlp, step_
 from fastrl.agents.presets import preset
 from fastrl.training.trainer import Trainer
+
+import minimal_loop  # benchmarks/, beside this file
 
 torch.set_num_threads(1)
 
@@ -184,16 +192,27 @@ def floor(s: Setting, cfg: Any) -> dict[str, float]:
     return {"update": median_time(update, 200), "act": median_time(act, 2000), "env": median_time(step, 2000)}
 
 
-def run_fastrl(cfg: Any, algo: str, concurrent: bool = False) -> tuple[float, float]:
-    """(seconds per env step, updates per env step) of one training run; with ``concurrent`` a
-    collector process steps the envs (its start-up, importing torch, is not counted)."""
+TARGET = 1.15  # issue 15: the Trainer's time per env step at most this times the minimal loop's
+
+
+def run_fastrl(cfg: Any, algo: str, concurrent: bool = False) -> tuple[float, float, list[torch.Tensor]]:
+    """(seconds per env step, updates per env step, the online parameters at the end) of one
+    training run; with ``concurrent`` a collector process steps the envs (its start-up,
+    importing torch, is not counted)."""
     if concurrent:
         cfg = with_overrides(cfg, {"concurrent": True})
     with tempfile.TemporaryDirectory() as d:
         t = Trainer(cfg, algo=algo, run_dir=d, progress=False, tensorboard=False)
         r = t.train()
         t.close()
-    return r.train_seconds / r.env_steps, t.agent.updates / r.env_steps
+    params = list(t.agent.q.parameters()) if algo == "dqn" else t.agent._online
+    return r.train_seconds / r.env_steps, t.agent.updates / r.env_steps, params
+
+
+def run_minimal(cfg: Any, algo: str) -> tuple[float, list[torch.Tensor]]:
+    """(seconds per env step, the online parameters at the end) of one minimal-loop run."""
+    run = (minimal_loop.dqn if algo == "dqn" else minimal_loop.ddpg)(cfg)
+    return run.train_seconds / run.env_steps, run.params
 
 
 def run_sb3(s: Setting, cfg: Any, steps: int) -> float:
@@ -238,41 +257,52 @@ def main(argv=None):
     print(f"torch {torch.__version__}, 1 thread, {os.cpu_count()} CPUs, {args.steps} env steps per run, "
           f"medians of {args.repeats} runs; us per env step; load {os.getloadavg()[0]:.2f}")
     head = f"{'setting':<22}{'upd/step':>9}{'update':>8}{'act':>6}{'env':>6}{'floor':>7}" \
-           f"{'fastrl':>8}{'overhead':>9}" + (f"{'sb3':>8}{'overhead':>9}{'sb3/fastrl':>11}" if sb3 else "") \
+           f"{'minimal':>8}{'fastrl':>8}{'>floor':>8}{'fastrl/min':>11}{'<= 1.15x':>10}" \
+           + (f"{'sb3':>8}{'>floor':>8}{'sb3/fastrl':>11}" if sb3 else "") \
            + (f"{'2-core':>8}{'sb3/2-core':>11}" if args.concurrent else "")
     print(head)
+    mismatched = []
     for s in SETTINGS:
         if args.only and not any(o.lower() in s.label.lower() for o in args.only):
             continue
         cfg = config(s, args.steps)
         fl = floor(s, cfg)
-        fr, sr, cr = [], [], []
-        for _ in range(args.repeats):  # alternate, so that load hits both alike
-            sec, ups = run_fastrl(cfg, s.algo)
+        mr, fr, sr, cr = [], [], [], []
+        for _ in range(args.repeats):  # alternate, so that load hits all alike
+            sec, min_params = run_minimal(cfg, s.algo)
+            mr.append(sec)
+            sec, ups, params = run_fastrl(cfg, s.algo)
             fr.append(sec)
+            if not all(torch.equal(a, b) for a, b in zip(min_params, params)):
+                mismatched.append(s.label)
             if sb3:
                 sr.append(run_sb3(s, cfg, args.steps))
             if args.concurrent:
                 cr.append(run_fastrl(cfg, s.algo, concurrent=True)[0])
-        f = statistics.median(fr)
+        m, f = statistics.median(mr), statistics.median(fr)
         # the updates the run made per env step (none during the learning_starts burn-in); SB3
         # makes the same number at these settings
         per_step = fl["env"] + fl["act"] + ups * fl["update"]
         row = (f"{s.label:<22}{ups:>9.2f}{fl['update'] * 1e6:>8.0f}{fl['act'] * 1e6:>6.0f}{fl['env'] * 1e6:>6.0f}"
-               f"{per_step * 1e6:>7.0f}{f * 1e6:>8.0f}{(f / per_step - 1) * 100:>8.0f}%")
+               f"{per_step * 1e6:>7.0f}{m * 1e6:>8.0f}{f * 1e6:>8.0f}{(f / per_step - 1) * 100:>7.0f}%"
+               f"{f / m:>10.3f}x{'MET' if f / m <= TARGET else 'NOT MET':>10}")
         if sb3:
             sm = statistics.median(sr)
-            row += f"{sm * 1e6:>8.0f}{(sm / per_step - 1) * 100:>8.0f}%{sm / f:>10.2f}x"
+            row += f"{sm * 1e6:>8.0f}{(sm / per_step - 1) * 100:>7.0f}%{sm / f:>10.2f}x"
         if args.concurrent:
             c = statistics.median(cr)
             row += f"{c * 1e6:>8.0f}" + (f"{sm / c:>10.2f}x" if sb3 else "")
         print(row, flush=True)
-    print("\nupd/step: updates per env step made in the run (the burn-in has none);"
-          "\noverhead = time per env step above the floor (env + act + upd/step x update);"
+    print("\nupd/step: updates per env step made in the run (the burn-in has none); floor = env + act +"
+          "\nupd/step x update, each timed bare; >floor: time per env step above it; minimal: the minimal"
+          "\nloop (benchmarks/minimal_loop.py); fastrl/min: the Trainer's time per env step / the minimal"
+          "\nloop's, checked against the issue-15 target (<= 1.15x);"
           "\nsb3/fastrl = SB3's time per env step / fastrl's (higher: fastrl faster); 2-core: fastrl with"
           "\nconcurrent=true (a collector process; its start-up not counted); load "
           f"{os.getloadavg()[0]:.2f} at the end")
-
+    if mismatched:
+        raise SystemExit(f"the minimal loop and the Trainer ended with different weights: {sorted(set(mismatched))}")
+    print("minimal loop and Trainer ended with bit-identical weights in every run")
 
 if __name__ == "__main__":
     main()

@@ -342,11 +342,12 @@ class DQN:
         :meth:`update`, which then copies nothing. None without ``cuda_graph``."""
         return None if self._graph is None else self._graph.static
 
-    @torch.no_grad()
     def update_target(self) -> None:
-        """Hard copy (tau == 1) or Polyak step (tau < 1) of the online into the target network."""
+        """Hard copy (tau == 1) or Polyak step (tau < 1) of the online into the target network
+        (both helpers work without autograd)."""
         polyak_(self._target_params, self._params, self.config.tau)
-        copy_buffers_(self._target_buffers, self._buffers)
+        if self._buffers:
+            copy_buffers_(self._target_buffers, self._buffers)
 
     # ------------------------------------------------------------------ state
     _STATE = ("q", "q_target", "optimizer", "exploration")

@@ -93,9 +93,14 @@ class MetricMeans:
         self.counts: dict[str, int] = {}
 
     def add(self, metrics: Mapping[str, Any]) -> None:
+        sums, counts = self.sums, self.counts
         for k, v in metrics.items():
-            self.sums[k] = self.sums[k] + v if k in self.sums else v
-            self.counts[k] = self.counts.get(k, 0) + 1
+            if k in sums:
+                sums[k] += v  # a tensor in place (ours: copied at the first add), the same sum as sums[k] + v
+                counts[k] += 1
+            else:
+                sums[k] = v.clone() if hasattr(v, "clone") else v
+                counts[k] = 1
 
     def __bool__(self) -> bool:
         return bool(self.sums)

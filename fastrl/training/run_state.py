@@ -16,7 +16,7 @@ import torch
 class RunState:
     """Where a run stands: env steps, vector steps (``iterations``), finished episodes, training
     seconds (evaluations and checkpoints excluded), the evaluations so far, the last 100 episode
-    returns, and the running return and length of each env's current episode."""
+    returns, and the running return and the first vector step of each env's current episode."""
 
     def __init__(self, num_envs: int) -> None:
         self.env_steps = self.iterations = self.episodes = 0
@@ -27,7 +27,7 @@ class RunState:
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.recent_lengths: deque[int] = deque(maxlen=10)  # shown on the progress bar; not saved
         self.ep_return = np.zeros(num_envs)
-        self.ep_len = np.zeros(num_envs, dtype=np.int64)
+        self.ep_start = np.zeros(num_envs, dtype=np.int64)  # ``iterations`` when each episode began
         self._tic = time.perf_counter()
 
     def advance(self, num_envs: int, rewards: np.ndarray, done: np.ndarray) -> list[tuple[float, int]]:
@@ -36,18 +36,22 @@ class RunState:
         self.env_steps += num_envs
         self.iterations += 1
         self.ep_return += rewards
-        self.ep_len += 1
         if not done.any():
             return []
         ended = np.flatnonzero(done)
-        finished = [(float(self.ep_return[i]), int(self.ep_len[i])) for i in ended]
+        finished = [(float(self.ep_return[i]), int(self.iterations - self.ep_start[i])) for i in ended]
         for ret, length in finished:
             self.recent_returns.append(ret)
             self.recent_lengths.append(length)
         self.episodes += len(ended)
         self.ep_return[done] = 0.0
-        self.ep_len[done] = 0
+        self.ep_start[done] = self.iterations
         return finished
+
+    @property
+    def ep_len(self) -> np.ndarray:
+        """The length so far of each env's current episode, ``int64[num_envs]``."""
+        return self.iterations - self.ep_start
 
     def rolling_mean_reaches(self, threshold: float | None) -> bool:
         """The last 100 training episodes' mean return is >= ``threshold``."""
@@ -87,7 +91,7 @@ class RunState:
             "evals": self.evals,
             "recent_returns": list(self.recent_returns),
             "ep_return": torch.from_numpy(self.ep_return.copy()),
-            "ep_len": torch.from_numpy(self.ep_len.copy()),
+            "ep_len": torch.from_numpy(self.ep_len),
         }
 
     def load_state_dict(self, t: dict[str, Any]) -> None:
@@ -97,4 +101,5 @@ class RunState:
         self.evals = [dict(e) for e in t["evals"]]
         self.recent_returns.clear()
         self.recent_returns.extend(float(r) for r in t["recent_returns"])
-        self.ep_return, self.ep_len = t["ep_return"].numpy().copy(), t["ep_len"].numpy().copy()
+        self.ep_return = t["ep_return"].numpy().copy()
+        self.ep_start = self.iterations - t["ep_len"].numpy()
