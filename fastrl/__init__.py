@@ -63,7 +63,7 @@ def __getattr__(name: str) -> Any:
         try:
             return importlib.import_module("fastrl._core")
         except ImportError as e:
-                raise ImportError(
+            raise ImportError(
                 "fastrl's compiled core (fastrl._core) is missing or does not load: build it with "
                 "`pip install .` (or, for development, `pip install --no-build-isolation -ve . "
                 "-Ceditable.rebuild=true`) from the repository root; `pytest` must import the installed "

@@ -97,8 +97,9 @@ def check_nstep(n_step: Any, gamma: Any) -> tuple[int, float | None]:
 
 
 # ---------------------------------------------------------------------------- arrays
-_VIEWABLE = frozenset({torch.float32, torch.float64, torch.int64, torch.int32, torch.int16, torch.int8,
-                       torch.uint8, torch.bool})
+_VIEWABLE = frozenset(
+    {torch.float32, torch.float64, torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool}
+)
 
 
 def as_numpy(name: str, x: Any, *, any_device: bool = False) -> np.ndarray:

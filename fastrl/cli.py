@@ -48,10 +48,7 @@ def _fields_help() -> str:
             parts.append(f"{name} config fields: those of {described[cls]}, with {changed}")
             continue
         described[cls] = name
-        parts.append(
-            f"{name} config fields (--set key=value; defaults shown, presets override some):\n"
-            f"{describe(cls)}"
-        )
+        parts.append(f"{name} config fields (--set key=value; defaults shown, presets override some):\n{describe(cls)}")
     return "\n\n".join(parts)
 
 
@@ -67,9 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "TensorBoard events, metrics.csv, checkpoints and a PNG plot.",
         epilog=_fields_help(),
     )
-    t.add_argument(
-        "algo", nargs="?", default="dqn", help="algorithm: dqn, sail-dqn, ddpg or td3 (default: dqn)"
-    )
+    t.add_argument("algo", nargs="?", default="dqn", help="algorithm: dqn, sail-dqn, ddpg or td3 (default: dqn)")
     t.add_argument(
         "env_id",
         nargs="?",
@@ -79,9 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, help="total env steps (config total_steps)")
     t.add_argument("--seed", type=int, help="random seed")
     t.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
-    t.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="set any config field"
-    )
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set any config field")
     t.add_argument(
         "--resume",
         metavar="RUN",
@@ -101,9 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="record the first episode (MP4 with imageio-ffmpeg, else GIF)",
     )
-    e.add_argument(
-        "--video-path", help="where to write the video (default: next to the checkpoint)"
-    )
+    e.add_argument("--video-path", help="where to write the video (default: next to the checkpoint)")
     e.add_argument(
         "--checkpoint",
         default="best",
@@ -113,9 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plot", help="learning curves of one or more runs in one PNG")
     pl.add_argument("runs", nargs="+", metavar="RUN")
-    pl.add_argument(
-        "--out", help="PNG path (default: <first run>/curves.png, or curves.png for several)"
-    )
+    pl.add_argument("--out", help="PNG path (default: <first run>/curves.png, or curves.png for several)")
     _add_sweep_parser(sub)
     return p
 
@@ -140,27 +129,43 @@ def _add_sweep_parser(sub: Any) -> None:
     )
     s.add_argument("algo", nargs="?", default="dqn", help="algorithm (default: dqn)")
     s.add_argument("env_id", nargs="?", default="CartPole-v1", help="gymnasium env id")
-    s.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
-                   help="values of one config field (repeat for more fields: their product)")
-    s.add_argument("--random", type=int, default=0, metavar="N",
-                   help="random search: draw N configurations from --range and --grid")
-    s.add_argument("--range", action="append", default=[], metavar="KEY=LO:HI[:log]|A,B,...",
-                   help="a range (uniform, or log-uniform) or a choice list for --random")
+    s.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="values of one config field (repeat for more fields: their product)",
+    )
+    s.add_argument(
+        "--random",
+        type=int,
+        default=0,
+        metavar="N",
+        help="random search: draw N configurations from --range and --grid",
+    )
+    s.add_argument(
+        "--range",
+        action="append",
+        default=[],
+        metavar="KEY=LO:HI[:log]|A,B,...",
+        help="a range (uniform, or log-uniform) or a choice list for --random",
+    )
     s.add_argument("--search-seed", type=int, default=0, help="seed of the random search")
-    s.add_argument("--seeds", type=int, default=1, metavar="K",
-                   help="seeds per configuration: seed, seed+1, ... (default 1)")
+    s.add_argument(
+        "--seeds", type=int, default=1, metavar="K", help="seeds per configuration: seed, seed+1, ... (default 1)"
+    )
     s.add_argument("--steps", type=int, help="env steps per run (config total_steps)")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="set a config field in every run")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a config field in every run")
     s.add_argument("--workers", type=int, help="runs at a time (default: CPU cores)")
     s.add_argument("--executor", choices=["local", "ray"], default="local")
     s.add_argument("--ray-address", help="Ray cluster address (default: a new local instance)")
     s.add_argument("--out", help="sweep directory (default: sweeps/<env>-<algo>-<hash of sweep>)")
-    s.add_argument("--threshold", type=float,
-                   help="return for steps/seconds to threshold (default: solved_threshold)")
-    s.add_argument("--metric", default="auc",
-                   help="heatmap metric and ranking: auc (default), final, best, steps_to_threshold, "
-                   "seconds_to_threshold")
+    s.add_argument("--threshold", type=float, help="return for steps/seconds to threshold (default: solved_threshold)")
+    s.add_argument(
+        "--metric",
+        default="auc",
+        help="heatmap metric and ranking: auc (default), final, best, steps_to_threshold, seconds_to_threshold",
+    )
     s.add_argument("--no-tensorboard", action="store_true", help="CSV logs only")
     s.add_argument("--dry-run", action="store_true", help="print the runs and exit")
     s.add_argument("--report", metavar="DIR", help="redraw the report of a sweep directory")
@@ -183,9 +188,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps({"algo": algo, **to_dict(cfg)}, indent=2))
         return 0
-    trainer = Trainer(
-        cfg, algo=algo, run_dir=args.run_dir, resume=args.resume, progress=not args.no_progress
-    )
+    trainer = Trainer(cfg, algo=algo, run_dir=args.run_dir, resume=args.resume, progress=not args.no_progress)
     try:
         result = trainer.train()
     finally:
@@ -225,9 +228,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     for r in args.runs:
         if not (Path(r) / "metrics.csv").is_file():
             raise ConfigError(f"{r}: not a run directory (no metrics.csv)")
-    out = args.out or (
-        Path(args.runs[0]) / "curves.png" if len(args.runs) == 1 else Path("curves.png")
-    )
+    out = args.out or (Path(args.runs[0]) / "curves.png" if len(args.runs) == 1 else Path("curves.png"))
     print(plot_runs(args.runs, out))
     return 0
 
@@ -235,15 +236,21 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     check_metric(args.metric)
     if args.report and (args.grid or args.range or args.random or args.set or args.steps):
-        raise ConfigError("--report redraws an existing sweep: give it no --grid, --range, "
-                          "--random, --set or --steps")
+        raise ConfigError("--report redraws an existing sweep: give it no --grid, --range, --random, --set or --steps")
     if args.report:
         report = write_report(args.report, threshold=args.threshold, metric=args.metric)
     else:
         plan = plan_sweep(
-            args.algo, args.env_id, grid=args.grid, ranges=args.range, random=args.random,
-            search_seed=args.search_seed, seeds=args.seeds, steps=args.steps,
-            overrides=parse_assignments(args.set), out=args.out,
+            args.algo,
+            args.env_id,
+            grid=args.grid,
+            ranges=args.range,
+            random=args.random,
+            search_seed=args.search_seed,
+            seeds=args.seeds,
+            steps=args.steps,
+            overrides=parse_assignments(args.set),
+            out=args.out,
         )
         if args.dry_run:
             for t in plan.tasks():
@@ -252,12 +259,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             return 0
         try:
             report = run_sweep(
-                plan, executor=args.executor, workers=args.workers, ray_address=args.ray_address,
-                tensorboard=not args.no_tensorboard, threshold=args.threshold, metric=args.metric,
+                plan,
+                executor=args.executor,
+                workers=args.workers,
+                ray_address=args.ray_address,
+                tensorboard=not args.no_tensorboard,
+                threshold=args.threshold,
+                metric=args.metric,
             )
         except KeyboardInterrupt:
-            print(f"fastrl: interrupted; run the same command again to resume the sweep in "
-                  f"{plan.out}", file=sys.stderr)
+            print(f"fastrl: interrupted; run the same command again to resume the sweep in {plan.out}", file=sys.stderr)
             return 130
     print(format_table(report))
     best = report.best()

@@ -121,9 +121,7 @@ def describe(cls: type, config: Any | None = None) -> str:
     lines = []
     for f in dataclasses.fields(cls):
         value = getattr(config, f.name) if config is not None else f.default
-        lines.append(
-            f"  {f.name} ({_type_name(hints[f.name])}, {_show(value)}): {docs.get(f.name, '')}"
-        )
+        lines.append(f"  {f.name} ({_type_name(hints[f.name])}, {_show(value)}): {docs.get(f.name, '')}")
     return "\n".join(lines)
 
 
@@ -153,9 +151,7 @@ def parse_value(cls: type, key: str, value: Any) -> Any:
     try:
         return _convert(hints[key], value)
     except (TypeError, ValueError) as e:
-        raise ConfigError(
-            f"bad value for {key}: {value!r} ({e}); expected {_type_name(hints[key])}"
-        ) from None
+        raise ConfigError(f"bad value for {key}: {value!r} ({e}); expected {_type_name(hints[key])}") from None
 
 
 def _convert(tp: Any, v: Any) -> Any:
@@ -232,9 +228,7 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
 
 def to_dict(config: Any) -> dict[str, Any]:
     """JSON-ready dict of a config (tuples become lists)."""
-    return {
-        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
-    }
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
 def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
@@ -242,8 +236,9 @@ def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
     return with_overrides(cls(), data)
 
 
-def check_bounds(cfg: Any, names: tuple[str, ...], low: float, *, strict: bool = False,
-                 high: float | None = None) -> None:
+def check_bounds(
+    cfg: Any, names: tuple[str, ...], low: float, *, strict: bool = False, high: float | None = None
+) -> None:
     """ConfigError naming the first of ``names`` whose value is not >= ``low`` (> with ``strict``)
     and, with ``high``, <= ``high`` (NaN is never in range)."""
     for name in names:
@@ -274,9 +269,34 @@ def check_schedule(make: Any, what: str) -> None:
 
 def check_common(cfg: TrainConfig) -> None:
     """Range checks of the loop settings (ConfigError naming the field)."""
-    check_bounds(cfg, ("total_steps", "num_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps",
-                       "eval_episodes", "frame_stack", "log_every", "sync_every"), 1)
-    check_bounds(cfg, ("learning_starts", "eval_every", "checkpoint_every", "max_episode_steps", "torch_threads",
-                       "collect_ahead", "seed"), 0)
+    check_bounds(
+        cfg,
+        (
+            "total_steps",
+            "num_envs",
+            "buffer_size",
+            "batch_size",
+            "train_freq",
+            "gradient_steps",
+            "eval_episodes",
+            "frame_stack",
+            "log_every",
+            "sync_every",
+        ),
+        1,
+    )
+    check_bounds(
+        cfg,
+        (
+            "learning_starts",
+            "eval_every",
+            "checkpoint_every",
+            "max_episode_steps",
+            "torch_threads",
+            "collect_ahead",
+            "seed",
+        ),
+        0,
+    )
     if cfg.buffer_size < cfg.num_envs:
         raise ConfigError(f"buffer_size ({cfg.buffer_size}) must be >= num_envs ({cfg.num_envs})")

@@ -92,8 +92,9 @@ class _Args:
     def out(self, name: str, out: Any, dtype: np.dtype, inputs: list[np.ndarray]) -> np.ndarray:
         a = out_array(name, out)
         if a.dtype != dtype:
-            raise TypeError(f"{name}: expected dtype {dtype} (the dtype of the computation), got {a.dtype}; "
-                            "nothing is converted")
+            raise TypeError(
+                f"{name}: expected dtype {dtype} (the dtype of the computation), got {a.dtype}; nothing is converted"
+            )
         if a.shape != self.shape:
             raise ValueError(f"{name}: expected shape {self.shape} (that of rewards), got {a.shape}")
         if not (a.flags.c_contiguous and a.flags.aligned and a.flags.writeable):
@@ -105,8 +106,12 @@ class _Args:
 
 
 def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
-    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.shape == b.shape
-            and a.strides == b.strides and a.dtype == b.dtype)
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.shape == b.shape
+        and a.strides == b.strides
+        and a.dtype == b.dtype
+    )
 
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -121,8 +126,9 @@ def _fast(floats: tuple[Any, ...], flags: tuple[Any, ...]) -> np.dtype | None:
         return None
     dt, shape = a0.dtype, a0.shape
     for a in floats[1:]:
-        if a is not None and (type(a) is not np.ndarray or a.dtype != dt or a.shape != shape
-                              or not a.flags.c_contiguous):
+        if a is not None and (
+            type(a) is not np.ndarray or a.dtype != dt or a.shape != shape or not a.flags.c_contiguous
+        ):
             return None
     for a in flags:
         if type(a) is not np.ndarray or a.dtype != _BOOL or a.shape != shape or not a.flags.c_contiguous:
@@ -136,8 +142,9 @@ def _wrap(result: np.ndarray, out: Any, any_torch: bool) -> Any:
     return torch.from_numpy(result) if any_torch else result
 
 
-def discounted_returns(rewards: Any, terminated: Any, truncated: Any, gamma: float, bootstrap: Any = None,
-                       out: Any = None) -> Any:
+def discounted_returns(
+    rewards: Any, terminated: Any, truncated: Any, gamma: float, bootstrap: Any = None, out: Any = None
+) -> Any:
     """Discounted returns-to-go, restarting after every episode end.
 
     ``G[t] = r[t] + gamma * next`` where ``next`` is 0 after a terminated step, ``bootstrap[t]``
@@ -168,8 +175,16 @@ def discounted_returns(rewards: Any, terminated: Any, truncated: Any, gamma: flo
     return _wrap(o, out, args.any_torch)
 
 
-def gae(rewards: Any, values: Any, next_values: Any, terminated: Any, truncated: Any, gamma: float, lam: float,
-        out: Any = None) -> tuple[Any, Any]:
+def gae(
+    rewards: Any,
+    values: Any,
+    next_values: Any,
+    terminated: Any,
+    truncated: Any,
+    gamma: float,
+    lam: float,
+    out: Any = None,
+) -> tuple[Any, Any]:
     """Generalised advantage estimates (Schulman et al. 2016) and the matching returns.
 
     ``delta[t] = r[t] + gamma * (0 if terminated[t] else next_values[t]) - values[t]``;
@@ -189,12 +204,22 @@ def gae(rewards: Any, values: Any, next_values: Any, terminated: Any, truncated:
     """
     if out is None and (dt := _fast((rewards, values, next_values), (terminated, truncated))) is not None:
         a, ret = np.empty(rewards.shape, dt), np.empty(rewards.shape, dt)
-        _core.gae(rewards, values, next_values, terminated, truncated, check_unit("gamma", gamma),
-                  check_unit("lam", lam), a, ret)
+        _core.gae(
+            rewards,
+            values,
+            next_values,
+            terminated,
+            truncated,
+            check_unit("gamma", gamma),
+            check_unit("lam", lam),
+            a,
+            ret,
+        )
         return a, ret
     args = _Args()
-    r, v, nv, te, tr = args.read({"rewards": rewards, "values": values, "next_values": next_values},
-                                 terminated, truncated)
+    r, v, nv, te, tr = args.read(
+        {"rewards": rewards, "values": values, "next_values": next_values}, terminated, truncated
+    )
     g, lm, dt = check_unit("gamma", gamma), check_unit("lam", lam), args.dt
     inputs = [r, v, nv, te, tr]
     if out is None:
@@ -212,8 +237,9 @@ def gae(rewards: Any, values: Any, next_values: Any, terminated: Any, truncated:
     return (torch.from_numpy(a), torch.from_numpy(ret)) if args.any_torch else (a, ret)
 
 
-def lambda_returns(rewards: Any, next_values: Any, terminated: Any, truncated: Any, gamma: float, lam: float,
-                   out: Any = None) -> Any:
+def lambda_returns(
+    rewards: Any, next_values: Any, terminated: Any, truncated: Any, gamma: float, lam: float, out: Any = None
+) -> Any:
     """TD(lambda) returns: the lambda-weighted mix of n-step returns, restarting at episode ends.
 
     ``G[t] = r[t] + gamma * next`` where ``next`` is 0 after a terminated step, ``next_values[t]``
@@ -229,8 +255,9 @@ def lambda_returns(rewards: Any, next_values: Any, terminated: Any, truncated: A
     """
     if out is None and (dt := _fast((rewards, next_values), (terminated, truncated))) is not None:
         o = np.empty(rewards.shape, dt)
-        _core.lambda_returns(rewards, next_values, terminated, truncated, check_unit("gamma", gamma),
-                             check_unit("lam", lam), o)
+        _core.lambda_returns(
+            rewards, next_values, terminated, truncated, check_unit("gamma", gamma), check_unit("lam", lam), o
+        )
         return o
     args = _Args()
     r, nv, te, tr = args.read({"rewards": rewards, "next_values": next_values}, terminated, truncated)

@@ -8,5 +8,16 @@ from fastrl.agents.dqn import DQN, DQNConfig
 from fastrl.agents.presets import preset
 from fastrl.agents.registry import ALGOS, Agent, Algo, algo_of, default_config, get_algo
 
-__all__ = ["ALGOS", "DDPG", "DDPGConfig", "DQN", "DQNConfig", "Agent", "Algo", "algo_of", "default_config",
-           "get_algo", "preset"]
+__all__ = [
+    "ALGOS",
+    "DDPG",
+    "DDPGConfig",
+    "DQN",
+    "DQNConfig",
+    "Agent",
+    "Algo",
+    "algo_of",
+    "default_config",
+    "get_algo",
+    "preset",
+]

@@ -140,9 +140,7 @@ class DDPG:
         init = cfg.final_layer_init
         self.actor = Actor(obs_shape, self.action_dim, cfg.actor_hidden_sizes, init).to(self.device)
         n_critics = 2 if cfg.twin_critics else 1
-        self.critic = Critic(
-            obs_shape, self.action_dim, cfg.critic_hidden_sizes, n_critics, init
-        ).to(self.device)
+        self.critic = Critic(obs_shape, self.action_dim, cfg.critic_hidden_sizes, n_critics, init).to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self._actor_params = list(self.actor.parameters())
@@ -163,9 +161,7 @@ class DDPG:
         self._q_y: tuple[torch.Tensor, torch.Tensor] | None = None  # Q1(s, a) and y of the last update
 
     @classmethod
-    def from_spaces(
-        cls, obs_space: Any, action_space: Any, config: DDPGConfig, device: Any, seed: int | None
-    ) -> DDPG:
+    def from_spaces(cls, obs_space: Any, action_space: Any, config: DDPGConfig, device: Any, seed: int | None) -> DDPG:
         """The agent for a gymnasium env's spaces (ConfigError unless the actions are a 1-D Box
         with finite bounds)."""
         import gymnasium as gym
@@ -177,12 +173,9 @@ class DDPG:
             )
         if len(action_space.shape) != 1 or not action_space.is_bounded("both"):
             raise ConfigError(
-                f"DDPG / TD3 need a 1-D Box action space with finite bounds; {config.env_id} has "
-                f"{action_space}"
+                f"DDPG / TD3 need a 1-D Box action space with finite bounds; {config.env_id} has {action_space}"
             )
-        return cls(
-            tuple(obs_space.shape or ()), action_space.low, action_space.high, config, device, seed
-        )
+        return cls(tuple(obs_space.shape or ()), action_space.low, action_space.high, config, device, seed)
 
     # ------------------------------------------------------------------ action scaling
     def to_env(self, actions: np.ndarray) -> np.ndarray:
@@ -241,9 +234,7 @@ class DDPG:
             next_a = self.actor_target(next_obs)
             if cfg.target_policy_noise > 0:
                 eps = torch.randn_like(next_a) * cfg.target_policy_noise
-                next_a = (next_a + eps.clamp(-cfg.target_noise_clip, cfg.target_noise_clip)).clamp(
-                    -1.0, 1.0
-                )
+                next_a = (next_a + eps.clamp(-cfg.target_noise_clip, cfg.target_noise_clip)).clamp(-1.0, 1.0)
             q_next = self.critic_target(next_obs, next_a).min(dim=0).values
             discount = getattr(batch, "discounts", None)
             if discount is None:
@@ -292,8 +283,16 @@ class DDPG:
         return (q1 - y).abs()
 
     # ------------------------------------------------------------------ state
-    _STATE = ("actor", "critic", "actor_target", "critic_target", "actor_optimizer", "critic_optimizer",
-              "exploration", "noise")
+    _STATE = (
+        "actor",
+        "critic",
+        "actor_target",
+        "critic_target",
+        "actor_optimizer",
+        "critic_optimizer",
+        "exploration",
+        "noise",
+    )
     """The attributes whose state_dict() a checkpoint holds (with the generator and update count)."""
 
     def state_dict(self) -> dict[str, Any]:

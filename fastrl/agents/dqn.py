@@ -165,9 +165,7 @@ class DQN:
         self._target_params: list[torch.Tensor] = list(self.q_target.parameters())
         self._buffers = list(self.q.buffers())
         self._target_buffers = list(self.q_target.buffers())
-        self.optimizer = adam(
-            self._params, cfg.learning_rate, cfg.adam_eps, self.device, capturable=cfg.cuda_graph
-        )
+        self.optimizer = adam(self._params, cfg.learning_rate, cfg.adam_eps, self.device, capturable=cfg.cuda_graph)
         self._graph = _GraphedUpdate(self) if cfg.cuda_graph else None
         self.exploration = cfg.make_schedule()
         self.rng = np.random.default_rng(seed)
@@ -175,9 +173,7 @@ class DQN:
         self._q_y: tuple[torch.Tensor, torch.Tensor] | None = None  # Q(s, a) and y of the last update
 
     @classmethod
-    def from_spaces(
-        cls, obs_space: Any, action_space: Any, config: DQNConfig, device: Any, seed: int | None
-    ) -> DQN:
+    def from_spaces(cls, obs_space: Any, action_space: Any, config: DQNConfig, device: Any, seed: int | None) -> DQN:
         """The agent for a gymnasium env's spaces (ConfigError for a non-Discrete action space);
         the Nature CNN for uint8 image observations when ``config.network`` is auto."""
         import gymnasium as gym
@@ -416,6 +412,7 @@ class _GraphedUpdate:
 
 def _map_batch(batch: Batch, fn: Any) -> Batch:
     """``batch`` with ``fn`` applied to every tensor (in ``extras`` too)."""
+
     def one(v: Any) -> Any:
         if isinstance(v, torch.Tensor):
             return fn(v)

@@ -302,9 +302,7 @@ def clear_grads_(optimizer: torch.optim.Optimizer) -> None:
         optimizer.zero_grad(set_to_none=True)
 
 
-def adam(
-    params: Any, lr: float, eps: float, device: torch.device, capturable: bool = False
-) -> LeanAdam:
+def adam(params: Any, lr: float, eps: float, device: torch.device, capturable: bool = False) -> LeanAdam:
     """A :class:`LeanAdam` with the fused kernel where torch has one for ``device``, else the
     foreach one (``capturable``: its state on the device, for CUDA graph capture)."""
     params = list(params)
@@ -367,8 +365,11 @@ def agent_state(agent: Any, parts: Sequence[str]) -> dict[str, Any]:
     """An agent's checkpoint state: the ``state_dict()`` of each of its attributes named in
     ``parts`` (networks, optimizers, exploration schedule, noise), its generator's state and its
     update count."""
-    return {**{k: getattr(agent, k).state_dict() for k in parts}, "rng": agent.rng.bit_generator.state,
-            "updates": agent.updates}
+    return {
+        **{k: getattr(agent, k).state_dict() for k in parts},
+        "rng": agent.rng.bit_generator.state,
+        "updates": agent.updates,
+    }
 
 
 def load_agent_state(agent: Any, parts: Sequence[str], state: dict[str, Any]) -> None:

@@ -79,13 +79,20 @@ def run_task(task: Task) -> Result:
 
 
 def failed_result(error: str) -> Result:
-    return {"status": "failed", "error": error, "env_steps": 0, "episodes": 0, "solved": False,
-            "train_seconds": 0.0, "evals": [], "resumed_from": None, "wall_seconds": 0.0}
+    return {
+        "status": "failed",
+        "error": error,
+        "env_steps": 0,
+        "episodes": 0,
+        "solved": False,
+        "train_seconds": 0.0,
+        "evals": [],
+        "resumed_from": None,
+        "wall_seconds": 0.0,
+    }
 
 
-def _open_trainer(
-    cfg: Any, algo: str, run_dir: Path, tensorboard: bool
-) -> tuple[Trainer, int | None]:
+def _open_trainer(cfg: Any, algo: str, run_dir: Path, tensorboard: bool) -> tuple[Trainer, int | None]:
     """A Trainer resumed from the newest readable checkpoint (last.pt, then step_*.pt), else new."""
     ckpt_dir = run_dir / "checkpoints"
     candidates = [ckpt_dir / "last.pt", *sorted(ckpt_dir.glob("step_*.pt"), reverse=True)]
@@ -115,9 +122,7 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"{run_dir} is being written by another process (another sweep?)"
-                    ) from None
+                    raise RuntimeError(f"{run_dir} is being written by another process (another sweep?)") from None
                 time.sleep(0.2)
         try:
             yield
@@ -201,21 +206,16 @@ def run_local(tasks: Sequence[Task], workers: int, on_result: OnResult) -> None:
 
 
 # ---------------------------------------------------------------------------- Ray
-def run_ray(
-    tasks: Sequence[Task], workers: int | None, address: str | None, on_result: OnResult
-) -> None:
+def run_ray(tasks: Sequence[Task], workers: int | None, address: str | None, on_result: OnResult) -> None:
     """Run ``tasks`` as Ray tasks (one CPU each) on the cluster at ``address``, or on a new local
     Ray instance with ``workers`` CPUs when no address is given."""
     try:
         import ray
     except ImportError:
-        raise ConfigError(
-            "--executor ray needs Ray: pip install 'fastrl[ray]' (or use --executor local)"
-        ) from None
+        raise ConfigError("--executor ray needs Ray: pip install 'fastrl[ray]' (or use --executor local)") from None
     started = not ray.is_initialized()
     if started:
-        opts: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                    "logging_level": "ERROR"}
+        opts: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
         # Ray starts its workers in the driver's working directory, with it on sys.path: from a
         # source checkout (the repository root) that shadows the installed fastrl, whose source
         # tree has no compiled _core. Task paths are absolute, so start Ray from a neutral folder.

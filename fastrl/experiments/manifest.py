@@ -72,10 +72,14 @@ def describe(m: Mapping[str, Any]) -> str:
     spec = m["spec"]
     parts = [f"{k}={','.join(map(fmt_value, v))}" for k, v in spec.get("grid", {}).items()]
     if m["mode"] == "random":
-        parts = [f"--random {spec['random']}"] + parts + [
-            f"{k}={v if isinstance(v, str) else ','.join(map(fmt_value, v))}"
-            for k, v in spec.get("ranges", {}).items()
-        ]
+        parts = (
+            [f"--random {spec['random']}"]
+            + parts
+            + [
+                f"{k}={v if isinstance(v, str) else ','.join(map(fmt_value, v))}"
+                for k, v in spec.get("ranges", {}).items()
+            ]
+        )
     return f"{m['algo']} {m['env_id']} {' '.join(parts) or '(no grid)'}, {len(m['seeds'])} seeds"
 
 
@@ -89,8 +93,7 @@ def difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     for a, b in zip(old["configs"], new["configs"]):
         for k in sorted(set(a["config"]) | set(b["config"])):
             if a["config"].get(k) != b["config"].get(k):
-                return (f"its runs have {k}={a['config'].get(k)!r}, this sweep's "
-                        f"{b['config'].get(k)!r}")
+                return f"its runs have {k}={a['config'].get(k)!r}, this sweep's {b['config'].get(k)!r}"
     return "its configurations differ"
 
 
@@ -129,5 +132,16 @@ def read_result(run_dir: Path) -> Result | None:
     return data if isinstance(data, dict) and "status" in data else None
 
 
-__all__ = ["MANIFEST", "RESULT_FILE", "Result", "describe", "difference", "load_manifest",
-           "plan_digest", "plan_manifest", "prepare_dir", "read_result", "write_result"]
+__all__ = [
+    "MANIFEST",
+    "RESULT_FILE",
+    "Result",
+    "describe",
+    "difference",
+    "load_manifest",
+    "plan_digest",
+    "plan_manifest",
+    "prepare_dir",
+    "read_result",
+    "write_result",
+]

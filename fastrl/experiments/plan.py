@@ -67,9 +67,7 @@ def canonical_key(cls: type, key: str, flag: str = "--grid") -> str:
     if key not in names:
         close = difflib.get_close_matches(key, names + list(ALIASES), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(
-            f"{flag}: unknown config key {key!r}{hint}; `fastrl train --help` lists the keys"
-        )
+        raise ConfigError(f"{flag}: unknown config key {key!r}{hint}; `fastrl train --help` lists the keys")
     if key in NOT_SWEPT:
         raise ConfigError(f"{flag}: {key} cannot be swept: {NOT_SWEPT[key]}")
     return key
@@ -108,8 +106,7 @@ def _values(cls: type, key: str, rhs: str, flag: str) -> list[Any]:
 
 def parse_grid(cls: type, items: Sequence[str]) -> dict[str, list[Any]]:
     """``["buffer_size=1000,10000", "tau=1,0.5"]`` -> ``{"buffer_size": [1000, 10000], ...}``."""
-    return {key: _values(cls, key, rhs, "--grid")
-            for key, rhs in _assignments(cls, items, "--grid", "key=v1,v2,...")}
+    return {key: _values(cls, key, rhs, "--grid") for key, rhs in _assignments(cls, items, "--grid", "key=v1,v2,...")}
 
 
 def parse_ranges(cls: type, items: Sequence[str]) -> dict[str, Dimension]:
@@ -176,17 +173,13 @@ def random_points(space: Mapping[str, Dimension], n: int, seed: int = 0) -> list
     for _ in range(100 * n):
         if len(points) == n:
             break
-        p = {
-            k: d.sample(rng) if isinstance(d, Range) else d[int(rng.integers(len(d)))]
-            for k, d in space.items()
-        }
+        p = {k: d.sample(rng) if isinstance(d, Range) else d[int(rng.integers(len(d)))] for k, d in space.items()}
         if repr(p) not in seen:
             seen.add(repr(p))
             points.append(p)
     if len(points) < n:
         raise ConfigError(
-            f"--random {n}: the space has only {len(points)} distinct configurations; "
-            "ask for fewer or use --grid"
+            f"--random {n}: the space has only {len(points)} distinct configurations; ask for fewer or use --grid"
         )
     return points
 
@@ -215,13 +208,15 @@ class SweepPlan:
         out = []
         for label, cfg in zip(self.labels, self.configs):
             for s in self.seeds:
-                out.append({
-                    "id": f"{label}/seed{s}",
-                    "algo": self.algo,
-                    "config": to_dict(dataclasses.replace(cfg, seed=s)),
-                    "run_dir": str((self.out / label / f"seed{s}").resolve()),
-                    "tensorboard": tensorboard,
-                })
+                out.append(
+                    {
+                        "id": f"{label}/seed{s}",
+                        "algo": self.algo,
+                        "config": to_dict(dataclasses.replace(cfg, seed=s)),
+                        "run_dir": str((self.out / label / f"seed{s}").resolve()),
+                        "tensorboard": tensorboard,
+                    }
+                )
         return out
 
 
@@ -257,8 +252,11 @@ def expand(
             raise ConfigError("--random needs at least one --range or --grid to draw from")
         points = random_points(space, random, search_seed)
         mode = "random"
-        spec.update(ranges={k: d.spec() if isinstance(d, Range) else jsonable(d)
-                            for k, d in r.items()}, random=random, search_seed=search_seed)
+        spec.update(
+            ranges={k: d.spec() if isinstance(d, Range) else jsonable(d) for k, d in r.items()},
+            random=random,
+            search_seed=search_seed,
+        )
         keys = list(space)
     else:
         points = grid_points(g) if g else [{}]
@@ -303,5 +301,17 @@ def jsonable(v: Any) -> Any:
     return v
 
 
-__all__ = ["ALIASES", "Dimension", "Range", "SweepPlan", "canonical_key", "expand", "fmt_value",
-           "grid_points", "jsonable", "parse_grid", "parse_ranges", "random_points"]
+__all__ = [
+    "ALIASES",
+    "Dimension",
+    "Range",
+    "SweepPlan",
+    "canonical_key",
+    "expand",
+    "fmt_value",
+    "grid_points",
+    "jsonable",
+    "parse_grid",
+    "parse_ranges",
+    "random_points",
+]

@@ -40,10 +40,16 @@ METRICS = {  # name -> higher is better
     "seconds_to_threshold": False,
 }
 RUN_METRICS = ("final", "best", "auc", "steps_to_threshold", "seconds_to_threshold")
-TIMING_COLUMNS = frozenset({
-    "seconds_to_threshold", "train_seconds", "wall_seconds",
-    "seconds_to_threshold_mean", "seconds_to_threshold_std", "train_seconds_mean",
-})
+TIMING_COLUMNS = frozenset(
+    {
+        "seconds_to_threshold",
+        "train_seconds",
+        "wall_seconds",
+        "seconds_to_threshold_mean",
+        "seconds_to_threshold_std",
+        "train_seconds_mean",
+    }
+)
 
 
 def check_metric(metric: str) -> str:
@@ -131,23 +137,38 @@ def collect(sweep_dir: str | Path, threshold: float | None = None, metric: str =
             status = res["status"] if res else "pending"
             ok = res is not None and status == "ok"
             met = run_metrics(res["evals"] if ok else [], cfg["total_steps"], thr)  # type: ignore[index]
-            rows.append({
-                "config": ci, "label": c["label"], **params, "seed": seed, "status": status,
-                "env_steps": res["env_steps"] if ok else None,  # type: ignore[index]
-                "episodes": res["episodes"] if ok else None,  # type: ignore[index]
-                **met,
-                "train_seconds": res["train_seconds"] if ok else None,  # type: ignore[index]
-                "wall_seconds": res.get("wall_seconds") if res else None,
-                "run_dir": rel, "error": res.get("error", "") if res else "",
-                "_evals": res["evals"] if ok else [],  # type: ignore[index]
-            })
+            rows.append(
+                {
+                    "config": ci,
+                    "label": c["label"],
+                    **params,
+                    "seed": seed,
+                    "status": status,
+                    "env_steps": res["env_steps"] if ok else None,  # type: ignore[index]
+                    "episodes": res["episodes"] if ok else None,  # type: ignore[index]
+                    **met,
+                    "train_seconds": res["train_seconds"] if ok else None,  # type: ignore[index]
+                    "wall_seconds": res.get("wall_seconds") if res else None,
+                    "run_dir": rel,
+                    "error": res.get("error", "") if res else "",
+                    "_evals": res["evals"] if ok else [],  # type: ignore[index]
+                }
+            )
         runs.extend(rows)
         good = [r for r in rows if r["status"] == "ok"]
         n_failed = sum(r["status"] == "failed" for r in rows)
         n_pending = sum(r["status"] == "pending" for r in rows)
-        row: dict[str, Any] = {"config": ci, "label": c["label"], **params, "runs": len(rows),
-                               "ok": len(good), "failed": n_failed, "pending": n_pending,
-                               "threshold": thr, "_budget": cfg["total_steps"]}
+        row: dict[str, Any] = {
+            "config": ci,
+            "label": c["label"],
+            **params,
+            "runs": len(rows),
+            "ok": len(good),
+            "failed": n_failed,
+            "pending": n_pending,
+            "threshold": thr,
+            "_budget": cfg["total_steps"],
+        }
         for name in ("final", "best", "auc"):
             row[f"{name}_mean"], row[f"{name}_std"] = _stats(r[name] for r in good)
         row["reached"] = sum(r["steps_to_threshold"] is not None for r in good)
@@ -155,16 +176,21 @@ def collect(sweep_dir: str | Path, threshold: float | None = None, metric: str =
             row[f"{name}_mean"], row[f"{name}_std"] = _stats(r[name] for r in good)
         row["env_steps_mean"] = _stats(r["env_steps"] for r in good)[0]
         row["train_seconds_mean"] = _stats(r["train_seconds"] for r in good)[0]
-        row["status"] = ("ok" if len(good) == len(rows) else "failed" if not good and n_failed
-                         else "partial" if n_failed else "incomplete")
+        row["status"] = (
+            "ok"
+            if len(good) == len(rows)
+            else "failed"
+            if not good and n_failed
+            else "partial"
+            if n_failed
+            else "incomplete"
+        )
         row["error"] = next((r["error"] for r in rows if r["status"] == "failed"), "")
         summary.append(row)
     return Report(sweep_dir, keys, runs, summary, check_metric(metric))
 
 
-def write_report(
-    sweep_dir: str | Path, threshold: float | None = None, metric: str = "auc"
-) -> Report:
+def write_report(sweep_dir: str | Path, threshold: float | None = None, metric: str = "auc") -> Report:
     """Write runs.csv, summary.csv, curves.png and (2-D grids) heatmap.png; returns the report."""
     report = collect(sweep_dir, threshold, metric)
     d = report.sweep_dir
@@ -204,7 +230,8 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
 
 
 def differences(
-    a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]],
+    a: Sequence[Mapping[str, Any]],
+    b: Sequence[Mapping[str, Any]],
     ignore: Iterable[str] = TIMING_COLUMNS,
 ) -> list[str]:
     """Cells that differ between two tables (e.g. two summary.csv files), ignoring ``ignore``."""
@@ -223,11 +250,9 @@ def differences(
 
 def format_table(report: Report, limit: int = 30) -> str:
     """A plain-text table of the summary (one line per configuration)."""
-    names = [", ".join(f"{k}={row[k]}" for k in report.keys) or row["label"]
-             for row in report.summary]
+    names = [", ".join(f"{k}={row[k]}" for k in report.keys) or row["label"] for row in report.summary]
     w = min(max([len("configuration"), *map(len, names)]), 72)
-    lines = [(f"{'configuration':<{w}} {'runs':>5} {'final':>13} {'best':>13} {'auc':>13} "
-             f"{'steps to thr':>17}")]
+    lines = [(f"{'configuration':<{w}} {'runs':>5} {'final':>13} {'best':>13} {'auc':>13} {'steps to thr':>17}")]
 
     def ms(row: Mapping[str, Any], name: str, digits: int = 1) -> str:
         mu, sd = row[f"{name}_mean"], row[f"{name}_std"]
@@ -236,8 +261,9 @@ def format_table(report: Report, limit: int = 30) -> str:
     for name, row in list(zip(names, report.summary))[:limit]:
         thr = f"{ms(row, 'steps_to_threshold', 0)} ({row['reached']}/{row['ok']})"
         runs = f"{row['ok']}/{row['runs']}"
-        lines.append(f"{name[:w]:<{w}} {runs:>5} {ms(row, 'final'):>13} {ms(row, 'best'):>13} "
-                     f"{ms(row, 'auc'):>13} {thr:>17}")
+        lines.append(
+            f"{name[:w]:<{w}} {runs:>5} {ms(row, 'final'):>13} {ms(row, 'best'):>13} {ms(row, 'auc'):>13} {thr:>17}"
+        )
     if len(report.summary) > limit:
         lines.append(f"... {len(report.summary) - limit} more in summary.csv")
     return "\n".join(lines)
@@ -270,8 +296,9 @@ def plot_curves(report: Report, out: Path) -> Path:
     keys = report.keys
     panel_key = keys[0] if len(keys) == 2 else None
     panels = list(dict.fromkeys(r[panel_key] for r in report.summary)) if panel_key else [None]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels) + 1, 4.5), sharey=True,
-                             squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.5 * len(panels) + 1, 4.5), sharey=True, squeeze=False, constrained_layout=True
+    )
     colors = plt.get_cmap("tab10")
     for row in report.summary:
         runs = [r for r in report.runs if r["config"] == row["config"] and r["_evals"]]
@@ -319,24 +346,20 @@ def plot_heatmap(report: Report, out: Path, metric: str = "auc") -> Path:
             text[i][j] = "failed" if r["failed"] else "not run"
         if "threshold" in name and r["ok"]:
             text[i][j] += f"\n({r['reached']}/{r['ok']})" if mu is not None else f"0/{r['ok']}"
-    fig, ax = plt.subplots(figsize=(1.6 * len(cols) + 2.5, 1.2 * len(rows) + 1.8),
-                           constrained_layout=True)
-    im = ax.imshow(np.ma.masked_invalid(val), cmap="viridis" if METRICS[name] else "viridis_r",
-                   aspect="auto")
+    fig, ax = plt.subplots(figsize=(1.6 * len(cols) + 2.5, 1.2 * len(rows) + 1.8), constrained_layout=True)
+    im = ax.imshow(np.ma.masked_invalid(val), cmap="viridis" if METRICS[name] else "viridis_r", aspect="auto")
     finite = val[np.isfinite(val)]
     mid = float(np.mean([finite.min(), finite.max()])) if finite.size else 0.0
     for i in range(len(rows)):
         for j in range(len(cols)):
             light = np.isfinite(val[i, j]) and (val[i, j] < mid) == METRICS[name]
-            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=8,
-                    color="white" if light else "black")
+            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=8, color="white" if light else "black")
     ax.set_xticks(range(len(cols)), [str(c) for c in cols])
     ax.set_yticks(range(len(rows)), [str(r) for r in rows])
     ax.set_xlabel(k1)
     ax.set_ylabel(k0)
     n = max((r["ok"] for r in report.summary), default=0)
-    ax.set_title(f"{name} (mean over {n} seeds{'; lower is better' if not METRICS[name] else ''})",
-                 fontsize=10)
+    ax.set_title(f"{name} (mean over {n} seeds{'; lower is better' if not METRICS[name] else ''})", fontsize=10)
     fig.colorbar(im, ax=ax)
     fig.savefig(out, dpi=90)
     plt.close(fig)

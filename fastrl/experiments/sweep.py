@@ -63,8 +63,7 @@ def plan_sweep(
         base = dataclasses.replace(base, checkpoint_every=min(base.checkpoint_every, every))
     plan = expand(algo, env_id, base, grid, ranges, random, search_seed, seeds)
     make_env(env_id).close()  # an unknown env fails here, not in every run
-    plan.out = (Path(out) if out is not None
-                else Path("sweeps") / f"{env_id}-{algo}-{plan_digest(plan)}")
+    plan.out = Path(out) if out is not None else Path("sweeps") / f"{env_id}-{algo}-{plan_digest(plan)}"
     return plan
 
 
@@ -96,15 +95,19 @@ def run_sweep(
             continue
         todo.append(t)
         resume += (Path(t["run_dir"]) / "checkpoints" / "last.pt").is_file()
-    n_workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                            else os.cpu_count() or 1)
+    n_workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     if executor == "local":
         n_workers = max(1, min(n_workers, len(todo)))
-    where = (f"Ray at {ray_address}" if ray_address else f"local Ray, {n_workers} CPUs") \
-        if executor == "ray" else f"{n_workers} local worker{'s' * (n_workers > 1)}"
-    log(f"sweep {plan.out}: {len(tasks)} runs ({len(plan.configs)} configurations x "
+    where = (
+        (f"Ray at {ray_address}" if ray_address else f"local Ray, {n_workers} CPUs")
+        if executor == "ray"
+        else f"{n_workers} local worker{'s' * (n_workers > 1)}"
+    )
+    log(
+        f"sweep {plan.out}: {len(tasks)} runs ({len(plan.configs)} configurations x "
         f"{len(plan.seeds)} seeds); {done} finished (skipped), {resume} to resume, "
-        f"{len(todo) - resume} new; {where}")
+        f"{len(todo) - resume} new; {where}"
+    )
     if todo:
         progress = _Progress(done, len(tasks), log)
         if executor == "ray":
@@ -124,13 +127,13 @@ class _Progress:
         self.count += 1
         evals = result.get("evals") or []
         if result["status"] == "ok":
-            what = (f"final {evals[-1]['mean']:.1f}, best {max(e['mean'] for e in evals):.1f}"
-                    if evals else "no evaluation")
+            what = (
+                f"final {evals[-1]['mean']:.1f}, best {max(e['mean'] for e in evals):.1f}" if evals else "no evaluation"
+            )
         else:
             what = f"FAILED: {result['error']}"
         resumed = f", resumed at {result['resumed_from']}" if result.get("resumed_from") else ""
-        self.log(f"[{self.count}/{self.total}] {task['id']}: {what} "
-                 f"({result.get('wall_seconds', 0.0):.1f} s{resumed})")
+        self.log(f"[{self.count}/{self.total}] {task['id']}: {what} ({result.get('wall_seconds', 0.0):.1f} s{resumed})")
 
 
 __all__ = ["plan_sweep", "run_sweep"]

@@ -49,10 +49,18 @@ def to_device(b: Batch, device: torch.device) -> Batch:
     def move(t: torch.Tensor) -> torch.Tensor:
         return t.to(device, non_blocking=True)
 
-    return Batch(move(b.observations), move(b.actions), move(b.rewards), move(b.next_observations),
-                 move(b.terminated), move(b.truncated), move(b.indices), {k: move(v) for k, v in b.extras.items()},
-                 weights=None if b.weights is None else move(b.weights),
-                 discounts=None if b.discounts is None else move(b.discounts))
+    return Batch(
+        move(b.observations),
+        move(b.actions),
+        move(b.rewards),
+        move(b.next_observations),
+        move(b.terminated),
+        move(b.truncated),
+        move(b.indices),
+        {k: move(v) for k, v in b.extras.items()},
+        weights=None if b.weights is None else move(b.weights),
+        discounts=None if b.discounts is None else move(b.discounts),
+    )
 
 
 def copy_batch(src: Batch, dst: Batch) -> None:

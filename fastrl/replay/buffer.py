@@ -93,8 +93,10 @@ def _check_capacity(capacity: Any, num_envs: Any) -> tuple[int, int]:
     if capacity % num_envs:
         low = capacity // num_envs * num_envs
         near = f"{low} or {low + num_envs}" if low else f"{num_envs}"
-        raise ValueError(f"capacity={capacity} must be a multiple of num_envs={num_envs} (each env stream "
-                         f"gets capacity / num_envs slots): use {near}")
+        raise ValueError(
+            f"capacity={capacity} must be a multiple of num_envs={num_envs} (each env stream "
+            f"gets capacity / num_envs slots): use {near}"
+        )
     return capacity, num_envs
 
 
@@ -124,7 +126,6 @@ class ReplayBuffer:
     Values are cast into a field's dtype only where nothing is lost (see the module docstring).
     """
 
-
     def __init__(
         self,
         capacity: int,
@@ -146,11 +147,14 @@ class ReplayBuffer:
         capacity, num_envs = _check_capacity(capacity, num_envs)
         check_int("frame_stack", frame_stack, 1, 1024)
         if store_next_observations is not None and not isinstance(store_next_observations, (bool, np.bool_)):
-            raise TypeError(f"store_next_observations must be a bool or None, got {type(store_next_observations).__name__}")
+            raise TypeError(
+                f"store_next_observations must be a bool or None, got {type(store_next_observations).__name__}"
+            )
         if frame_padding not in ("reset", "zero"):
             raise ValueError(f"frame_padding must be 'reset' or 'zero', got {frame_padding!r}")
-        user_fields = build_fields(observation_shape, action_shape, observation_dtype, action_dtype, reward_dtype,
-                                   extra_fields)
+        user_fields = build_fields(
+            observation_shape, action_shape, observation_dtype, action_dtype, reward_dtype, extra_fields
+        )
         fields = user_fields
         self._input_names = tuple(f.name for f in user_fields[_N_STD:])  # extras the caller supplies
         if episode_returns_gamma is not None:
@@ -184,37 +188,54 @@ class ReplayBuffer:
             if not _open_existing:
                 storage.check_new_file(self._storage_path, layout)
         elif need > available_memory():
-            raise ValueError(f"capacity={capacity} needs {need / 2**30:.2f} GiB for {stored_row} bytes per "
-                             f"transition, more than the {available_memory() / 2**30:.2f} GiB available; "
-                             f"use a smaller capacity or storage_path= (memory-mapped storage)")
+            raise ValueError(
+                f"capacity={capacity} needs {need / 2**30:.2f} GiB for {stored_row} bytes per "
+                f"transition, more than the {available_memory() / 2**30:.2f} GiB available; "
+                f"use a smaller capacity or storage_path= (memory-mapped storage)"
+            )
         self._config = {
-            "capacity": capacity, "observation_shape": list(self._frame_shape),
-            "action_shape": list(self.fields[1].shape), "observation_dtype": self.fields[0].dtype,
-            "action_dtype": self.fields[1].dtype, "reward_dtype": self.fields[2].dtype,
+            "capacity": capacity,
+            "observation_shape": list(self._frame_shape),
+            "action_shape": list(self.fields[1].shape),
+            "observation_dtype": self.fields[0].dtype,
+            "action_dtype": self.fields[1].dtype,
+            "reward_dtype": self.fields[2].dtype,
             "num_envs": num_envs,
             "extra_fields": {f.name: [list(f.shape), f.dtype] for f in user_fields[_N_STD:]},
         }
         if episode_returns_gamma is not None:
             self._config["episode_returns_gamma"] = episode_returns_gamma
-        self._config.update(store_next_observations=self.store_next_observations, frame_stack=self.frame_stack,
-                            frame_padding=self.frame_padding)
+        self._config.update(
+            store_next_observations=self.store_next_observations,
+            frame_stack=self.frame_stack,
+            frame_padding=self.frame_padding,
+        )
         # id(batch) -> (batch, B, ids array, field arrays, discounts array or None)
         self._prepared: dict[int, tuple[Batch, int, np.ndarray, tuple[np.ndarray, ...], np.ndarray | None]] = {}
         self._staging: dict[Any, Batch] = {}
         self._staging_events: dict[Any, Any] = {}
-        options: dict[str, Any] = {"store_next_observations": self.store_next_observations,
-                                   "frame_stack": self.frame_stack, "zero_padding": frame_padding == "zero"}
+        options: dict[str, Any] = {
+            "store_next_observations": self.store_next_observations,
+            "frame_stack": self.frame_stack,
+            "zero_padding": frame_padding == "zero",
+        }
         if layout is not None:
             assert self._storage_path is not None
             self._mapped = storage.map_file(self._storage_path, layout, create=not _open_existing)
             self._layout = layout
             options.update(mapped=self._mapped, field_offsets=layout.offsets)
-        self._impl = self._make_impl([(f.name, list(f.shape), f.dtype) for f in user_fields],
-                                     capacity, num_envs, seed_value(seed),
-                                     -1.0 if episode_returns_gamma is None else episode_returns_gamma, options)
+        self._impl = self._make_impl(
+            [(f.name, list(f.shape), f.dtype) for f in user_fields],
+            capacity,
+            num_envs,
+            seed_value(seed),
+            -1.0 if episode_returns_gamma is None else episode_returns_gamma,
+            options,
+        )
 
-    def _make_impl(self, fields: list[Any], capacity: int, num_envs: int, seed: int, returns_gamma: float,
-                   options: dict[str, Any]) -> Any:
+    def _make_impl(
+        self, fields: list[Any], capacity: int, num_envs: int, seed: int, returns_gamma: float, options: dict[str, Any]
+    ) -> Any:
         """The C++ core; subclasses that wrap it in a composite (prioritized) override this."""
         return _core.ReplayBuffer(fields, capacity, num_envs, seed, returns_gamma, **options)
 
@@ -245,8 +266,10 @@ class ReplayBuffer:
             if kwargs.setdefault("frame_stack", size) != size:
                 raise ValueError(f"frame_stack={kwargs['frame_stack']} but the env stacks {size} frames")
             if padding not in ("reset", "zero"):
-                raise ValueError("from_env: FrameStackObservation with a custom padding observation is not "
-                                 "supported (use padding_type='reset' or 'zero', or frame_stack=1)")
+                raise ValueError(
+                    "from_env: FrameStackObservation with a custom padding observation is not "
+                    "supported (use padding_type='reset' or 'zero', or frame_stack=1)"
+                )
             if kwargs.setdefault("frame_padding", padding) != padding:
                 raise ValueError(f"frame_padding={kwargs['frame_padding']!r} but the env pads with {padding!r}")
             spec["observation_shape"] = spec["observation_shape"][1:]
@@ -256,10 +279,14 @@ class ReplayBuffer:
     # read from the C++ core (operator.attrgetter: no Python frame per access)
     capacity = property(attrgetter("_impl.capacity"), doc="Maximum number of stored transitions (int).")
     num_envs = property(attrgetter("_impl.num_envs"), doc="Parallel env streams (int).")
-    total_added = property(attrgetter("_impl.total"), doc="Transitions ever added (int); ids of stored rows "
-                           "are in ``[total_added - len(self), total_added)``.")
-    storage_path = property(attrgetter("_storage_path"), doc="The memory-mapped file holding the field "
-                            "storage (str), or None (heap memory).")
+    total_added = property(
+        attrgetter("_impl.total"),
+        doc="Transitions ever added (int); ids of stored rows are in ``[total_added - len(self), total_added)``.",
+    )
+    storage_path = property(
+        attrgetter("_storage_path"),
+        doc="The memory-mapped file holding the field storage (str), or None (heap memory).",
+    )
 
     @property
     def episode_returns_gamma(self) -> float | None:
@@ -289,16 +316,19 @@ class ReplayBuffer:
         layout = "" if self.store_next_observations else ", compact"
         if self.frame_stack > 1:
             layout += f", frame_stack={self.frame_stack} ({self.frame_padding})"
-        return (f"{type(self).__name__}(size={len(self)}, capacity={self.capacity}, num_envs={self.num_envs}"
-                f"{layout}, {fields})")
+        return (
+            f"{type(self).__name__}(size={len(self)}, capacity={self.capacity}, num_envs={self.num_envs}"
+            f"{layout}, {fields})"
+        )
 
     # ------------------------------------------------------------------ writing
     def _values(self, args: tuple[Any, ...], extras: dict[str, Any]) -> tuple[Any, ...]:
         if extras.keys() != set(self._input_names):
             missing = sorted(set(self._input_names) - extras.keys())
             unknown = sorted(extras.keys() - set(self._input_names))
-            raise ValueError(f"extra fields: missing {missing}, unknown {unknown} "
-                             f"(this buffer declares {list(self._input_names)})")
+            raise ValueError(
+                f"extra fields: missing {missing}, unknown {unknown} (this buffer declares {list(self._input_names)})"
+            )
         return args + tuple(extras[n] for n in self._input_names)
 
     def _frames(self, x: Any, lead: int) -> Any:
@@ -308,8 +338,9 @@ class ReplayBuffer:
             return a[(slice(None),) * lead + (-1,)]
         return x
 
-    def add(self, obs: Any, action: Any, reward: Any, next_obs: Any, terminated: Any, truncated: Any,
-            **extras: Any) -> None:
+    def add(
+        self, obs: Any, action: Any, reward: Any, next_obs: Any, terminated: Any, truncated: Any, **extras: Any
+    ) -> None:
         """Store one step of one env (``num_envs == 1``). O(row bytes)."""
         if self.frame_stack > 1:
             obs, next_obs = self._frames(obs, 0), self._frames(next_obs, 0)
@@ -318,8 +349,9 @@ class ReplayBuffer:
         else:
             self._impl.add((obs, action, reward, next_obs, terminated, truncated))
 
-    def extend(self, obs: Any, action: Any, reward: Any, next_obs: Any, terminated: Any, truncated: Any,
-               **extras: Any) -> None:
+    def extend(
+        self, obs: Any, action: Any, reward: Any, next_obs: Any, terminated: Any, truncated: Any, **extras: Any
+    ) -> None:
         """Store K rows: ``[K, ...]`` arrays, K a multiple of ``num_envs``.
 
         Rows are time-major: row ``r`` is env ``r % num_envs`` at step ``r // num_envs``; with
@@ -334,18 +366,29 @@ class ReplayBuffer:
     # ------------------------------------------------------------------ sampling
     def _batch(self, arrays: tuple[Any, ...], discounts: np.ndarray | None = None) -> Batch:
         t = tuple(map(torch.from_numpy, arrays))
-        extras = dict(zip(self._extra_names, t[_N_STD + 1:])) if self._extra_names else {}
+        extras = dict(zip(self._extra_names, t[_N_STD + 1 :])) if self._extra_names else {}
         disc = None if discounts is None else torch.from_numpy(discounts)
         return tuple.__new__(Batch, (t[1], t[2], t[3], t[4], t[5], t[6], t[0], extras, None, disc))
 
     def _check_require_return(self, require_return: Any) -> bool:
         if require_return and self.episode_returns_gamma is None:
-            raise ValueError("require_return=True needs a buffer that keeps episode returns "
-                             "(ReplayBuffer(..., episode_returns_gamma=...))")
+            raise ValueError(
+                "require_return=True needs a buffer that keeps episode returns "
+                "(ReplayBuffer(..., episode_returns_gamma=...))"
+            )
         return bool(require_return)
 
-    def sample(self, batch_size: int, beta: float | None = None, *, replace: bool = True, device: Any = None,
-               n_step: int = 1, gamma: float | None = None, require_return: bool = False) -> Batch:
+    def sample(
+        self,
+        batch_size: int,
+        beta: float | None = None,
+        *,
+        replace: bool = True,
+        device: Any = None,
+        n_step: int = 1,
+        gamma: float | None = None,
+        require_return: bool = False,
+    ) -> Batch:
         """Sample ``batch_size`` transitions uniformly (with replacement by default).
 
         On CPU the tensors wrap the arrays C++ allocated and filled (zero-copy). With a CUDA
@@ -383,8 +426,9 @@ class ReplayBuffer:
         device = torch.device(device)
         staging = self.empty_batch(batch_size, pin_memory=device.type == "cuda", discounts=gamma is not None)
         self._prepared.pop(id(staging), None)
-        self.sample_into(staging, batch_size, replace=replace, n_step=n_step, gamma=gamma,
-                         require_return=require_return)
+        self.sample_into(
+            staging, batch_size, replace=replace, n_step=n_step, gamma=gamma, require_return=require_return
+        )
         return _to_device(staging, device)
 
     def _check_batch_bytes(self, batch_size: int) -> int:
@@ -393,8 +437,15 @@ class ReplayBuffer:
             raise ValueError(f"batch_size={batch_size} needs {need / 2**30:.2f} GiB, more than the memory available")
         return batch_size
 
-    def prefetcher(self, batch_size: int, beta: float | None = None, *, device: Any = None, n_step: int = 1,
-                   gamma: float | None = None) -> Prefetcher:
+    def prefetcher(
+        self,
+        batch_size: int,
+        beta: float | None = None,
+        *,
+        device: Any = None,
+        n_step: int = 1,
+        gamma: float | None = None,
+    ) -> Prefetcher:
         """A background sampler: a C++ thread draws the next batch (uniformly, as :meth:`sample`
         with these arguments) into host memory, pinned for CUDA, while you train on the current
         one; see :mod:`fastrl.replay.prefetch` for the order of draws and when to call ``wait()``.
@@ -406,11 +457,13 @@ class ReplayBuffer:
         batch_size = self._check_batch_bytes(check_int("batch_size", batch_size, 1))
         if n_step != 1 or gamma is not None:
             n_step, gamma = check_nstep(n_step, gamma)
-        return Prefetcher(self, batch_size, torch.device("cpu") if device is None else torch.device(device),
-                          n_step, gamma, beta)
+        return Prefetcher(
+            self, batch_size, torch.device("cpu") if device is None else torch.device(device), n_step, gamma, beta
+        )
 
-    def empty_batch(self, batch_size: int, *, device: Any = None, pin_memory: bool = False,
-                    discounts: bool = False) -> Batch:
+    def empty_batch(
+        self, batch_size: int, *, device: Any = None, pin_memory: bool = False, discounts: bool = False
+    ) -> Batch:
         """Preallocated tensors shaped for :meth:`sample_into`: on CPU (pinned when asked and
         CUDA is present) or on ``device``. With ``discounts=True`` the batch is for n-step
         sampling (``sample_into(..., gamma=...)``): it has a ``discounts`` tensor, and ``rewards``
@@ -422,18 +475,23 @@ class ReplayBuffer:
         batch_size = self._check_batch_bytes(check_int("batch_size", batch_size, 1))
         device = torch.device("cpu") if device is None else torch.device(device)
         if device.type != "cpu":
+
             def make(shape: tuple[int, ...], dtype: str) -> torch.Tensor:
                 return torch.empty(shape, dtype=_TORCH_DTYPES[dtype], device=device)
         else:
             pin = bool(pin_memory) and torch.cuda.is_available()
+
             def make(shape: tuple[int, ...], dtype: str) -> torch.Tensor:
                 # from_numpy gives storage that cannot be resized under the cached numpy views
                 if pin:
                     return torch.from_numpy(torch.empty(shape, dtype=_TORCH_DTYPES[dtype], pin_memory=True).numpy())
                 return torch.from_numpy(np.empty(shape, dtype))
+
         nstep_dtype = "float64" if self.fields[2].dtype == "float64" else "float32"
-        t = [make((batch_size, *f.shape), nstep_dtype if discounts and i == 2 else f.dtype)
-             for i, f in enumerate(self.fields)]
+        t = [
+            make((batch_size, *f.shape), nstep_dtype if discounts and i == 2 else f.dtype)
+            for i, f in enumerate(self.fields)
+        ]
         idx = make((batch_size,), "int64")
         disc = make((batch_size,), nstep_dtype) if discounts else None
         out = Batch(t[0], t[1], t[2], t[3], t[4], t[5], idx, dict(zip(self._extra_names, t[_N_STD:])), discounts=disc)
@@ -444,9 +502,17 @@ class ReplayBuffer:
             self._prepared[id(out)] = (out, batch_size, idx.numpy(), arrays, None if disc is None else disc.numpy())
         return out
 
-    def sample_into(self, out: Batch, batch_size: int | None = None, *, beta: float | None = None,
-                    replace: bool = True, n_step: int = 1, gamma: float | None = None,
-                    require_return: bool = False) -> Batch:
+    def sample_into(
+        self,
+        out: Batch,
+        batch_size: int | None = None,
+        *,
+        beta: float | None = None,
+        replace: bool = True,
+        n_step: int = 1,
+        gamma: float | None = None,
+        require_return: bool = False,
+    ) -> Batch:
         """Sample into caller-owned tensors (e.g. from :meth:`empty_batch`); allocates nothing on CPU.
 
         Every output must have the field's exact dtype and shape ``[B, *shape]`` and be
@@ -489,29 +555,49 @@ class ReplayBuffer:
         if unknown:
             raise ValueError(f"out.extras: unknown fields {sorted(unknown)}")
         return tuple(out_array(f"{f.name} out", t) for f, t in zip(self.fields, out[:_N_STD])) + tuple(
-            out_array(f"{n} out", out.extras[n]) if n in out.extras else None for n in self._extra_names)
+            out_array(f"{n} out", out.extras[n]) if n in out.extras else None for n in self._extra_names
+        )
 
-    def _sample_into_ex(self, out: Batch, batch_size: int | None, replace: bool, n_step: Any, gamma: Any,
-                        require_return: Any) -> Batch:
+    def _sample_into_ex(
+        self, out: Batch, batch_size: int | None, replace: bool, n_step: Any, gamma: Any, require_return: Any
+    ) -> Batch:
         n_step, gamma = check_nstep(n_step, gamma)
         require_return = self._check_require_return(require_return)
         prepared = self._prepared.get(id(out))
-        if (prepared is not None and prepared[0] is out and (batch_size is None or batch_size == prepared[1])
-                and (gamma is None or prepared[4] is not None)):
-            self._impl.sample_into_ex(prepared[1], bool(replace), require_return, n_step, gamma, prepared[2],
-                                      prepared[3], prepared[4] if gamma is not None else None)
+        if (
+            prepared is not None
+            and prepared[0] is out
+            and (batch_size is None or batch_size == prepared[1])
+            and (gamma is None or prepared[4] is not None)
+        ):
+            self._impl.sample_into_ex(
+                prepared[1],
+                bool(replace),
+                require_return,
+                n_step,
+                gamma,
+                prepared[2],
+                prepared[3],
+                prepared[4] if gamma is not None else None,
+            )
             return out
         if not isinstance(out, Batch):
             raise TypeError(f"out must be a fastrl Batch (see empty_batch), got {type(out).__name__}")
         if gamma is not None and out.discounts is None:
-            raise ValueError("out.discounts: n-step sampling (gamma=...) needs a discounts tensor; "
-                             "make the batch with empty_batch(batch_size, discounts=True)")
+            raise ValueError(
+                "out.discounts: n-step sampling (gamma=...) needs a discounts tensor; "
+                "make the batch with empty_batch(batch_size, discounts=True)"
+            )
         if batch_size is None:
             batch_size = len(out.indices)
         batch_size = check_int("batch_size", batch_size, 1)
         if isinstance(out.indices, torch.Tensor) and out.indices.device.type != "cpu":
-            return self._through_staging(out, batch_size, gamma is not None, lambda staging: self._sample_into_ex(
-                staging, batch_size, replace, n_step, gamma, require_return))
+            return self._through_staging(
+                out,
+                batch_size,
+                gamma is not None,
+                lambda staging: self._sample_into_ex(staging, batch_size, replace, n_step, gamma, require_return),
+            )
         arrays = self._out_arrays(out)
         ids = out_array("indices out", out.indices)
         disc = out_array("discounts out", out.discounts) if gamma is not None else None
@@ -547,6 +633,7 @@ class ReplayBuffer:
         (stacks with ``frame_stack``); IndexError if one is not stored."""
         ids = as_ids(indices)
         return {f.name: self._impl.gather(i, ids) for i, f in enumerate(self.fields)}
+
     # ------------------------------------------------------------------ persistence (fastrl/replay/files.py)
     def state_dict(self) -> dict[str, Any]:
         """A snapshot: config, counters, generator state and a copy of every stored row."""

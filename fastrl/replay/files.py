@@ -109,24 +109,37 @@ def check_episode_starts(buf: ReplayBuffer, meta: Mapping[str, Any], total: int,
     return starts
 
 
-def check_side(buf: ReplayBuffer, arrays: Mapping[str, Any], n: int,
-               where: str) -> tuple[np.ndarray, np.ndarray] | None:
+def check_side(
+    buf: ReplayBuffer, arrays: Mapping[str, Any], n: int, where: str
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Validated side arrays (slots distinct, in [0, n)), or None without a compact layout."""
     if buf.store_next_observations:
         return None
     slots, rows = np.asarray(arrays[SIDE_SLOTS]), np.asarray(arrays[SIDE_ROWS])
     obs = buf._stored[0][0]
-    if (slots.dtype != np.int64 or slots.ndim != 1 or rows.dtype != np.dtype(obs.dtype)
-            or rows.shape != (len(slots), *obs.shape)):
-        raise ValueError(f"{where}: damaged kept next observations (slots {slots.dtype} {slots.shape}, "
-                         f"rows {rows.dtype} {rows.shape})")
+    if (
+        slots.dtype != np.int64
+        or slots.ndim != 1
+        or rows.dtype != np.dtype(obs.dtype)
+        or rows.shape != (len(slots), *obs.shape)
+    ):
+        raise ValueError(
+            f"{where}: damaged kept next observations (slots {slots.dtype} {slots.shape}, "
+            f"rows {rows.dtype} {rows.shape})"
+        )
     if len(slots) and (slots.min() < 0 or slots.max() >= n or len(np.unique(slots)) != len(slots)):
         raise ValueError(f"{where}: damaged kept next observations (slots out of [0, {n}) or repeated)")
     return np.ascontiguousarray(slots), np.ascontiguousarray(rows)
 
 
-def set_state(buf: ReplayBuffer, meta: Mapping[str, Any], total: int, rng: list[int], starts: list[int] | None,
-              side: tuple[np.ndarray, np.ndarray] | None) -> None:
+def set_state(
+    buf: ReplayBuffer,
+    meta: Mapping[str, Any],
+    total: int,
+    rng: list[int],
+    starts: list[int] | None,
+    side: tuple[np.ndarray, np.ndarray] | None,
+) -> None:
     """Restore validated counters, generator, episode starts and side store, then the subclass's state."""
     if starts is None:
         buf._impl.set_state(total, rng)
@@ -140,8 +153,12 @@ def set_state(buf: ReplayBuffer, meta: Mapping[str, Any], total: int, rng: list[
 # ---------------------------------------------------------------------------- snapshots
 def state_dict(buf: ReplayBuffer) -> dict[str, Any]:
     views = {k: v.copy() for k, v in buf._arrays(len(buf)).items()}
-    return {"format": persistence.FORMAT, "version": persistence.VERSION, **buf._meta(),
-            "arrays": {**views, **side_arrays(buf)}}
+    return {
+        "format": persistence.FORMAT,
+        "version": persistence.VERSION,
+        **buf._meta(),
+        "arrays": {**views, **side_arrays(buf)},
+    }
 
 
 def load_state_dict(buf: ReplayBuffer, state: Mapping[str, Any]) -> None:
@@ -174,8 +191,15 @@ def load_state_dict(buf: ReplayBuffer, state: Mapping[str, Any]) -> None:
 def save(buf: ReplayBuffer, path: str | os.PathLike[str]) -> None:
     n = len(buf)
     if buf._storage_path is not None and storage.same_file(path, buf._storage_path):
-        storage.save_in_place(buf._storage_path, buf._layout, buf._mapped, buf._meta(), field_arrays(buf, n),
-                              field_index(buf), {**buf._arrays(n), **side_arrays(buf)})
+        storage.save_in_place(
+            buf._storage_path,
+            buf._layout,
+            buf._mapped,
+            buf._meta(),
+            field_arrays(buf, n),
+            field_index(buf),
+            {**buf._arrays(n), **side_arrays(buf)},
+        )
         return
     persistence.write_file(path, buf._meta(), [*buf._arrays(n).items(), *side_arrays(buf).items()])
 

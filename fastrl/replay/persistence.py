@@ -43,7 +43,7 @@ def _crc(view: memoryview | bytes, crc: int = 0) -> int:
     mv = memoryview(view).cast("B")
     step = 64 << 20
     for start in range(0, len(mv), step):
-        crc = zlib.crc32(mv[start:start + step], crc)
+        crc = zlib.crc32(mv[start : start + step], crc)
     return crc
 
 
@@ -53,8 +53,14 @@ def _data_start(header_len: int) -> int:
 
 def entry(name: str, a: np.ndarray, offset: int) -> dict[str, Any]:
     """The header entry of a C-contiguous array stored at ``offset`` of the data section."""
-    return {"name": name, "dtype": a.dtype.str, "shape": list(a.shape), "offset": int(offset),
-            "nbytes": int(a.nbytes), "crc32": _crc(a.data)}
+    return {
+        "name": name,
+        "dtype": a.dtype.str,
+        "shape": list(a.shape),
+        "offset": int(offset),
+        "nbytes": int(a.nbytes),
+        "crc32": _crc(a.data),
+    }
 
 
 def header_bytes(meta: dict[str, Any], entries: list[dict[str, Any]], size: int | None = None) -> bytes:
@@ -127,8 +133,9 @@ def read_header(f: BinaryIO, path: str | os.PathLike[str]) -> dict[str, Any]:
         offset += _data_start(hlen)
         e["offset"] = offset  # absolute from here on
         if offset + nbytes > size or nbytes < 0:
-            raise ValueError(f"{path}: file is truncated (array {e.get('name')!r} ends at {offset + nbytes}, "
-                             f"file has {size} bytes)")
+            raise ValueError(
+                f"{path}: file is truncated (array {e.get('name')!r} ends at {offset + nbytes}, file has {size} bytes)"
+            )
     return header
 
 
@@ -136,8 +143,10 @@ def read_array_into(f: Any, path: str | os.PathLike[str], entry: dict[str, Any],
     """Read one array of the file straight into ``out`` (no intermediate copy) and verify its CRC."""
     name = entry["name"]
     if out.dtype != np.dtype(entry["dtype"]) or out.shape != tuple(entry["shape"]) or not out.flags.c_contiguous:
-        raise ValueError(f"{path}: array {name!r} has dtype {entry['dtype']} shape {tuple(entry['shape'])}, "
-                         f"expected {out.dtype.str} {out.shape}")
+        raise ValueError(
+            f"{path}: array {name!r} has dtype {entry['dtype']} shape {tuple(entry['shape'])}, "
+            f"expected {out.dtype.str} {out.shape}"
+        )
     f.seek(int(entry["offset"]))
     mv = out.data.cast("B") if out.nbytes else memoryview(b"")
     got = 0
@@ -150,8 +159,9 @@ def read_array_into(f: Any, path: str | os.PathLike[str], entry: dict[str, Any],
         raise ValueError(f"{path}: array {name!r} is damaged (checksum mismatch)")
 
 
-def read_arrays(path: str | os.PathLike[str],
-                allocate: Callable[[dict[str, Any]], dict[str, np.ndarray | None]]) -> dict[str, Any]:
+def read_arrays(
+    path: str | os.PathLike[str], allocate: Callable[[dict[str, Any]], dict[str, np.ndarray | None]]
+) -> dict[str, Any]:
     """Read a file: ``allocate(header)`` returns the destination array for each array name (None:
     the caller has it in place already, e.g. memory-mapped, and checks it itself)."""
     with open(path, "rb") as f:

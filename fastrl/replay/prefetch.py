@@ -46,14 +46,22 @@ class Prefetcher:
     draw (e.g. sampling an empty buffer) are raised by the ``next()`` that would return its batch.
     """
 
-    def __init__(self, buffer: ReplayBuffer, batch_size: int, device: torch.device, n_step: int,
-                 gamma: float | None, beta: float | None) -> None:
+    def __init__(
+        self,
+        buffer: ReplayBuffer,
+        batch_size: int,
+        device: torch.device,
+        n_step: int,
+        gamma: float | None,
+        beta: float | None,
+    ) -> None:
         self._to_device, self._real = to_device, check_real
         self._device = device
         cuda = device.type == "cuda"
         discounts = gamma is not None
-        self._slots: list[Batch] = [buffer.empty_batch(batch_size, pin_memory=cuda, discounts=discounts)
-                                    for _ in range(2)]
+        self._slots: list[Batch] = [
+            buffer.empty_batch(batch_size, pin_memory=cuda, discounts=discounts) for _ in range(2)
+        ]
         self._events: list[Any] = [None, None]
         per = getattr(buffer, "_per", None)
         self._prioritized = per is not None
@@ -62,8 +70,14 @@ class Prefetcher:
         for s in self._slots:
             std: tuple[torch.Tensor, ...] = s[:_N_STD]  # type: ignore[assignment]
             fields = tuple(t.numpy() for t in std) + tuple(s.extras[n].numpy() for n in buffer._extra_names)
-            arrays.append((s.indices.numpy(), None if s.weights is None else s.weights.numpy(), fields,
-                           None if s.discounts is None else s.discounts.numpy()))
+            arrays.append(
+                (
+                    s.indices.numpy(),
+                    None if s.weights is None else s.weights.numpy(),
+                    fields,
+                    None if s.discounts is None else s.discounts.numpy(),
+                )
+            )
         self._core = _core.Prefetcher(buffer._impl, per, batch_size, n_step, gamma, arrays)
         self._next = 0
         self._closed = self._refill = False

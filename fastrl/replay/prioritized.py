@@ -55,10 +55,12 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         super().__init__(*args, **kwargs)
         self._config["eps"] = self._eps
 
-    def _make_impl(self, fields: list[Any], capacity: int, num_envs: int, seed: int, returns_gamma: float,
-                   options: dict[str, Any]) -> Any:
-        self._per = _core.PrioritizedReplayBuffer(fields, capacity, num_envs, seed, self._alpha0, self._eps,
-                                                  returns_gamma, **options)
+    def _make_impl(
+        self, fields: list[Any], capacity: int, num_envs: int, seed: int, returns_gamma: float, options: dict[str, Any]
+    ) -> Any:
+        self._per = _core.PrioritizedReplayBuffer(
+            fields, capacity, num_envs, seed, self._alpha0, self._eps, returns_gamma, **options
+        )
         return self._per.base  # writes through it update the trees (under the buffer's lock)
 
     def memory_usage(self) -> dict[str, int]:
@@ -79,8 +81,10 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self._per.set_alpha(_real("alpha", value))
 
     eps = property(attrgetter("_per.eps"), doc="Added to every priority (float), fixed at construction.")
-    max_priority = property(attrgetter("_per.max_priority"), doc="The raw priority (``p + eps``, float) new "
-                            "rows enter with: the running maximum, 1.0 at the start.")
+    max_priority = property(
+        attrgetter("_per.max_priority"),
+        doc="The raw priority (``p + eps``, float) new rows enter with: the running maximum, 1.0 at the start.",
+    )
 
     def update_priorities(self, indices: Any, priorities: Any) -> int:
         """Set the priorities ``p`` (e.g. ``|TD error|``) of the rows ``indices`` (``batch.indices``).
@@ -91,8 +95,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         infinite priorities raise ValueError and change nothing; so do indices never written
         (IndexError). The GIL is released while C++ updates. Returns the number of rows updated.
         """
-        return self._per.update_priorities(as_numpy("indices", indices, any_device=True),
-                                           as_numpy("priorities", priorities, any_device=True))
+        return self._per.update_priorities(
+            as_numpy("indices", indices, any_device=True), as_numpy("priorities", priorities, any_device=True)
+        )
 
     def priorities(self, indices: Any) -> np.ndarray:
         """Raw priorities ``p + eps`` (float64) of stored rows (IndexError if one is not stored)."""
@@ -112,13 +117,20 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def _pbatch(self, arrays: tuple[Any, ...]) -> Batch:
         # (ids, weights, fields..., discounts or None)
         t = tuple(map(torch.from_numpy, arrays[:-1]))
-        extras = dict(zip(self._extra_names, t[_N_STD + 2:])) if self._extra_names else {}
+        extras = dict(zip(self._extra_names, t[_N_STD + 2 :])) if self._extra_names else {}
         disc = None if arrays[-1] is None else torch.from_numpy(arrays[-1])
         return _new_tuple(Batch, (t[2], t[3], t[4], t[5], t[6], t[7], t[0], extras, t[1], disc))
 
     def sample(  # type: ignore[override]  # beta comes second, as in every PER API
-            self, batch_size: int, beta: float = 0.4, *, replace: bool = True, device: Any = None,
-            n_step: int = 1, gamma: float | None = None) -> Batch:
+        self,
+        batch_size: int,
+        beta: float = 0.4,
+        *,
+        replace: bool = True,
+        device: Any = None,
+        n_step: int = 1,
+        gamma: float | None = None,
+    ) -> Batch:
         """Sample ``batch_size`` transitions with probability ``P(i)``, stratified.
 
         ``batch.weights`` (``float32[B]``) are the importance weights ``(N * P(i))**-beta``
@@ -145,15 +157,23 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.sample_into(staging, batch_size, beta=beta, n_step=n_step, gamma=gamma)
         return _to_device(staging, device)
 
-    def prefetcher(self, batch_size: int, beta: float = 0.4, *, device: Any = None,  # type: ignore[override]
-                   n_step: int = 1, gamma: float | None = None) -> Prefetcher:
+    def prefetcher(  # type: ignore[override]  # beta comes second, as in sample
+        self,
+        batch_size: int,
+        beta: float = 0.4,
+        *,
+        device: Any = None,
+        n_step: int = 1,
+        gamma: float | None = None,
+    ) -> Prefetcher:
         """As :meth:`ReplayBuffer.prefetcher`, drawing prioritized batches; ``pf.next(beta=b)``
         sets the beta of the draws that follow (each batch is drawn one ``next()`` ahead, so it
         does not see the priorities updated since: a lag of one batch)."""
         return self._prefetcher(batch_size, device, n_step, gamma, beta)
 
-    def empty_batch(self, batch_size: int, *, device: Any = None, pin_memory: bool = False,
-                    discounts: bool = False) -> Batch:
+    def empty_batch(
+        self, batch_size: int, *, device: Any = None, pin_memory: bool = False, discounts: bool = False
+    ) -> Batch:
         """As :meth:`ReplayBuffer.empty_batch`, with a ``float32[B]`` ``weights`` tensor."""
         b = super().empty_batch(batch_size, device=device, pin_memory=pin_memory, discounts=discounts)
         self._prepared.pop(id(b), None)
@@ -166,15 +186,25 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             w = torch.from_numpy(np.empty(idx.shape, np.float32))
         out = b._replace(weights=w)
         if idx.device.type == "cpu":
-            arrays = tuple(cast(torch.Tensor, t).numpy() for t in out[:_N_STD]) + tuple(out.extras[n].numpy() for n in self._extra_names)
+            arrays = tuple(cast(torch.Tensor, t).numpy() for t in out[:_N_STD]) + tuple(
+                out.extras[n].numpy() for n in self._extra_names
+            )
             if len(self._per_prepared) >= 16:
                 self._per_prepared.pop(next(iter(self._per_prepared)))
             disc = None if out.discounts is None else cast(torch.Tensor, out.discounts).numpy()
             self._per_prepared[id(out)] = (out, len(idx), idx.numpy(), w.numpy(), arrays, disc)
         return out
 
-    def sample_into(self, out: Batch, batch_size: int | None = None, *, beta: float = 0.4,  # type: ignore[override]
-                    replace: bool = True, n_step: int = 1, gamma: float | None = None) -> Batch:
+    def sample_into(
+        self,
+        out: Batch,
+        batch_size: int | None = None,
+        *,
+        beta: float = 0.4,  # type: ignore[override]
+        replace: bool = True,
+        n_step: int = 1,
+        gamma: float | None = None,
+    ) -> Batch:
         """Prioritized sample into caller-owned tensors (e.g. from :meth:`empty_batch`).
 
         As :meth:`ReplayBuffer.sample_into`; ``out.weights`` must be a ``float32[B]`` tensor.
@@ -184,14 +214,24 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         if n_step != 1 or gamma is not None:
             n_step, gamma = check_nstep(n_step, gamma)
         if gamma is not None and isinstance(out, Batch) and out.discounts is None:
-            raise ValueError("out.discounts: n-step sampling (gamma=...) needs a discounts tensor; "
-                             "make the batch with empty_batch(batch_size, discounts=True)")
+            raise ValueError(
+                "out.discounts: n-step sampling (gamma=...) needs a discounts tensor; "
+                "make the batch with empty_batch(batch_size, discounts=True)"
+            )
         if not replace:
             raise ValueError("prioritized sampling draws with replacement; replace=False is not supported")
         prepared = self._per_prepared.get(id(out))
         if prepared is not None and prepared[0] is out and (batch_size is None or batch_size == prepared[1]):
-            self._per.sample_into(prepared[1], beta, prepared[2], prepared[3], prepared[4], n_step, gamma,
-                                  prepared[5] if gamma is not None else None)
+            self._per.sample_into(
+                prepared[1],
+                beta,
+                prepared[2],
+                prepared[3],
+                prepared[4],
+                n_step,
+                gamma,
+                prepared[5] if gamma is not None else None,
+            )
             return out
         if not isinstance(out, Batch):
             raise TypeError(f"out must be a fastrl Batch (see empty_batch), got {type(out).__name__}")
@@ -199,12 +239,24 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             raise ValueError("out.weights is None: make out with this buffer's empty_batch")
         batch_size = check_int("batch_size", len(out.indices) if batch_size is None else batch_size)
         if isinstance(out.indices, torch.Tensor) and out.indices.device.type != "cpu":
-            return self._through_staging(out, batch_size, out.discounts is not None, lambda staging: self.sample_into(
-                staging, batch_size, beta=beta, n_step=n_step, gamma=gamma))
+            return self._through_staging(
+                out,
+                batch_size,
+                out.discounts is not None,
+                lambda staging: self.sample_into(staging, batch_size, beta=beta, n_step=n_step, gamma=gamma),
+            )
         arrays = self._out_arrays(out)
         disc = None if gamma is None else out_array("discounts out", out.discounts)
-        self._per.sample_into(batch_size, beta, out_array("indices out", out.indices),
-                              out_array("weights out", out.weights), arrays, n_step, gamma, disc)
+        self._per.sample_into(
+            batch_size,
+            beta,
+            out_array("indices out", out.indices),
+            out_array("weights out", out.weights),
+            arrays,
+            n_step,
+            gamma,
+            disc,
+        )
         return out
 
     # ------------------------------------------------------------------ persistence

@@ -11,8 +11,14 @@ import torch
 
 from fastrl._util import check_int, is_int
 
-TORCH_DTYPES = {"bool": torch.bool, "uint8": torch.uint8, "int32": torch.int32, "int64": torch.int64,
-                "float32": torch.float32, "float64": torch.float64}
+TORCH_DTYPES = {
+    "bool": torch.bool,
+    "uint8": torch.uint8,
+    "int32": torch.int32,
+    "int64": torch.int64,
+    "float32": torch.float32,
+    "float64": torch.float64,
+}
 """The field dtypes the core stores (names as numpy spells them) and their torch dtypes: the one table."""
 SUPPORTED_DTYPES = tuple(TORCH_DTYPES)
 STANDARD_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminated", "truncated")
@@ -83,6 +89,9 @@ def build_fields(
             shape, dtype = spec
         except (TypeError, ValueError):
             raise TypeError(f"extra_fields[{name!r}] must be a (shape, dtype) pair, got {spec!r}") from None
-        fields.append(Field(name, as_shape(shape, f"extra_fields[{name!r}] shape"),
-                            as_dtype(dtype, f"extra_fields[{name!r}] dtype")))
+        fields.append(
+            Field(
+                name, as_shape(shape, f"extra_fields[{name!r}] shape"), as_dtype(dtype, f"extra_fields[{name!r}] dtype")
+            )
+        )
     return tuple(fields)

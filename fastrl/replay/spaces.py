@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
-SAME_STEP_FIX = ('gym.make_vec(..., vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}) '
-                 "or SyncVectorEnv / AsyncVectorEnv(..., autoreset_mode=AutoresetMode.SAME_STEP)")
+SAME_STEP_FIX = (
+    'gym.make_vec(..., vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}) '
+    "or SyncVectorEnv / AsyncVectorEnv(..., autoreset_mode=AutoresetMode.SAME_STEP)"
+)
 _MODES = {"NextStep": "NEXT_STEP", "SameStep": "SAME_STEP", "Disabled": "DISABLED"}
 
 
@@ -24,13 +26,14 @@ def _gym_class(module: str, name: str) -> Any:
 
 
 def _space_spec(space: Any, what: str) -> tuple[tuple[int, ...], Any]:
-    for name, dtype in (("Box", None), ("Discrete", np.int64), ("MultiDiscrete", np.int64),
-                        ("MultiBinary", np.int64)):
+    for name, dtype in (("Box", None), ("Discrete", np.int64), ("MultiDiscrete", np.int64), ("MultiBinary", np.int64)):
         cls = _gym_class("gymnasium.spaces", name)
         if cls is not None and isinstance(space, cls):
             return (() if name == "Discrete" else tuple(space.shape)), (space.dtype if dtype is None else dtype)
-    raise TypeError(f"{what}: fastrl buffers store Box, Discrete, MultiDiscrete and MultiBinary spaces, "
-                    f"got {type(space).__name__} (flatten it, e.g. with gymnasium.wrappers.FlattenObservation)")
+    raise TypeError(
+        f"{what}: fastrl buffers store Box, Discrete, MultiDiscrete and MultiBinary spaces, "
+        f"got {type(space).__name__} (flatten it, e.g. with gymnasium.wrappers.FlattenObservation)"
+    )
 
 
 def mode_name(mode: Any) -> str:
@@ -49,15 +52,19 @@ def _check_vector_autoreset(env: Any) -> None:
     meta = getattr(env, "metadata", None)
     mode = meta.get("autoreset_mode") if isinstance(meta, dict) else None
     if mode is None:
-        raise ValueError("from_env: this vector env does not say its autoreset mode (metadata['autoreset_mode'], "
-                         "gymnasium >= 1.1; older vector envs autoreset on the next step, whose rows a buffer "
-                         f"must not store): make it with {SAME_STEP_FIX}")
+        raise ValueError(
+            "from_env: this vector env does not say its autoreset mode (metadata['autoreset_mode'], "
+            "gymnasium >= 1.1; older vector envs autoreset on the next step, whose rows a buffer "
+            f"must not store): make it with {SAME_STEP_FIX}"
+        )
     if mode_name(mode) == "NEXT_STEP":
-        raise ValueError("from_env: the vector env autoresets on the next step (AutoresetMode.NEXT_STEP, "
-                         "gymnasium's default): the step after an episode end returns the reset observation "
-                         "and storing it adds a fake 'final observation -> reset observation' transition. "
-                         f"Make it with {SAME_STEP_FIX} and store next observations with "
-                         "fastrl.final_observations")
+        raise ValueError(
+            "from_env: the vector env autoresets on the next step (AutoresetMode.NEXT_STEP, "
+            "gymnasium's default): the step after an episode end returns the reset observation "
+            "and storing it adds a fake 'final observation -> reset observation' transition. "
+            f"Make it with {SAME_STEP_FIX} and store next observations with "
+            "fastrl.final_observations"
+        )
 
 
 def schema_from_env(env: Any) -> dict[str, Any]:
@@ -74,8 +81,13 @@ def schema_from_env(env: Any) -> dict[str, Any]:
         raise TypeError(f"env must be a gymnasium Env or VectorEnv, got {type(env).__name__}")
     obs_shape, obs_dtype = _space_spec(obs_space, "observation space")
     act_shape, act_dtype = _space_spec(act_space, "action space")
-    return {"observation_shape": obs_shape, "observation_dtype": obs_dtype, "action_shape": act_shape,
-            "action_dtype": act_dtype, "num_envs": int(num_envs)}
+    return {
+        "observation_shape": obs_shape,
+        "observation_dtype": obs_dtype,
+        "action_shape": act_shape,
+        "action_dtype": act_dtype,
+        "num_envs": int(num_envs),
+    }
 
 
 def frame_stack_of(env: Any) -> tuple[int, str] | None:
@@ -94,8 +106,13 @@ def frame_stack_of(env: Any) -> tuple[int, str] | None:
     return None
 
 
-def final_observations(next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
-                       infos: dict[str, Any], autoreset_mode: Any = None) -> np.ndarray:
+def final_observations(
+    next_obs: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    infos: dict[str, Any],
+    autoreset_mode: Any = None,
+) -> np.ndarray:
     """The observations to store as ``next_observations`` for one vector-env step.
 
     ``autoreset_mode``: the env's ``envs.metadata["autoreset_mode"]`` (gymnasium >= 1.1);
@@ -114,17 +131,21 @@ def final_observations(next_obs: np.ndarray, terminated: np.ndarray, truncated: 
     """
     mode = None if autoreset_mode is None else mode_name(autoreset_mode)
     if mode == "NEXT_STEP":
-        raise ValueError("final_observations: a vector env in AutoresetMode.NEXT_STEP returns a reset step "
-                         f"after every episode end, which must not be stored; make it with {SAME_STEP_FIX}")
+        raise ValueError(
+            "final_observations: a vector env in AutoresetMode.NEXT_STEP returns a reset step "
+            f"after every episode end, which must not be stored; make it with {SAME_STEP_FIX}"
+        )
     if mode == "DISABLED":
         return next_obs
     done = np.logical_or(terminated, truncated)
     if not done.any():
         return next_obs
     if "final_obs" not in infos:
-        raise ValueError("an episode ended but infos has no 'final_obs': create the vector env with "
-                         f"autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP ({SAME_STEP_FIX}), or pass "
-                         "autoreset_mode=AutoresetMode.DISABLED if you reset the envs yourself")
+        raise ValueError(
+            "an episode ended but infos has no 'final_obs': create the vector env with "
+            f"autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP ({SAME_STEP_FIX}), or pass "
+            "autoreset_mode=AutoresetMode.DISABLED if you reset the envs yourself"
+        )
     out = np.array(next_obs, copy=True)
     finals = infos["final_obs"]
     for i in np.flatnonzero(done):

@@ -34,9 +34,9 @@ def _round_up(n: int, m: int) -> int:
 class Layout:
     """Where things are in a mapped buffer file (offsets in bytes)."""
 
-    data_start: int      # absolute start of the data section == start of the mapped region
-    offsets: list[int]   # per field (core order): its region inside the mapped region (0 without storage)
-    length: int          # bytes of the mapped region
+    data_start: int  # absolute start of the data section == start of the mapped region
+    offsets: list[int]  # per field (core order): its region inside the mapped region (0 without storage)
+    length: int  # bytes of the mapped region
 
     @property
     def header_size(self) -> int:
@@ -59,13 +59,16 @@ def layout(row_bytes: list[int | None], capacity: int, num_envs: int) -> Layout:
 def check_new_file(path: str, lay: Layout) -> None:
     """Refuse an existing file (it may hold a saved buffer) or a disk too small for the layout."""
     if os.path.lexists(path):
-        raise FileExistsError(f"storage_path {path!r} exists; reopen a saved mapped buffer with "
-                              f"ReplayBuffer.load(path, mmap=True), or remove the file")
+        raise FileExistsError(
+            f"storage_path {path!r} exists; reopen a saved mapped buffer with "
+            f"ReplayBuffer.load(path, mmap=True), or remove the file"
+        )
     free = shutil.disk_usage(os.path.dirname(path) or ".").free
     need = lay.data_start + lay.length
     if need > free:
-        raise ValueError(f"storage_path: the buffer needs {need / 2**30:.2f} GiB, the disk has "
-                         f"{free / 2**30:.2f} GiB free")
+        raise ValueError(
+            f"storage_path: the buffer needs {need / 2**30:.2f} GiB, the disk has {free / 2**30:.2f} GiB free"
+        )
 
 
 def map_file(path: str, lay: Layout, create: bool) -> Any:
@@ -80,8 +83,15 @@ def same_file(a: str | os.PathLike[str], b: str) -> bool:
         return False
 
 
-def save_in_place(path: str, lay: Layout, mapped: Any, meta: dict[str, Any], fields: Mapping[str, np.ndarray],
-                  field_index: Mapping[str, int], arrays: Mapping[str, np.ndarray]) -> None:
+def save_in_place(
+    path: str,
+    lay: Layout,
+    mapped: Any,
+    meta: dict[str, Any],
+    fields: Mapping[str, np.ndarray],
+    field_index: Mapping[str, int],
+    arrays: Mapping[str, np.ndarray],
+) -> None:
     """Make ``path`` a complete fastrl file: flush the mapped ``fields`` (views of the first rows of
     each field) where they are, append every other array of ``arrays`` after the mapped region,
     and write the header into its reserved space. Only the header and those arrays are written."""
@@ -114,12 +124,19 @@ def check_mapped_header(path: str | os.PathLike[str], header: Mapping[str, Any],
     except (TypeError, ValueError):
         raise ValueError(f"{path}: damaged configuration (num_envs {num_envs!r})") from None
     if first is None or int(first["offset"]) != want:
-        raise ValueError(f"{path}: was not saved by a memory-mapped buffer (saved with storage_path=); "
-                         f"load it with mmap=False")
+        raise ValueError(
+            f"{path}: was not saved by a memory-mapped buffer (saved with storage_path=); load it with mmap=False"
+        )
 
 
-def check_mapped_entries(path: str | os.PathLike[str], lay: Layout, header: Mapping[str, Any],
-                         fields: Mapping[str, np.ndarray], field_index: Mapping[str, int], verify: bool) -> None:
+def check_mapped_entries(
+    path: str | os.PathLike[str],
+    lay: Layout,
+    header: Mapping[str, Any],
+    fields: Mapping[str, np.ndarray],
+    field_index: Mapping[str, int],
+    verify: bool,
+) -> None:
     """The header's field arrays must be the mapped regions (``fields``: views of their first rows);
     with ``verify`` their CRC-32 is checked in place."""
     entries = {e["name"]: e for e in header["arrays"]}
@@ -127,10 +144,14 @@ def check_mapped_entries(path: str | os.PathLike[str], lay: Layout, header: Mapp
         e = entries.get(name)
         want = lay.data_start + lay.offsets[field_index[name]]
         if e is None or int(e["offset"]) != want:
-            raise ValueError(f"{path}: was not saved by a memory-mapped buffer (array {name!r} is not at its "
-                             f"mapped place); load it with mmap=False")
+            raise ValueError(
+                f"{path}: was not saved by a memory-mapped buffer (array {name!r} is not at its "
+                f"mapped place); load it with mmap=False"
+            )
         if np.dtype(e["dtype"]) != view.dtype or tuple(e["shape"]) != view.shape:
-            raise ValueError(f"{path}: array {name!r} has dtype {e['dtype']} shape {tuple(e['shape'])}, "
-                             f"expected {view.dtype.str} {view.shape}")
+            raise ValueError(
+                f"{path}: array {name!r} has dtype {e['dtype']} shape {tuple(e['shape'])}, "
+                f"expected {view.dtype.str} {view.shape}"
+            )
         if verify and serialization._crc(np.ascontiguousarray(view).data) != int(e["crc32"]):
             raise ValueError(f"{path}: array {name!r} is damaged (checksum mismatch)")

@@ -58,8 +58,7 @@ def load(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, A
     digest = state.pop("digest", None)
     if digest != _digest(state):
         raise CheckpointError(
-            f"{path} is damaged (checksum mismatch); use another checkpoint of the run "
-            "(checkpoints/step_*.pt)"
+            f"{path} is damaged (checksum mismatch); use another checkpoint of the run (checkpoints/step_*.pt)"
         )
     return state
 
@@ -102,9 +101,7 @@ def find(run_or_file: str | os.PathLike[str], prefer: tuple[str, ...] = ("last.p
         for cand in (p / "checkpoints" / name, p / name):
             if cand.is_file():
                 return cand
-    raise CheckpointError(
-        f"{p}: no checkpoint found (looked for {', '.join(prefer)} in checkpoints/)"
-    )
+    raise CheckpointError(f"{p}: no checkpoint found (looked for {', '.join(prefer)} in checkpoints/)")
 
 
 def saved_run(ckpt: dict[str, Any], path: Any) -> tuple[str, Any]:
@@ -112,8 +109,9 @@ def saved_run(ckpt: dict[str, Any], path: Any) -> tuple[str, Any]:
     algorithm this fastrl does not know or a config it rejects, CheckpointError for no config."""
     algo = ckpt.get("algo")
     if not isinstance(algo, str) or algo not in ALGOS:
-        raise ConfigError(f"{path}: checkpoint algorithm {algo!r} is unknown to this fastrl "
-                          f"(known: {', '.join(ALGOS)})")
+        raise ConfigError(
+            f"{path}: checkpoint algorithm {algo!r} is unknown to this fastrl (known: {', '.join(ALGOS)})"
+        )
     if not isinstance(ckpt.get("config"), dict):
         raise CheckpointError(f"{path}: checkpoint has no config")
     return algo, from_dict(ALGOS[algo].config, ckpt["config"])

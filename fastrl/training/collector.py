@@ -150,6 +150,7 @@ _NAP_MIN, _NAP_MAX = 1e-4, 2e-3
 """A blocked collector sleeps 0.1 ms, then twice as long each time up to 2 ms: waking thousands of
 times a second would take CPU from the learner on a machine with two cores."""
 
+
 @dataclass
 class _Shared:
     updates: Any  # RawValue q: updates the learner has done (written by the learner only)
@@ -159,8 +160,16 @@ class _Shared:
     weights: SharedWeights
 
 
-def _collector_main(conn: Any, shared: _Shared, cfg: Any, algo: str, seeds: list[int], start: dict[str, Any],
-                    limiter: RateLimiter, chunk: int) -> None:
+def _collector_main(
+    conn: Any,
+    shared: _Shared,
+    cfg: Any,
+    algo: str,
+    seeds: list[int],
+    start: dict[str, Any],
+    limiter: RateLimiter,
+    chunk: int,
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle: it stops us
     envs = None
     try:
@@ -220,8 +229,17 @@ def _collector_main(conn: Any, shared: _Shared, cfg: Any, algo: str, seeds: list
             if shared.pause.value > acked:
                 acked = int(shared.pause.value)
                 flush()
-                conn.send(("paused", {"env_steps": steps, "iterations": iters, "obs": np.asarray(obs).copy(),
-                                      "env_states": env_states(envs)}))
+                conn.send(
+                    (
+                        "paused",
+                        {
+                            "env_steps": steps,
+                            "iterations": iters,
+                            "obs": np.asarray(obs).copy(),
+                            "env_states": env_states(envs),
+                        },
+                    )
+                )
                 continue
             if shared.resumed.value < acked:
                 idle()
@@ -269,8 +287,17 @@ class Collector:
     child raises :class:`CollectorError` here. :meth:`close` stops it (always call it: ``with``).
     """
 
-    def __init__(self, cfg: Any, algo: str, agent: Any, seeds: list[int], start: dict[str, Any],
-                 limiter: RateLimiter | None = None, chunk: int | None = None, updates: int = 0) -> None:
+    def __init__(
+        self,
+        cfg: Any,
+        algo: str,
+        agent: Any,
+        seeds: list[int],
+        start: dict[str, Any],
+        limiter: RateLimiter | None = None,
+        chunk: int | None = None,
+        updates: int = 0,
+    ) -> None:
         ctx = tmp.get_context("spawn")
         self.limiter = limiter if limiter is not None else RateLimiter.from_config(cfg)
         if chunk is None:
@@ -278,8 +305,13 @@ class Collector:
         self.chunk = chunk
         self.modules = policy_modules(agent)
         self._sources = _state_tensors(self.modules)  # alias the parameters (updated in place)
-        self.shared = _Shared(ctx.RawValue("q", updates), ctx.RawValue("b", 0), ctx.RawValue("q", 0),
-                              ctx.RawValue("q", 0), SharedWeights(ctx, self.modules))
+        self.shared = _Shared(
+            ctx.RawValue("q", updates),
+            ctx.RawValue("b", 0),
+            ctx.RawValue("q", 0),
+            ctx.RawValue("q", 0),
+            SharedWeights(ctx, self.modules),
+        )
         self._conn, child_conn = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
             target=_collector_main,
@@ -333,16 +365,12 @@ class Collector:
                     break
                 if ready:  # the child ended without a message
                     self.process.join(1.0)
-                    raise CollectorError(
-                        f"collector process exited unexpectedly (exit code {self.process.exitcode})"
-                    )
+                    raise CollectorError(f"collector process exited unexpectedly (exit code {self.process.exitcode})")
         try:
             msg = self._conn.recv()
         except EOFError:
             self.process.join(1.0)
-            raise CollectorError(
-                f"collector process exited unexpectedly (exit code {self.process.exitcode})"
-            ) from None
+            raise CollectorError(f"collector process exited unexpectedly (exit code {self.process.exitcode})") from None
         if msg[0] == "error":
             raise CollectorError(f"collector process failed:\n{msg[1]}")
         return msg  # type: ignore[no-any-return]

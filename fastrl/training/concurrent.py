@@ -109,8 +109,14 @@ class ConcurrentLearner:
         T = len(d["rewards"])
         flat = {k: v.reshape(T * n, *v.shape[2:]) for k, v in d.items()}
         t.sampler.before_write()
-        t.buffer.extend(flat["observations"], flat["actions"], flat["rewards"], flat["next_observations"],
-                        flat["terminated"], flat["truncated"])
+        t.buffer.extend(
+            flat["observations"],
+            flat["actions"],
+            flat["rewards"],
+            flat["next_observations"],
+            flat["terminated"],
+            flat["truncated"],
+        )
         for i in range(T):
             done = np.logical_or(d["terminated"][i], d["truncated"][i])
             prev = state.env_steps

@@ -11,9 +11,7 @@ import numpy as np
 from fastrl.config import ConfigError
 
 
-def make_env(
-    env_id: str, max_episode_steps: int = 0, frame_stack: int = 1, render_mode: str | None = None
-) -> gym.Env:
+def make_env(env_id: str, max_episode_steps: int = 0, frame_stack: int = 1, render_mode: str | None = None) -> gym.Env:
     """``gym.make`` with fastrl's options; ConfigError (one line, what to do) for an unknown id."""
     kwargs: dict[str, Any] = {}
     if max_episode_steps > 0:

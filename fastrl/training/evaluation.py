@@ -30,9 +30,7 @@ def load_agent(path: str | Path, device: Any = "cpu") -> tuple[Any, Any]:
             raise checkpoint.CheckpointError(f"{path}: {e}") from None
         agent.load_state_dict(state["agent"])
     except (KeyError, TypeError, RuntimeError) as e:
-        raise checkpoint.CheckpointError(
-            f"{path}: bad checkpoint contents ({str(e).splitlines()[0][:200]})"
-        ) from None
+        raise checkpoint.CheckpointError(f"{path}: bad checkpoint contents ({str(e).splitlines()[0][:200]})") from None
     return agent, cfg
 
 
@@ -62,9 +60,7 @@ def record_video(
 
         out = out_stem.with_name(out_stem.name + ".gif")
         images = [Image.fromarray(np.asarray(f)) for f in frames[::2]]
-        images[0].save(
-            out, save_all=True, append_images=images[1:], duration=int(2000 / fps), loop=0
-        )
+        images[0].save(out, save_all=True, append_images=images[1:], duration=int(2000 / fps), loop=0)
         return out
     out = out_stem.with_name(out_stem.name + ".mp4")
     h, w = np.asarray(frames[0]).shape[:2]

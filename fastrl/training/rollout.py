@@ -23,8 +23,9 @@ class Transition(NamedTuple):
     truncated: np.ndarray
 
 
-def env_step(agent: Any, envs: Any, obs: Any, env_steps: int, learning_starts: int
-             ) -> tuple[Transition, Any, np.ndarray]:
+def env_step(
+    agent: Any, envs: Any, obs: Any, env_steps: int, learning_starts: int
+) -> tuple[Transition, Any, np.ndarray]:
     """Act on ``obs`` and step ``envs`` once. Returns ``(transition, next obs to act on, done)``,
     ``done = terminated | truncated`` (the envs have autoreset those)."""
     if env_steps < learning_starts:

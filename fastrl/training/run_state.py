@@ -55,8 +55,11 @@ class RunState:
 
     def rolling_mean_reaches(self, threshold: float | None) -> bool:
         """The last 100 training episodes' mean return is >= ``threshold``."""
-        return (threshold is not None and len(self.recent_returns) == self.recent_returns.maxlen
-                and float(np.mean(self.recent_returns)) >= threshold)
+        return (
+            threshold is not None
+            and len(self.recent_returns) == self.recent_returns.maxlen
+            and float(np.mean(self.recent_returns)) >= threshold
+        )
 
     # ------------------------------------------------------------------ the clock
     def start_clock(self) -> None:

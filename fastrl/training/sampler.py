@@ -21,8 +21,15 @@ class Sampler:
     for the background draw, so that draws do not depend on thread timing); ``close()`` stops
     the prefetch thread."""
 
-    def __init__(self, buffer: ReplayBuffer, spec: ReplaySpec, batch_size: int, device: torch.device,
-                 total_steps: int, prefetch: bool) -> None:
+    def __init__(
+        self,
+        buffer: ReplayBuffer,
+        spec: ReplaySpec,
+        batch_size: int,
+        device: torch.device,
+        total_steps: int,
+        prefetch: bool,
+    ) -> None:
         self.buffer = buffer
         self.batch_size, self.device, self.prefetch = batch_size, device, prefetch
         self._kwargs = spec.sample_kwargs()

@@ -70,8 +70,16 @@ class Trainer:
     What differs between agents is asked of the agent (see :class:`fastrl.agents.Agent`): burn-in
     actions, exploration, the update, the scalars it logs, and, through its config, the replay."""
 
-    def __init__(self, config: Any = None, *, algo: str | None = None, run_dir: str | Path | None = None,
-                 resume: str | Path | None = None, progress: bool = True, tensorboard: bool = True) -> None:
+    def __init__(
+        self,
+        config: Any = None,
+        *,
+        algo: str | None = None,
+        run_dir: str | Path | None = None,
+        resume: str | Path | None = None,
+        progress: bool = True,
+        tensorboard: bool = True,
+    ) -> None:
         ckpt = None
         if resume is not None:
             ckpt_path = checkpoint.find(resume)
@@ -97,8 +105,9 @@ class Trainer:
         torch.manual_seed(self.seeds[0] & (2**63 - 1))
         self.envs = make_vec_env(cfg.env_id, cfg.num_envs, cfg.vector_mode, cfg.max_episode_steps, cfg.frame_stack)
         try:
-            self.agent = agent_cls.from_spaces(self.envs.single_observation_space, self.envs.single_action_space,
-                                               cfg, self.device, seed=self.seeds[2])
+            self.agent = agent_cls.from_spaces(
+                self.envs.single_observation_space, self.envs.single_action_space, cfg, self.device, seed=self.seeds[2]
+            )
         except ConfigError:
             self.envs.close()
             raise
@@ -120,9 +129,14 @@ class Trainer:
         self.logger = Logger(self.run_dir, tensorboard=tensorboard, append=ckpt is not None)
         self.sampler = Sampler(self.buffer, self.replay, cfg.batch_size, self.device, cfg.total_steps, cfg.prefetch)
         self.metrics = MetricMeans()
-        self.triggers = Triggers(log=cfg.log_every, evaluate=cfg.eval_every, checkpoint=cfg.checkpoint_every,
-                                 when_solved=("log",))
-        self.on_event: dict[str, Callable[[], Any]] = {"log": self.log, "evaluate": self.evaluate, "checkpoint": self.periodic_checkpoint}
+        self.triggers = Triggers(
+            log=cfg.log_every, evaluate=cfg.eval_every, checkpoint=cfg.checkpoint_every, when_solved=("log",)
+        )
+        self.on_event: dict[str, Callable[[], Any]] = {
+            "log": self.log,
+            "evaluate": self.evaluate,
+            "checkpoint": self.periodic_checkpoint,
+        }
         self.bar: Any = _NoBar()
         self._last_log = (time.perf_counter(), self.state.env_steps)
 
@@ -177,10 +191,13 @@ class Trainer:
         shown = self.agent.progress()
         self.logger.log(steps, **self.metrics.pop_means(), **shown, **{"perf/sps": sps}, **extra)
         returns, lengths = list(self.state.recent_returns)[-10:], self.state.recent_lengths
-        self.bar.set_postfix(ret10=f"{np.mean(returns):.1f}" if returns else "-",
-                             len=f"{np.mean(lengths):.0f}" if lengths else "-",
-                             **{k.rsplit("/", 1)[-1]: f"{v:.3g}" for k, v in shown.items()},
-                             sps=f"{sps:.0f}", refresh=False)
+        self.bar.set_postfix(
+            ret10=f"{np.mean(returns):.1f}" if returns else "-",
+            len=f"{np.mean(lengths):.0f}" if lengths else "-",
+            **{k.rsplit("/", 1)[-1]: f"{v:.3g}" for k, v in shown.items()},
+            sps=f"{sps:.0f}",
+            refresh=False,
+        )
 
     def evaluate(self) -> dict[str, float]:
         """Greedy evaluation on ``eval_episodes`` envs, seeded by (seed, step) only; keeps best.pt;
@@ -188,12 +205,18 @@ class Trainer:
         cfg, state = self.cfg, self.state
         with state.untimed():
             if self._eval_envs is None:
-                self._eval_envs = [make_env(cfg.env_id, cfg.max_episode_steps, cfg.frame_stack)
-                                   for _ in range(cfg.eval_episodes)]
+                self._eval_envs = [
+                    make_env(cfg.env_id, cfg.max_episode_steps, cfg.frame_stack) for _ in range(cfg.eval_episodes)
+                ]
             seed = int(np.random.SeedSequence([cfg.seed, state.env_steps, 7]).generate_state(1)[0]) % 2**31
             returns = evaluate(self.agent.greedy, None, cfg.eval_episodes, seed, envs=self._eval_envs)
-            row = {"step": state.env_steps, "episodes": state.episodes, "train_seconds": state.train_seconds,
-                   "mean": float(returns.mean()), "std": float(returns.std())}
+            row = {
+                "step": state.env_steps,
+                "episodes": state.episodes,
+                "train_seconds": state.train_seconds,
+                "mean": float(returns.mean()),
+                "std": float(returns.std()),
+            }
             state.evals.append(row)
             self.logger.log(state.env_steps, **{"eval/mean_return": row["mean"], "eval/std_return": row["std"]})
             self.logger.flush()
@@ -238,8 +261,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _agent_state(self) -> dict[str, Any]:
-        return {"algo": self.algo, "config": to_dict(self.cfg), "env_steps": self.state.env_steps,
-                "agent": self.agent.state_dict()}
+        return {
+            "algo": self.algo,
+            "config": to_dict(self.cfg),
+            "env_steps": self.state.env_steps,
+            "agent": self.agent.state_dict(),
+        }
 
     def save_checkpoint(self, periodic: bool, states: list[dict[str, Any]] | None = None) -> Path:
         """Write ``last.pt`` (everything needed to resume, with the buffer beside it) and, if
@@ -252,11 +279,13 @@ class Trainer:
         buffer_file = f"buffer_{steps:09d}.frb" if self.cfg.save_buffer else None
         if buffer_file is not None:
             self.buffer.save(ckpt_dir / buffer_file)
-        run = {**self.state.state_dict(),
-               "obs": torch.from_numpy(np.asarray(self.obs).copy()),
-               "env_states": states if states is not None else env_states(self.envs),
-               "torch_rng": torch.get_rng_state(),
-               "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+        run = {
+            **self.state.state_dict(),
+            "obs": torch.from_numpy(np.asarray(self.obs).copy()),
+            "env_states": states if states is not None else env_states(self.envs),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
         state = {**self._agent_state(), "buffer_file": buffer_file, "trainer": run}
         if periodic:
             checkpoint.save(ckpt_dir / f"step_{steps:09d}.pt", state)
@@ -289,8 +318,11 @@ class Trainer:
         if self.state.solved and threshold is not None and self.state.best_eval < threshold:
             self.state.solved = False  # resumed with a higher bar: keep training
         if not np.array_equal(obs, saved_obs):
-            warnings.warn("resumed envs did not reproduce the saved observations (non-deterministic env?); "
-                          "continuing from the saved observations", stacklevel=2)
+            warnings.warn(
+                "resumed envs did not reproduce the saved observations (non-deterministic env?); "
+                "continuing from the saved observations",
+                stacklevel=2,
+            )
             obs = saved_obs
         return obs
 

@@ -22,5 +22,8 @@ class Triggers:
             return []
         self._checked = now
         self._due = min(((now // k + 1) * k for k in self.every.values() if k > 0), default=math.inf)
-        return [name for name, k in self.every.items()
-                if (k > 0 and now // k > prev // k) or (solved and name in self.when_solved)]
+        return [
+            name
+            for name, k in self.every.items()
+            if (k > 0 and now // k > prev // k) or (solved and name in self.when_solved)
+        ]
