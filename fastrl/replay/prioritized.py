@@ -195,12 +195,12 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             self._per_prepared[id(out)] = (out, len(idx), idx.numpy(), w.numpy(), arrays, disc)
         return out
 
-    def sample_into(
+    def sample_into(  # type: ignore[override]  # beta: a float, not None
         self,
         out: Batch,
         batch_size: int | None = None,
         *,
-        beta: float = 0.4,  # type: ignore[override]
+        beta: float = 0.4,
         replace: bool = True,
         n_step: int = 1,
         gamma: float | None = None,
