@@ -453,7 +453,7 @@ def test_import_replay_pulls_neither_gymnasium_nor_higher_layers():
     code = ("import sys, fastrl.replay; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'gymnasium' "
             "or m.startswith(('fastrl.agents', 'fastrl.training', 'fastrl.experiments'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert out.stdout.strip() == "[]", out.stdout
 

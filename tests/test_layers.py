@@ -213,7 +213,7 @@ def test_public_api_is_lazy_and_complete():
         "    assert getattr(fastrl, name) is not None, name\n"
         "assert sorted(fastrl.__all__) == sorted(fastrl._WHERE)\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    subprocess.run([sys.executable, "-P", "-c", code], check=True, timeout=120)
 
 
 def test_missing_core_is_an_import_error_that_says_how_to_build(tmp_path):
