@@ -72,6 +72,32 @@ for _env in ("CartPole-v1", "LunarLander-v3"):
     # 1-step targets: the SAIL bonus alone (what bench_learning measured against 1-step DQN)
     PRESETS[("sail-dqn", _env)] = {**PRESETS[("dqn", _env)], "n_step": 1, "sail": True, "sail_alpha": 0.9}
 
+_EPSILON = ("epsilon_schedule", "epsilon_unit", "epsilon_start", "epsilon_end", "epsilon_duration", "epsilon_decay")
+
+
+def _without_epsilon(settings: dict[str, Any]) -> dict[str, Any]:
+    """A DQN preset for a noisy-net agent: its epsilon settings dropped (the noise explores)."""
+    return {k: v for k, v in settings.items() if k not in _EPSILON}
+
+
+# Rainbow, C51 and QR-DQN: the DQN presets' schedules, with supports that cover each env's
+# discounted returns (CartPole: 0 to 1 / (1 - gamma) = 100; LunarLander: about -100 to 100).
+# Rainbow: the paper's PER alpha 0.5 (beta 0.4 -> 1 is fastrl's default).
+PRESETS[("rainbow", "CartPole-v1")] = {
+    **_without_epsilon(PRESETS[("dqn", "CartPole-v1")]),
+    "double_dqn": True,
+    "per_alpha": 0.5,
+    "v_min": 0.0,
+    "v_max": 100.0,
+}
+PRESETS[("rainbow", "LunarLander-v3")] = {
+    **_without_epsilon(PRESETS[("dqn", "LunarLander-v3")]),
+    "per_alpha": 0.5,
+    "v_min": -100.0,
+    "v_max": 100.0,
+    "eval_every": 5_000,
+}
+
 # DDPG on Pendulum: RL-Zoo's gamma 0.98, Gaussian noise 0.1 and 20,000-step budget, with 1,000 random
 # steps and then one gradient step every 2 env steps (~9,500 in all, about RL-Zoo's 10,000).
 # 128x128 networks and batches of 128: Pendulum needs no more, and a gradient step costs ~5x less
