@@ -408,7 +408,7 @@ class DQN:
             if cfg.distributional == "c51":
                 probs = torch.softmax(next_sa, dim=1)
                 return categorical_projection(probs, batch.rewards, discount, batch.terminated, cfg.v_min, cfg.v_max)
-            bootstrap = torch.where(batch.terminated, torch.zeros_like(batch.rewards, dtype=torch.float32), discount)
+            bootstrap = (~batch.terminated).float() * discount
             return batch.rewards.float().unsqueeze(1) + bootstrap.unsqueeze(1) * next_sa
 
     def munchausen_target(self, batch: Batch) -> torch.Tensor:

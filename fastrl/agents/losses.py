@@ -38,8 +38,7 @@ def categorical_projection(
     check_support(v_min, v_max, n)
     support = torch.linspace(v_min, v_max, n, device=probs.device)
     dz = (v_max - v_min) / (n - 1)
-    discounts = torch.as_tensor(discounts, dtype=torch.float32, device=probs.device)
-    bootstrap = torch.where(terminated, torch.zeros_like(rewards, dtype=torch.float32), discounts)
+    bootstrap = (~terminated).float() * discounts  # no host tensor made: safe in a CUDA graph capture
     tz = (rewards.float().unsqueeze(1) + bootstrap.unsqueeze(1) * support).clamp_(v_min, v_max)
     b = ((tz - v_min) / dz).clamp_(0, n - 1)  # fractional atom index of each shifted atom
     lower = b.floor()
@@ -99,5 +98,4 @@ def munchausen_target(
     bonus = alpha * log_pi_obs.clamp(min=clip, max=0.0)
     log_pi_next = scaled_log_policy(q_next_target, tau)
     soft_v = (torch.softmax(q_next_target / tau, dim=1) * (q_next_target - log_pi_next)).sum(dim=1)
-    discounts = torch.as_tensor(discounts, dtype=torch.float32, device=soft_v.device)
     return rewards.float() + bonus + discounts * soft_v.masked_fill(terminated, 0.0)

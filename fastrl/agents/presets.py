@@ -83,18 +83,25 @@ def _without_epsilon(settings: dict[str, Any]) -> dict[str, Any]:
 # Rainbow, C51 and QR-DQN: the DQN presets' schedules, with supports that cover each env's
 # discounted returns (CartPole: 0 to 1 / (1 - gamma) = 100; LunarLander: about -100 to 100).
 # Rainbow: the paper's PER alpha 0.5 (beta 0.4 -> 1 is fastrl's default).
+_SUPPORT = {"CartPole-v1": {"v_min": 0.0, "v_max": 100.0}, "LunarLander-v3": {"v_min": -100.0, "v_max": 100.0}}
 PRESETS[("rainbow", "CartPole-v1")] = {
     **_without_epsilon(PRESETS[("dqn", "CartPole-v1")]),
+    **_SUPPORT["CartPole-v1"],
     "double_dqn": True,
     "per_alpha": 0.5,
-    "v_min": 0.0,
-    "v_max": 100.0,
 }
+for _env, _support in _SUPPORT.items():
+    PRESETS[("c51", _env)] = {**PRESETS[("dqn", _env)], **_support}
+    # 32 quantiles: at these nets a QR update costs ~2x DQN's, at the paper's 200 ~17x
+    PRESETS[("qr-dqn", _env)] = {**PRESETS[("dqn", _env)], "quantiles": 32}
+# LunarLander: one gradient step per env step, and the DQN preset's epsilon (decayed per episode to
+# 0.01) on top of the noise: with the noise alone the greedy evaluation reached 200 after 130k steps
+# on seed 0, with both after 35k.
 PRESETS[("rainbow", "LunarLander-v3")] = {
-    **_without_epsilon(PRESETS[("dqn", "LunarLander-v3")]),
+    **PRESETS[("dqn", "LunarLander-v3")],
+    **_SUPPORT["LunarLander-v3"],
     "per_alpha": 0.5,
-    "v_min": -100.0,
-    "v_max": 100.0,
+    "train_freq": 1,
     "eval_every": 5_000,
 }
 
