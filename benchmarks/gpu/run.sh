@@ -105,7 +105,7 @@ install_wheels() {
     fi
     return $missing
 }
-wanted wheels && step wheels 45 install_wheels
+wanted wheels && step wheels 30 install_wheels
 
 # ---------------------------------------------------------------------------- build
 build() {
@@ -127,14 +127,14 @@ build() {
     fi
     return 1
 }
-wanted build && step build 120 build
+wanted build && step build 100 build
 
 # ---------------------------------------------------------------------------- tests
 # every cuda-marked test; on the GPU run a summary with no "passed" means CUDA was not used
 cuda_tests() {
     local log rc
     log=$(mktemp)
-    "$PY" -m pytest -p no:cacheprovider -m cuda -q -rs tests 2>&1 | tee "$log"
+    "$PY" -m pytest -p no:cacheprovider -o faulthandler_timeout=30 -m cuda -q -rs tests 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     if [[ "$DRY" != 1 ]] && ! tail -1 "$log" | grep -q passed; then
         echo "ERROR: no cuda test passed"
@@ -143,7 +143,7 @@ cuda_tests() {
     rm -f "$log"
     return $rc
 }
-wanted cuda-tests && step cuda-tests 45 cuda_tests
+wanted cuda-tests && step cuda-tests 50 cuda_tests
 
 # the test files that touch devices (they name cuda or a device), the cuda tests already run; all
 # collected in the dry run (running them is the CPU suite's job there)
@@ -158,9 +158,9 @@ device_tests() {
     fi
     "$PY" -c 'import xdist' 2>/dev/null && xdist=(-n 8)
     # shellcheck disable=SC2086
-    "$PY" -m pytest -p no:cacheprovider -q -m 'not slow and not cuda' "${xdist[@]}" $files
+    "$PY" -m pytest -p no:cacheprovider -o faulthandler_timeout=30 -q -m 'not slow and not cuda' "${xdist[@]}" $files
 }
-wanted device-tests && step device-tests 75 device_tests
+wanted device-tests && step device-tests 70 device_tests
 
 # ---------------------------------------------------------------------------- benchmarks
 bench() {
@@ -168,7 +168,7 @@ bench() {
     [[ "$DRY" == 1 ]] && dry=(--dry-run)
     "$PY" benchmarks/gpu/bench_gpu.py --out "$out" "${dry[@]}"
 }
-wanted bench && step bench 180 bench
+wanted bench && step bench 210 bench
 
 echo "files in $out: $(cd "$out" && ls | tr '\n' ' ')"
 if [[ ${#failed[@]} -gt 0 ]]; then
