@@ -171,6 +171,9 @@ bench() {
 wanted bench && step bench 210 bench
 
 echo "files in $out: $(cd "$out" && ls | tr '\n' ' ')"
+echo "summary (the SKIP, CHECK, FALLBACK and ERROR lines above):"
+grep -E '^(SKIP|CHECK|FALLBACK|ERROR)' "$out/log.txt" | sed 's/^/  /'
+[[ "$DRY" == 1 ]] && echo "  dry run: not a GPU result; docs/gpu.md says how to run the check on the GPU machine"
 if [[ ${#failed[@]} -gt 0 ]]; then
     echo "GPU check ($mode) FAILED steps: ${failed[*]}; $((SECONDS - start))s in all"
     exit 1
