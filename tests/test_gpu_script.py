@@ -75,7 +75,7 @@ def test_dry_run_figures(dry_run):
     data = json.loads((dry_run[1] / "gpu.json").read_text())
     assert data["meta"]["dry_run"] is True and data["errors"] == []
     assert data["graph"]["eager"]["updates_per_s"] > 0 and data["cnn"]["eager"]["updates_per_s"] > 0
-    assert [row["setting"][:11] for row in data["prefetch"]] == ["LunarLander", "32 stacked "]
+    assert [row["setting"][:12] for row in data["prefetch"]] == ["LunarLander ", "Atari frames"]
     assert all(row["prefetch_us"] > 0 and row["copy_us"] > 0 for row in data["prefetch"])
     envs = {(row["env"], row["device"]) for row in data["e2e"]}
     assert ("CartPole-v1", "cpu") in envs

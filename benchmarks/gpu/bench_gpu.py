@@ -39,7 +39,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for bench_prefetch
@@ -163,7 +162,7 @@ def bench_prefetch(r: Report, device: torch.device, small: bool) -> None:
         r.skip("(no CUDA): pinned host memory and non-blocking copies (the CPU run samples into plain memory)")
     settings = [
         (
-            "LunarLander preset: float32[8], MLP 128x128, B=64",
+            "LunarLander preset: float32[8], MLP 128x128",
             LUNAR_OBS,
             "float32",
             LUNAR_ACTIONS,
@@ -172,7 +171,7 @@ def bench_prefetch(r: Report, device: torch.device, small: bool) -> None:
             2_000 if small else 100_000,
         ),
         (
-            "32 stacked frames: uint8[4,84,84], Nature CNN, B=32",
+            "Atari frames: uint8[4,84,84], Nature CNN",
             FRAMES,
             "uint8",
             FRAME_ACTIONS,
@@ -202,6 +201,7 @@ def bench_prefetch(r: Report, device: torch.device, small: bool) -> None:
             t = per_call(fns, device, 3 if small else 300, 2 if small else 5)
         us = {k: v * 1e6 for k, v in t.items()}
         hidden = (us["plain"] - us["prefetch"]) / us["copy"]
+        label = f"{label}, B={b}"
         rows.append(
             {
                 "setting": label,
@@ -425,16 +425,13 @@ def plot(r: Report) -> list[Path]:
         ax.tick_params(axis="x", rotation=20)
         paths.append(save(fig, r.out / "updates.png"))
     if d.get("prefetch"):
-        fig, ax = plt.subplots(figsize=(8, 4))
         keys = ("copy", "update", "plain", "prefetch")
-        width = 0.2
-        for i, row in enumerate(d["prefetch"]):
-            x = np.arange(len(keys)) + (i - 0.5) * width * 2
-            ax.bar(x, [row[f"{k}_us"] for k in keys], width * 2, label=f"{row['setting']} (hidden {row['hidden']:.0%})")
-        ax.set_xticks(np.arange(len(keys)), keys)
-        ax.set_ylabel("us per iteration")
-        ax.set_title(f"sample + copy vs background prefetch, {where}")
-        ax.legend(fontsize=7)
+        fig, axes = plt.subplots(1, len(d["prefetch"]), figsize=(10, 4), squeeze=False)
+        for ax, row in zip(axes[0], d["prefetch"]):
+            ax.bar(keys, [row[f"{k}_us"] for k in keys], color=["tab:gray", "tab:gray", "tab:orange", "tab:blue"])
+            ax.set_title(f"{row['setting']}\nhidden {row['hidden']:.0%} of the copy", fontsize=9)
+            ax.set_ylabel("us per iteration")
+        fig.suptitle(f"sample + copy in the loop (plain) vs background prefetch, {where}")
         paths.append(save(fig, r.out / "prefetch.png"))
     if d.get("e2e"):
         fig, ax = plt.subplots(figsize=(8, 4))
@@ -443,8 +440,8 @@ def plot(r: Report) -> list[Path]:
         vals = [x["time_to_s"] if x["reached"] else x["train_seconds"] for x in rows]
         colors = ["tab:green" if x["reached"] else "tab:gray" for x in rows]
         ax.bar(labels, vals, color=colors)
-        ax.set_ylabel("training seconds (green: to threshold; gray: not reached)")
-        ax.set_title(f"presets end to end, {where}")
+        ax.set_ylabel("training seconds")
+        ax.set_title(f"presets end to end, {where}\ngreen: time to the threshold; gray: not reached (time trained)")
         paths.append(save(fig, r.out / "e2e.png"))
     return paths
 
