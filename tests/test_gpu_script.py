@@ -5,6 +5,7 @@ figures and the PNGs."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -98,3 +99,18 @@ def test_wheel_list_pins_one_version_each():
     names = [s.split("==")[0].lower() for s in lines]
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.]*", s) for s in lines), lines
     assert len(set(names)) == len(names) and {"gymnasium", "box2d", "pygame-ce", "ale-py", "minatar"} <= set(names)
+
+
+def test_every_test_that_needs_cuda_is_marked_cuda():
+    """The GPU check runs ``pytest -m cuda``: a test skipped without CUDA must carry the mark."""
+    unmarked = []
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source)):
+            if not isinstance(node, ast.FunctionDef) or not node.name.startswith("test_"):
+                continue
+            decorators = [ast.get_source_segment(source, d) or "" for d in node.decorator_list]
+            needs_cuda = any("cuda.is_available" in d or d == "cuda" for d in decorators)
+            if needs_cuda and "pytest.mark.cuda" not in decorators:
+                unmarked.append(f"{path.name}::{node.name}")
+    assert not unmarked, f"needs CUDA but not marked @pytest.mark.cuda: {unmarked}"
