@@ -105,7 +105,7 @@ install_wheels() {
     fi
     return $missing
 }
-wanted wheels && step wheels 30 install_wheels
+wanted wheels && step wheels 25 install_wheels
 
 # ---------------------------------------------------------------------------- build
 build() {
@@ -127,14 +127,15 @@ build() {
     fi
     return 1
 }
-wanted build && step build 100 build
+wanted build && step build 90 build
 
 # ---------------------------------------------------------------------------- tests
 # every cuda-marked test; on the GPU run a summary with no "passed" means CUDA was not used
 cuda_tests() {
-    local log rc
+    local log rc xdist=()
     log=$(mktemp)
-    "$PY" -m pytest -p no:cacheprovider -o faulthandler_timeout=30 -m cuda -q -rs tests 2>&1 | tee "$log"
+    [[ "$DRY" != 1 ]] && "$PY" -c 'import xdist' 2>/dev/null && xdist=(-n 4)
+    "$PY" -m pytest -p no:cacheprovider -o faulthandler_timeout=30 -m cuda -q -rs "${xdist[@]}" tests 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     if [[ "$DRY" != 1 ]] && ! tail -1 "$log" | grep -q passed; then
         echo "ERROR: no cuda test passed"
@@ -143,7 +144,7 @@ cuda_tests() {
     rm -f "$log"
     return $rc
 }
-wanted cuda-tests && step cuda-tests 50 cuda_tests
+wanted cuda-tests && step cuda-tests 60 cuda_tests
 
 # the test files that touch devices (they name cuda or a device), the cuda tests already run; all
 # collected in the dry run (running them is the CPU suite's job there)
