@@ -34,7 +34,10 @@ if [[ -n "$py312" ]]; then
     repo="$(cd "$here/../.." && pwd)"
     echo "building the fallback fastrl wheel with $py312 ($("$py312" --version 2>&1))"
     "$py312" -m pip wheel --quiet --no-deps -w "$dest/fastrl" "$repo"
-    dirty=$(git -C "$repo" status --porcelain --untracked-files=no | grep -q . && echo " with uncommitted changes")
+    dirty=""
+    if git -C "$repo" status --porcelain --untracked-files=no | grep -q .; then
+        dirty=" with uncommitted changes"
+    fi
     echo "$(git -C "$repo" rev-parse --short HEAD)$dirty" >"$dest/fastrl/COMMIT"
 else
     echo "no Python 3.12 here (set PY312): no fallback fastrl wheel; the GPU machine must build fastrl"
