@@ -129,7 +129,7 @@ def run_fastrl(algo: str, env_id: str, seed: int, out_dir: Path) -> dict:
         over["solved_threshold"] = THRESHOLD[env_id]
     cfg = with_overrides(preset(algo.removesuffix("-2core"), env_id), over)
     trainer = Trainer(cfg, algo=algo.removesuffix("-2core"), progress=False, tensorboard=False)
-    evaluate_, eval_cpu = trainer._evaluate, [0.0]
+    evaluate_, eval_cpu = trainer.evaluate, [0.0]
 
     def timed_evaluate() -> dict:  # CPU time of evaluations, excluded like their wall time
         c = time.process_time()
@@ -138,7 +138,8 @@ def run_fastrl(algo: str, env_id: str, seed: int, out_dir: Path) -> dict:
         finally:
             eval_cpu[0] += time.process_time() - c
 
-    trainer._evaluate = timed_evaluate  # type: ignore[method-assign]
+    trainer.evaluate = timed_evaluate  # type: ignore[method-assign]
+    trainer.on_event["evaluate"] = timed_evaluate
     try:
         cpu = time.process_time()
         r = trainer.train()
@@ -217,13 +218,15 @@ def run_sb3(algo: str, env_id: str, seed: int, eval_every: int, stop_at: float |
     )
 
 
-def run_tianshou(algo: str, env_id: str, seed: int, python: str, out_dir: Path) -> dict:
+def run_tianshou(algo: str, env_id: str, seed: int, python: str, out_dir: Path, max_steps: int | None) -> dict:
     """Tianshou's Rainbow or C51 at the settings of fastrl's preset of the same name, in a
     subprocess of ``python`` (an environment with tianshou installed); evaluated by fastrl's code."""
     import dataclasses
     import subprocess
 
     cfg = preset(algo.removeprefix("ts-"), env_id)
+    if max_steps:  # a budget cap for the slow baseline (the fastrl run keeps its preset's)
+        cfg = with_overrides(cfg, {"total_steps": min(cfg.total_steps, max_steps)})
     out = out_dir / f"{algo}-{env_id}-{seed}.json"
     cmd = [
         python, str(Path(__file__).with_name("tianshou_baseline.py")), "--algo", algo.removeprefix("ts-"),
@@ -489,6 +492,7 @@ def main() -> int:
     )
     p.add_argument("--tianshou-python", default="python", help="a Python with tianshou 2.x (ts-* algos)")
     p.add_argument("--ts-seeds", nargs="+", type=int, help="seeds of the Tianshou runs (default: --seeds)")
+    p.add_argument("--ts-max-steps", type=int, help="cap the Tianshou runs' env steps (default: the preset's)")
     p.add_argument("--update-cost", action="store_true", help="only time one update of each DQN-family head")
     args = p.parse_args()
     if args.update_cost:
@@ -517,7 +521,7 @@ def main() -> int:
                     if algo.startswith("ts-"):
                         if seed not in (args.ts_seeds if args.ts_seeds is not None else args.seeds):
                             continue
-                        rows.append(run_tianshou(algo, env_id, seed, args.tianshou_python, Path(tmp)))
+                        rows.append(run_tianshou(algo, env_id, seed, args.tianshou_python, Path(tmp), args.ts_max_steps))
                     elif algo.startswith("sb3-"):
                         if seed not in sb3_seeds:
                             continue

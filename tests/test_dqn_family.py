@@ -346,3 +346,22 @@ def test_resume_is_exact_for_every_family_option(tmp_path, algo, extra):
     finally:
         straight.close()
         resumed.close()
+
+
+def test_rainbow_collects_concurrently_and_resumes(tmp_path):
+    """concurrent=true: the collector process acts with the noisy C51 agent (the noise comes with
+    the published weights); the run checkpoints and resumes concurrently."""
+    cfg = with_overrides(
+        preset("rainbow", "CartPole-v1"),
+        {**TINY, "hidden_sizes": (32, 32), "train_freq": 4, "gradient_steps": 2, "concurrent": True,
+         "total_steps": 400, "checkpoint_every": 200, "eval_every": 200, "max_episode_steps": 60},
+    )
+    t = Trainer(cfg, run_dir=tmp_path / "run", progress=False, tensorboard=False)
+    r = t.train()
+    t.close()
+    assert r.env_steps == 400 and len(r.evals) == 2 and t.agent.updates > 0
+    t2 = Trainer(with_overrides(cfg, {"total_steps": 600}), resume=tmp_path / "run", progress=False,
+                 tensorboard=False)
+    r2 = t2.train()
+    t2.close()
+    assert r2.env_steps == 600 and t2.agent.updates > t.agent.updates
