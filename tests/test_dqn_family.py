@@ -22,7 +22,7 @@ from fastrl.agents.nets import NoisyLinear, QNetwork
 from fastrl.config import ConfigError, with_overrides
 from fastrl.replay.batch import Batch
 from fastrl.training.trainer import Trainer
-from test_trainer import TINY, assert_same_state
+from test_trainer import TINY, assert_same_state, check_exact_resume
 
 # ---------------------------------------------------------------- the categorical projection
 
@@ -329,23 +329,7 @@ def test_resume_is_exact_for_every_family_option(tmp_path, algo, extra):
         {**TINY, "hidden_sizes": (32, 32), "train_freq": 4, "gradient_steps": 2, **extra, "total_steps": 400,
          "eval_every": 200, "max_episode_steps": 60},
     )
-    straight = Trainer(cfg, run_dir=tmp_path / "a", progress=False, tensorboard=False)
-    straight.train()
-    half = Trainer(with_overrides(cfg, {"total_steps": 200}), run_dir=tmp_path / "b", progress=False,
-                   tensorboard=False)
-    half.train()
-    half.close()
-    resumed = Trainer(cfg, resume=tmp_path / "b", progress=False, tensorboard=False)
-    assert resumed.algo == algo
-    resumed.train()
-    try:
-        assert resumed.agent.updates == straight.agent.updates > 0
-        assert_same_state(straight.agent.state_dict(), resumed.agent.state_dict())
-        assert [e["mean"] for e in straight.state.evals] == [e["mean"] for e in resumed.state.evals]
-        np.testing.assert_array_equal(straight.obs, resumed.obs)
-    finally:
-        straight.close()
-        resumed.close()
+    check_exact_resume(tmp_path, cfg, algo)
 
 
 def test_rainbow_collects_concurrently_and_resumes(tmp_path):

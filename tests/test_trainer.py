@@ -150,6 +150,11 @@ def test_resume_is_exact_for_every_algo(tmp_path, algo, env_id, extra):
         preset(algo, env_id),
         {**TINY, **extra, "total_steps": 400, "eval_every": 200, "max_episode_steps": 60},
     )
+    check_exact_resume(tmp_path, cfg, algo)
+
+
+def check_exact_resume(tmp_path, cfg, algo):
+    """A run of ``cfg`` stopped at 200 steps and resumed ends bit for bit where it ends uninterrupted."""
     straight = Trainer(cfg, run_dir=tmp_path / "a", progress=False, tensorboard=False)
     straight.train()
     half = Trainer(with_overrides(cfg, {"total_steps": 200}), run_dir=tmp_path / "b",
