@@ -26,6 +26,7 @@ import numpy as np
 
 from fastrl.agents import ALGOS, default_config, preset
 from fastrl.config import ConfigError, describe, parse_assignments, to_dict, with_overrides
+from fastrl.experiments.plan import fmt_value
 from fastrl.experiments.report import check_metric, format_table, write_report
 from fastrl.experiments.sweep import plan_sweep, run_sweep
 from fastrl.experiments.tune import plan_tune, run_tune
