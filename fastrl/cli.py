@@ -191,11 +191,11 @@ def _add_tune_parser(sub: Any) -> None:
         "tune",
         help="hyper-parameter search with Optuna (TPE, pruning, resumable)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Search config fields with Optuna's TPE sampler. Each trial trains its seeds in "
-        "lockstep in one worker and reports the mean over seeds after each round of greedy evaluations, "
-        "so the pruner can stop it early. The study lives in DIR/study.db; re-running the same command "
-        "resumes it (interrupted trials re-run; --trials may grow); a different search into DIR is "
-        "refused. Writes trials.csv, best.json (for fastrl train --config), optimization_history.png, "
+        description="Search config fields with Optuna's TPE sampler. Each trial trains its seeds in lockstep\n"
+        "in one worker and reports the mean over seeds after each round of greedy evaluations, so the\n"
+        "pruner can stop it early. The study lives in DIR/study.db; re-running the same command resumes\n"
+        "it (interrupted trials re-run; --trials may grow); a different search into DIR is refused.\n"
+        "Writes trials.csv, best.json (for fastrl train --config), optimization_history.png,\n"
         'param_importances.png and best_curves.png. Needs Optuna: pip install "fastrl[tune]".',
         epilog="examples:\n"
         "  fastrl tune dqn CartPole-v1 --trials 32 --param learning_rate=1e-4:1e-2:log "
