@@ -238,7 +238,7 @@ def test_pruning_stops_trials_early(tmp_path):
 
 # ---------------------------------------------------------------------------- crashes
 def _tune_args(out, trials=1):
-    return ["tune", "dqn", "CartPole-v1", "--trials", trials, "--param", LR, "--steps", "3000", "--seeds", "1",
+    return ["tune", "dqn", "CartPole-v1", "--trials", trials, "--param", LR, "--steps", "2000", "--seeds", "1",
             "--workers", "1", "--no-tensorboard", "--out", out, *TINY_FLAGS]
 
 
