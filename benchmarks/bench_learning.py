@@ -1,5 +1,7 @@
-"""Learning benchmark: fastrl's presets (dqn, sail-dqn, ddpg, td3) against each other and against
-Stable-Baselines3 with RL-Zoo settings (``sb3-dqn``, ``sb3-ddpg``).
+"""Learning benchmark: fastrl's presets (dqn, sail-dqn, rainbow, c51, qr-dqn, ddpg, td3) against each
+other, against Stable-Baselines3 with RL-Zoo settings (``sb3-dqn``, ``sb3-ddpg``) and against
+Tianshou 2.x's Rainbow and C51 at fastrl's preset settings (``ts-rainbow``, ``ts-c51``: run by
+benchmarks/tianshou_baseline.py in the Python given by ``--tianshou-python``).
 
 For each algorithm, env and seed: env steps, episodes and training wall time until the 20-episode
 greedy evaluation first reaches the threshold, the final policy's greedy evaluation (20 fresh
@@ -12,14 +14,22 @@ Steps per second are counted in wall time and in CPU time of the process (evalua
 from both): on a shared machine the wall clock of runs made minutes apart can differ several-fold,
 the CPU time much less.
 
-Checks: dqn vs sb3-dqn time to threshold; sail-dqn reaches the thresholds dqn reaches; ddpg and td3
+Checks: dqn vs sb3-dqn time to threshold; sail-dqn reaches the thresholds dqn reaches; rainbow
+reaches LunarLander 200 within a median of 60,000 steps on every seed and CartPole 475 within
+dqn's median steps; rainbow and c51 vs Tianshou's time to threshold (<= 1/4); ddpg and td3
 reach -200 on Pendulum within 20,000 steps on every seed, at >= 2x the steps per second of
 sb3-ddpg measured in the same run.
+
+``--update-cost`` instead times one gradient step of each DQN-family head (plain, C51, QR,
+Munchausen, noisy, Rainbow) on the LunarLander preset's network and batch, against plain DQN
+measured alternately in the same run.
 
     python benchmarks/bench_learning.py                                   # everything, seeds 0 1 2
     python benchmarks/bench_learning.py --algos sail-dqn dqn --envs CartPole-v1
     python benchmarks/bench_learning.py --algos ddpg td3 sb3-ddpg --sb3-seeds 0
     python benchmarks/bench_learning.py --envs CartPole-v1 --seeds 0 --no-sb3
+    python benchmarks/bench_learning.py --algos rainbow c51 ts-rainbow ts-c51 dqn --tianshou-python /venv/bin/python
+    python benchmarks/bench_learning.py --update-cost
 """
 
 from __future__ import annotations
@@ -46,12 +56,15 @@ MAX_EPISODES = {"LunarLander-v3": 500}  # the seed course's claim: 200 within ab
 MAX_STEPS = {"Pendulum-v1": 20_000}  # the issue's bar: -200 within 20,000 env steps
 FINAL_EVAL_SEED = 987_654
 # dqn-2core: the dqn preset with concurrent=true (a collector process steps the envs)
-ALGOS = ("dqn", "dqn-2core", "sb3-dqn", "sail-dqn", "ddpg", "td3", "sb3-ddpg")
+ALGOS = ("dqn", "dqn-2core", "sb3-dqn", "sail-dqn", "rainbow", "c51", "qr-dqn", "ts-rainbow", "ts-c51", "ddpg",
+         "td3", "sb3-ddpg")
+FAMILY_TARGET_STEPS = {"LunarLander-v3": 60_000}  # issue 17: rainbow's median steps to 200
 ENVS = {"dqn": ("CartPole-v1", "LunarLander-v3"), "ddpg": ("Pendulum-v1",)}  # by family
-FAMILY = {"dqn": "dqn", "dqn-2core": "dqn", "sb3-dqn": "dqn", "sail-dqn": "dqn", "ddpg": "ddpg", "td3": "ddpg",
-          "sb3-ddpg": "ddpg"}
+FAMILY = {"dqn": "dqn", "dqn-2core": "dqn", "sb3-dqn": "dqn", "sail-dqn": "dqn", "rainbow": "dqn", "c51": "dqn",
+          "qr-dqn": "dqn", "ts-rainbow": "dqn", "ts-c51": "dqn", "ddpg": "ddpg", "td3": "ddpg", "sb3-ddpg": "ddpg"}
 COLORS = {"dqn": "tab:blue", "dqn-2core": "tab:purple", "sail-dqn": "tab:green", "sb3-dqn": "tab:orange", "ddpg": "tab:blue",
-          "td3": "tab:green", "sb3-ddpg": "tab:orange"}
+          "td3": "tab:green", "sb3-ddpg": "tab:orange", "rainbow": "tab:red", "c51": "tab:brown", "qr-dqn": "tab:pink",
+          "ts-rainbow": "tab:olive", "ts-c51": "tab:gray"}
 
 # rl-baselines3-zoo hyperparams/ddpg.yml, Pendulum-v1 entry (SB3's defaults for the rest: batch 256,
 # tau 0.005, one critic)
@@ -200,6 +213,76 @@ def run_sb3(algo: str, env_id: str, seed: int, eval_every: int, stop_at: float |
     )
 
 
+def run_tianshou(algo: str, env_id: str, seed: int, python: str, out_dir: Path) -> dict:
+    """Tianshou's Rainbow or C51 at the settings of fastrl's preset of the same name, in a
+    subprocess of ``python`` (an environment with tianshou installed); evaluated by fastrl's code."""
+    import dataclasses
+    import subprocess
+
+    cfg = preset(algo.removeprefix("ts-"), env_id)
+    out = out_dir / f"{algo}-{env_id}-{seed}.json"
+    cmd = [
+        python, str(Path(__file__).with_name("tianshou_baseline.py")), "--algo", algo.removeprefix("ts-"),
+        "--env", env_id, "--seed", str(seed), "--settings", json.dumps(dataclasses.asdict(cfg)),
+        "--eval-every", str(cfg.eval_every), "--stop-at", str(cfg.solved_threshold), "--out", str(out),
+    ]
+    subprocess.run(cmd, check=True)
+    r = json.loads(out.read_text())
+    final = math.nan  # the subprocess's policy is gone; the curve holds its evaluations
+    if r.get("unmatched"):
+        print(f"{algo}: settings Tianshou has no equivalent for: {r['unmatched']}", file=sys.stderr)
+    return summarize(env_id, algo, seed, r["evals"], r["steps"], r["train_seconds"], final, r["cpu_seconds"])
+
+
+def update_costs(repeats: int = 7, updates: int = 200) -> str:
+    """Median seconds per gradient step of each DQN-family head at the LunarLander preset's
+    network (128x128) and batch (64), against plain DQN timed alternately in the same run."""
+    import torch
+
+    from fastrl.agents import DQN
+    from fastrl.replay.batch import Batch
+
+    torch.set_num_threads(1)
+    base = preset("dqn", "LunarLander-v3")
+    rainbow = preset("rainbow", "LunarLander-v3")
+    heads = {
+        "dqn (double, scalar)": base,
+        "c51 (51 atoms)": with_overrides(base, {"distributional": "c51", "v_min": -100.0, "v_max": 100.0}),
+        "qr-dqn (32 quantiles)": with_overrides(base, {"distributional": "qr", "quantiles": 32}),
+        "qr-dqn (200 quantiles)": with_overrides(base, {"distributional": "qr", "quantiles": 200}),
+        "munchausen": with_overrides(base, {"munchausen": True}),
+        "noisy (scalar)": with_overrides(base, {"noisy": True}),
+        f"rainbow preset (batch {rainbow.batch_size})": rainbow,
+    }
+    rng = np.random.default_rng(0)
+    b = base.batch_size
+    terminated = rng.random(b) < 0.1
+    batch = Batch(
+        torch.as_tensor(rng.normal(size=(b, 8)).astype(np.float32)), torch.as_tensor(rng.integers(4, size=b)),
+        torch.as_tensor(rng.normal(size=b).astype(np.float32)), torch.as_tensor(rng.normal(size=(b, 8)).astype(np.float32)),
+        torch.as_tensor(terminated), torch.zeros(b, dtype=torch.bool), torch.arange(b), {}, torch.ones(b),
+        torch.full((b,), 0.99**3),
+    )
+    agents = {name: DQN((8,), 4, cfg, seed=0) for name, cfg in heads.items()}
+    times: dict[str, list[float]] = {n: [] for n in heads}
+    for _ in range(repeats):
+        for name, ag in agents.items():  # alternating: each sees the same machine load
+            for _ in range(10):
+                ag.update(batch)
+            t = time.perf_counter()
+            for _ in range(updates):
+                ag.update(batch)
+            times[name].append((time.perf_counter() - t) / updates)
+    dqn = statistics.median(times["dqn (double, scalar)"])
+    lines = [f"{'head':<30} {'us/update':>10} {'x dqn':>7}", "-" * 49]
+    for name in heads:
+        m = statistics.median(times[name])
+        lines.append(f"{name:<30} {m * 1e6:>10.0f} {m / dqn:>7.2f}")
+    lines.append(f"(LunarLander preset net {base.hidden_sizes}, batch {b}; median of {repeats} x {updates} updates, "
+                 f"one thread; torch {torch.__version__})")
+    return "\n".join(lines)
+
+
 def summarize(
     env_id: str,
     algo: str,
@@ -289,7 +372,7 @@ def report(rows: list[dict]) -> str:
         limit = f" within {MAX_EPISODES[env_id]} episodes" if env_id in MAX_EPISODES else ""
         limit += f" within {MAX_STEPS[env_id]} steps" if env_id in MAX_STEPS else ""
         of = {lib: [r for r in rows if r["env"] == env_id and r["lib"] == lib] for lib in ALGOS}
-        for lib in ("dqn", "dqn-2core", "sail-dqn", "ddpg", "td3"):
+        for lib in ("dqn", "dqn-2core", "sail-dqn", "rainbow", "c51", "qr-dqn", "ddpg", "td3"):
             ours = of[lib]
             if not ours:
                 continue
@@ -308,6 +391,22 @@ def report(rows: list[dict]) -> str:
                 f"  {env_id}: sail-dqn reaches the threshold on every seed dqn does "
                 f"(dqn seeds {d}, sail-dqn seeds {s_}) [{'PASS' if ok else 'FAIL'}]"
             )
+        if of["rainbow"] and env_id in FAMILY_TARGET_STEPS:
+            m, target = median(of["rainbow"], "steps_to"), FAMILY_TARGET_STEPS[env_id]
+            ok = m is not None and m <= target and all(map(reached, of["rainbow"]))
+            lines.append(f"  {env_id}: rainbow median steps to {thr:g}: {fmt(m, '.0f')} (target <= {target}, "
+                         f"3/3 seeds) [{'PASS' if ok else 'FAIL'}]")
+        if of["rainbow"] and of["dqn"] and env_id not in FAMILY_TARGET_STEPS:
+            a, b = median(of["rainbow"], "steps_to"), median(of["dqn"], "steps_to")
+            ok = a is not None and b is not None and a <= b
+            lines.append(f"  {env_id}: rainbow median steps to {thr:g} {fmt(a, '.0f')} vs dqn {fmt(b, '.0f')} "
+                         f"(target <=) [{'PASS' if ok else 'FAIL'}]")
+        for ours, theirs in (("rainbow", "ts-rainbow"), ("c51", "ts-c51")):
+            if of[ours] and of[theirs]:
+                a, b = median(of[ours], "time_to"), median(of[theirs], "time_to")
+                ok = a is not None and b is not None and a <= b / 4
+                lines.append(f"  {env_id}: median time to threshold {ours} {fmt(a, '.1f')} s vs Tianshou "
+                             f"{fmt(b, '.1f')} s (target <= 1/4) [{'PASS' if ok else 'FAIL'}]")
         for lib in ("dqn", "dqn-2core"):
             if not (of[lib] and of["sb3-dqn"]):
                 continue
@@ -384,7 +483,12 @@ def main() -> int:
     p.add_argument(
         "--report", metavar="JSON", help="only print the table of a saved bench_learning*.json"
     )
+    p.add_argument("--tianshou-python", default="python", help="a Python with tianshou 2.x (ts-* algos)")
+    p.add_argument("--update-cost", action="store_true", help="only time one update of each DQN-family head")
     args = p.parse_args()
+    if args.update_cost:
+        print(update_costs())
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.report:
@@ -405,7 +509,9 @@ def main() -> int:
         for env_id in dict.fromkeys(envs):
             for seed in args.seeds:  # seeds outer, algorithms inner: all see similar machine load
                 for algo in (a for a in algos if compatible(a, env_id)):
-                    if algo.startswith("sb3-"):
+                    if algo.startswith("ts-"):
+                        rows.append(run_tianshou(algo, env_id, seed, args.tianshou_python, Path(tmp)))
+                    elif algo.startswith("sb3-"):
                         if seed not in sb3_seeds:
                             continue
                         cfg = preset("dqn" if algo == "sb3-dqn" else "ddpg", env_id)

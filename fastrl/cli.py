@@ -4,6 +4,7 @@ fastrl train                              DQN on CartPole-v1 with its preset
 fastrl train dqn LunarLander-v3 --seed 1  another env, another seed
 fastrl train --set learning_rate=3e-4 --set dueling=true
 fastrl train sail-dqn CartPole-v1         SAIL-DQN (DQN with the self-imitation bonus)
+fastrl train rainbow LunarLander-v3       Rainbow; c51, qr-dqn for one distributional head
 fastrl train ddpg Pendulum-v1             DDPG; td3 for TD3
 fastrl train --resume runs/CartPole-v1-dqn-20250101-120000
 fastrl eval runs/CartPole-v1-dqn-20250101-120000 --episodes 20 --video
@@ -69,14 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         "TensorBoard events, metrics.csv, checkpoints and a PNG plot.",
         epilog=_fields_help(),
     )
-    t.add_argument(
-        "algo", nargs="?", default=None, help="algorithm: dqn, sail-dqn, ddpg or td3 (default: dqn, or --config's)"
-    )
+    t.add_argument("algo", nargs="?", default=None, help=f"algorithm: {', '.join(ALGOS)} (default: dqn, or --config's)")
     t.add_argument(
         "env_id",
         nargs="?",
         default=None,
-        help="gymnasium env id (default: CartPole-v1 for dqn / sail-dqn, Pendulum-v1 for ddpg / td3)",
+        help="gymnasium env id (default: CartPole-v1 for the DQN family, Pendulum-v1 for ddpg / td3)",
     )
     t.add_argument("--steps", type=int, help="total env steps (config total_steps)")
     t.add_argument("--seed", type=int, help="random seed")

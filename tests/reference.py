@@ -444,6 +444,79 @@ def snapshot(buf):
     return sd["state"], {k: v.copy() for k, v in sd["arrays"].items()}
 
 
+# ---------------------------------------------------------------- the DQN family's targets and losses (issue 17)
+
+
+def categorical_projection(probs, rewards, discounts, terminated, v_min, v_max):
+    """C51's projection, one sample and one atom at a time (float64): the shifted atom
+    ``r + discount * (1 - terminated) * z_j``, clipped to the support, gives its mass to the atoms
+    on either side in proportion to closeness, or all of it to the atom it lands on."""
+    probs = np.asarray(probs, dtype=np.float64)
+    b, n = probs.shape
+    dz = (v_max - v_min) / (n - 1)
+    m = np.zeros((b, n))
+    for i in range(b):
+        for j in range(n):
+            z = v_min + j * dz
+            tz = rewards[i] + (0.0 if terminated[i] else discounts[i]) * z
+            tz = min(max(tz, v_min), v_max)
+            pos = min(max((tz - v_min) / dz, 0.0), n - 1.0)  # in [0, n - 1] up to rounding
+            lo, hi = int(np.floor(pos)), int(np.ceil(pos))
+            if lo == hi:
+                m[i, lo] += probs[i, j]
+            else:
+                m[i, lo] += probs[i, j] * (hi - pos)
+                m[i, hi] += probs[i, j] * (pos - lo)
+    return m
+
+
+def quantile_huber_loss(quantiles, targets, kappa):
+    """QR-DQN's loss per sample, by the paper's sum: for each predicted quantile i (tau_i the
+    midpoint (2i + 1) / 2N) the mean over target samples j of |tau_i - [u < 0]| * L_kappa(u) / kappa,
+    u = T_j - theta_i (|tau_i - [u < 0]| * |u| for kappa 0)."""
+    quantiles = np.asarray(quantiles, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.float64)
+    b, n = quantiles.shape
+    out = np.zeros(b)
+    for s in range(b):
+        total = 0.0
+        for i in range(n):
+            tau = (2 * i + 1) / (2 * n)
+            acc = 0.0
+            for t in targets[s]:
+                u = t - quantiles[s, i]
+                if kappa == 0:
+                    loss = abs(u)
+                elif abs(u) <= kappa:
+                    loss = 0.5 * u * u / kappa
+                else:
+                    loss = (abs(u) - 0.5 * kappa)
+                acc += abs(tau - (1.0 if u < 0 else 0.0)) * loss
+            total += acc / len(targets[s])
+        out[s] = total
+    return out
+
+
+def munchausen_targets(q_obs, q_next, actions, rewards, discounts, terminated, alpha, tau, clip):
+    """The Munchausen-DQN target one sample at a time (float64), from its definition:
+    pi = softmax(q / tau), y = r + alpha * clip(tau * log pi(a|s), clip, 0)
+    + discount * (1 - terminated) * sum_b pi(b|s') (q(s', b) - tau * log pi(b|s'))."""
+
+    def log_softmax(x):
+        x = np.asarray(x, dtype=np.float64)
+        mx = max(x)
+        return x - mx - np.log(sum(np.exp(v - mx) for v in x))
+
+    y = np.empty(len(rewards))
+    for i in range(len(rewards)):
+        log_pi = log_softmax(np.asarray(q_obs[i], dtype=np.float64) / tau)
+        bonus = alpha * min(max(tau * log_pi[int(actions[i])], clip), 0.0)
+        log_pi_next = log_softmax(np.asarray(q_next[i], dtype=np.float64) / tau)
+        soft_v = sum(np.exp(lp) * (q - tau * lp) for lp, q in zip(log_pi_next, q_next[i]))
+        y[i] = rewards[i] + bonus + (0.0 if terminated[i] else discounts[i] * soft_v)
+    return y
+
+
 # ---------------------------------------------------------------- statistics over seeds (rliable's method)
 def iqm_slow(scores) -> float:
     """Interquartile mean, the long way: every score in one list, sorted, a quarter (rounded down)

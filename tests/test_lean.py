@@ -340,6 +340,11 @@ GRAPH_CASES = [
     dict(DQN_CASES[0], n_step=3),  # n-step discounts, hard copies outside the graph
     DQN_CASES[1],  # Polyak every step: the target update inside the graph
     dict(DQN_CASES[2], prioritized=True),  # PER weights
+    # the DQN family (issue 17): distributional losses, noise redrawn outside the graph
+    dict(DQN_CASES[1], distributional="c51", v_min=-5.0, v_max=5.0, atoms=11, prioritized=True),
+    dict(DQN_CASES[0], distributional="qr", quantiles=8, n_step=3),
+    dict(DQN_CASES[1], distributional="c51", noisy=True, dueling=True, n_step=3, prioritized=True),
+    dict(DQN_CASES[1], munchausen=True),
 ]
 
 
@@ -354,7 +359,7 @@ def test_cuda_graph_update_matches_eager(case):
     graphed.load_state_dict(eager.state_dict())
     g = torch.Generator().manual_seed(case)
     for i in range(60):
-        b = random_batch(g, n_step=case == 0, weights=case == 2, device="cuda")
+        b = random_batch(g, n_step=fields.get("n_step", 1) > 1, weights=fields.get("prioritized", False), device="cuda")
         me, mg = eager.update(b), graphed.update(b)
         for k in me:  # the same kernels; tight tolerances in case capture picks other cuBLAS kernels
             torch.testing.assert_close(mg[k], me[k], rtol=1e-5, atol=1e-6, msg=f"{k} at update {i}")
@@ -366,7 +371,8 @@ def test_cuda_graph_update_matches_eager(case):
     # metrics are copies: a later replay does not change what an earlier update returned
     m1 = graphed.update(b)
     v1 = m1["losses/td_loss"].clone()
-    graphed.update(random_batch(g, n_step=case == 0, weights=case == 2, device="cuda"))
+    graphed.update(random_batch(g, n_step=fields.get("n_step", 1) > 1, weights=fields.get("prioritized", False),
+                                device="cuda"))
     assert torch.equal(m1["losses/td_loss"], v1)
 
 

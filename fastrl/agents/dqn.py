@@ -1,5 +1,8 @@
-"""DQN (Mnih et al., 2015) with Double DQN, dueling heads, n-step targets, prioritized replay and
-SAIL (self-imitation advantage learning, Ferret et al., 2021) as options."""
+"""DQN (Mnih et al., 2015) and its family as options: Double DQN, dueling heads, n-step targets,
+prioritized replay, SAIL (self-imitation advantage learning, Ferret et al., 2021), distributional
+heads (C51, Bellemare et al., 2017; QR-DQN, Dabney et al., 2018), noisy nets (Fortunato et al.,
+2018) and Munchausen-DQN (Vieillard et al., 2020). Rainbow (Hessel et al., 2018) is C51 + noisy +
+dueling + Double + 3-step + PER (the ``rainbow`` name in the registry)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fastrl.agents.losses import categorical_projection, check_support, munchausen_target, quantile_huber_loss
 from fastrl.agents.nets import (
     QNetwork,
     adam,
@@ -85,6 +89,35 @@ class DQNConfig(TrainConfig):
     transitions whose episode has not ended yet (no G) get the plain target."""
     sail_alpha: float = 0.9
     """SAIL bonus weight (0 gives plain DQN)."""
+    distributional: Literal["none", "c51", "qr"] = "none"
+    """Distributional head: c51 (a categorical distribution over ``atoms`` fixed returns from v_min
+    to v_max, cross-entropy to the projected target) or qr (``quantiles`` quantiles, the quantile
+    Huber loss); Q is the distribution's mean. Not with sail or munchausen."""
+    atoms: int = 51
+    """C51: number of atoms of the support."""
+    v_min: float = -10.0
+    """C51: lowest return of the support."""
+    v_max: float = 10.0
+    """C51: highest return of the support (> v_min)."""
+    quantiles: int = 200
+    """QR-DQN: number of quantiles."""
+    qr_kappa: float = 1.0
+    """QR-DQN: Huber threshold of the quantile loss (0: the plain quantile loss)."""
+    noisy: bool = False
+    """Noisy nets: factorised Gaussian noisy linear layers in the head, new noise before each
+    update from the agent's own seeded generator; greedy evaluation uses the mean weights. Epsilon
+    is then 0 unless an epsilon field is set away from its default."""
+    noisy_sigma0: float = 0.5
+    """Noisy nets: initial noise scale sigma0 (sigma starts at sigma0 / sqrt(fan_in))."""
+    munchausen: bool = False
+    """Munchausen-DQN: the soft (log-sum-exp) target plus m_alpha * clip(m_tau * log pi(a|s),
+    m_clip, 0), pi = softmax(Q_target / m_tau). Scalar head and 1-step targets only."""
+    m_alpha: float = 0.9
+    """Munchausen: weight of the log-policy bonus."""
+    m_tau: float = 0.03
+    """Munchausen: entropy temperature (> 0)."""
+    m_clip: float = -1.0
+    """Munchausen: lower clip of the scaled log-policy (<= 0)."""
     cuda_graph: bool = False
     """CUDA only (ConfigError on another device): after 3 eager warm-up updates, capture the whole
     update (forward, loss, backward, clipping, capturable fused Adam step, and the target update
@@ -101,6 +134,31 @@ class DQNConfig(TrainConfig):
         check_bounds(self, ("max_grad_norm", "clip_grad_value", "per_alpha", "per_beta_start", "per_eps"), 0.0)
         check_bounds(self, ("target_update_interval", "n_step"), 1)
         check_schedule(self.make_schedule, "epsilon")
+        check_bounds(self, ("atoms", "quantiles"), 2)
+        check_bounds(self, ("qr_kappa",), 0.0)
+        check_bounds(self, ("noisy_sigma0",), 0.0, strict=True)
+        check_bounds(self, ("m_alpha",), 0.0, high=1.0)
+        check_bounds(self, ("m_tau",), 0.0, strict=True)
+        if self.distributional == "c51":
+            try:
+                check_support(self.v_min, self.v_max, self.atoms)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        if not self.m_clip <= 0.0:
+            raise ConfigError(f"m_clip must be <= 0, got {self.m_clip}")
+        if self.distributional != "none" and self.sail:
+            raise ConfigError(
+                f"sail adds a scalar bonus to the target; it has no distributional form: "
+                f"use sail with distributional=none (got {self.distributional})"
+            )
+        if self.munchausen:
+            for bad, why in (
+                (self.distributional != "none", f"a scalar head (got distributional={self.distributional})"),
+                (self.n_step > 1, f"1-step targets (got n_step={self.n_step}): the bonus is per step"),
+                (self.sail, "sail off (both change the target)"),
+            ):
+                if bad:
+                    raise ConfigError(f"munchausen needs {why}")
 
     def replay(self) -> ReplaySpec:
         """The replay this agent's update needs: n-step sums, prioritized replay, episode returns (SAIL)."""
@@ -116,6 +174,9 @@ class DQNConfig(TrainConfig):
         )
 
     def make_schedule(self) -> Schedule:
+        """Epsilon's schedule (constant 0 with noisy nets unless an epsilon field was set)."""
+        if self.noisy and all(getattr(self, f) == _EPSILON_DEFAULTS[f] for f in _EPSILON_DEFAULTS):
+            return Schedule(kind="constant", start=0.0, end=0.0, duration=1, decay=1.0, unit=self.epsilon_unit)
         return Schedule(
             kind=self.epsilon_schedule,
             start=self.epsilon_start,
@@ -124,6 +185,12 @@ class DQNConfig(TrainConfig):
             decay=self.epsilon_decay,
             unit=self.epsilon_unit,
         )
+
+
+_EPSILON_DEFAULTS = {
+    f: getattr(DQNConfig, f)
+    for f in ("epsilon_schedule", "epsilon_start", "epsilon_end", "epsilon_duration", "epsilon_decay")
+}
 
 
 class DQN:
@@ -150,10 +217,14 @@ class DQN:
         network: torch.nn.Module | None = None,
     ) -> None:
         self.config = cfg = config if config is not None else DQNConfig()
+        cfg.check()
         self.device = torch.device(device)
         self.n_actions = int(n_actions)
+        self.atoms = {"none": 1, "c51": cfg.atoms, "qr": cfg.quantiles}[cfg.distributional]
         if network is None:
-            network = QNetwork(obs_shape, n_actions, cfg.hidden_sizes, cfg.dueling, pixels)
+            network = QNetwork(
+                obs_shape, n_actions, cfg.hidden_sizes, cfg.dueling, pixels, self.atoms, cfg.noisy, cfg.noisy_sigma0
+            )
         if cfg.cuda_graph and self.device.type != "cuda":
             raise ConfigError(
                 f"cuda_graph=True needs a CUDA device, but the agent is on {self.device}; "
@@ -171,6 +242,16 @@ class DQN:
         self.rng = np.random.default_rng(seed)
         self.updates = 0
         self._q_y: tuple[torch.Tensor, torch.Tensor] | None = None  # Q(s, a) and y of the last update
+        self._per_sample: torch.Tensor | None = None  # the last update's distributional loss per sample
+        self.noise_rng: torch.Generator | None = None
+        if cfg.noisy:
+            if not hasattr(self.q, "reset_noise"):
+                raise ConfigError("noisy=True needs a network with reset_noise(generator) and set_noise(on)")
+            self.noise_rng = torch.Generator(self.device)
+            self.noise_rng.manual_seed(int(self.rng.integers(2**63)))
+            self.reset_noise()
+        if cfg.distributional == "c51":
+            self.support = torch.linspace(cfg.v_min, cfg.v_max, cfg.atoms, device=self.device)
 
     @classmethod
     def from_spaces(cls, obs_space: Any, action_space: Any, config: DQNConfig, device: Any, seed: int | None) -> DQN:
@@ -219,16 +300,39 @@ class DQN:
             random_actions = self.rng.integers(self.n_actions, size=n)
             if random_mask.all():
                 return random_actions
-        actions = self.greedy(obs)
+        actions = self._argmax(obs, noise=True)
         if explore and random_mask.any():
             actions = np.where(random_mask, random_actions, actions)
         return actions
 
-    @torch.inference_mode()
     def greedy(self, obs: np.ndarray) -> np.ndarray:
-        """argmax_a Q(obs, a) as ``int64[N]``."""
+        """argmax_a Q(obs, a) as ``int64[N]`` (noisy nets: with the mean weights)."""
+        return self._argmax(obs, noise=False)
+
+    @torch.inference_mode()
+    def _argmax(self, obs: np.ndarray, noise: bool) -> np.ndarray:
         x = torch.as_tensor(obs, device=self.device)
-        return self.q(x).argmax(dim=1).cpu().numpy()
+        if self.noise_rng is None:
+            return self.q_values(self.q(x)).argmax(dim=1).cpu().numpy()
+        self.q.set_noise(noise)  # type: ignore[operator]
+        try:
+            return self.q_values(self.q(x)).argmax(dim=1).cpu().numpy()
+        finally:
+            self.q.set_noise(True)  # type: ignore[operator]
+
+    def q_values(self, out: torch.Tensor) -> torch.Tensor:
+        """Q-values ``[B, A]`` from the network's output: itself, the mean of C51's distribution
+        (softmax of the logits ``[B, A, atoms]`` times the support) or of QR's quantiles."""
+        if self.atoms == 1:
+            return out
+        if self.config.distributional == "c51":
+            return torch.softmax(out, dim=2) @ self.support
+        return out.mean(dim=2)
+
+    def reset_noise(self) -> None:
+        """New noise for the online and the target network (noisy nets), from ``noise_rng``."""
+        self.q.reset_noise(self.noise_rng)  # type: ignore[operator]
+        self.q_target.reset_noise(self.noise_rng)  # type: ignore[operator]
 
     # ------------------------------------------------------------------ learning
     def td_target(self, batch: Batch, q_next_online: torch.Tensor | None = None) -> torch.Tensor:
@@ -282,35 +386,97 @@ class DQN:
         bonus = self.config.sail_alpha * (torch.maximum(extras["returns"].float(), q_sa) - v)
         return torch.where(extras["has_return"], bonus, torch.zeros_like(bonus))
 
+    def distributional_target(self, batch: Batch, out_next_online: torch.Tensor | None = None) -> torch.Tensor:
+        """The target distribution of C51 (``float32[B, atoms]``: the next state's distribution
+        under the target network, projected by :func:`~fastrl.agents.losses.categorical_projection`)
+        or of QR-DQN (``float32[B, quantiles]``: ``r + discount * (1 - terminated) * theta(s', a*)``).
+        ``a*`` maximises the mean of the online network's output (Double DQN; ``out_next_online``
+        may be passed in) or of the target network's."""
+        cfg = self.config
+        with torch.no_grad():
+            out_next = self.q_target(batch.next_observations)  # [B, A, atoms]
+            if cfg.double_dqn:
+                if out_next_online is None:
+                    out_next_online = self.q(batch.next_observations)
+                a_star = self.q_values(out_next_online).argmax(dim=1)
+            else:
+                a_star = self.q_values(out_next).argmax(dim=1)
+            next_sa = out_next.gather(1, a_star.view(-1, 1, 1).expand(-1, 1, self.atoms)).squeeze(1)
+            discount = getattr(batch, "discounts", None)
+            if discount is None:
+                discount = cfg.gamma
+            if cfg.distributional == "c51":
+                probs = torch.softmax(next_sa, dim=1)
+                return categorical_projection(probs, batch.rewards, discount, batch.terminated, cfg.v_min, cfg.v_max)
+            bootstrap = (~batch.terminated).float() * discount
+            return batch.rewards.float().unsqueeze(1) + bootstrap.unsqueeze(1) * next_sa
+
+    def munchausen_target(self, batch: Batch) -> torch.Tensor:
+        """The Munchausen-DQN target ``float32[B]`` (:func:`~fastrl.agents.losses.munchausen_target`)
+        from the target network at s and s' (one pass over both)."""
+        cfg = self.config
+        with torch.no_grad():
+            b = batch.observations.shape[0]
+            q_t = self.q_target(torch.cat([batch.observations, batch.next_observations]))
+            discount = getattr(batch, "discounts", None)
+            return munchausen_target(
+                q_t[:b],
+                q_t[b:],
+                batch.actions,
+                batch.rewards,
+                cfg.gamma if discount is None else discount,
+                batch.terminated,
+                cfg.m_alpha,
+                cfg.m_tau,
+                cfg.m_clip,
+            )
+
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step on ``batch``; returns 0-d tensors ``losses/td_loss``, ``losses/q_values``
-        (call ``float()`` only when logging: it waits for the device)."""
+        (call ``float()`` only when logging: it waits for the device). Noisy nets draw new noise
+        for both networks first."""
+        if self.noise_rng is not None:
+            self.reset_noise()
         if self._graph is not None:
-            loss, q, y, target_updated = self._graph.run(batch)
+            loss, q, y, per_sample, target_updated = self._graph.run(batch)
         else:
-            loss, q, y = self._learn(batch)
+            loss, q, y, per_sample = self._learn(batch)
             target_updated = False
         self.updates += 1
         if self.updates % self.config.target_update_interval == 0 and not target_updated:
             self.update_target()
         self._q_y = q, y
+        self._per_sample = per_sample
         return {"losses/td_loss": loss, "losses/q_values": q.mean()}
 
-    def _learn(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Loss, backward, clipping, Adam step: (loss, Q(s, a), target y), all detached."""
+    def _learn(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Loss, backward, clipping, Adam step: (loss, Q(s, a), target y, the distributional loss
+        per sample or None), all detached."""
         cfg = self.config
         b = batch.observations.shape[0]
-        if cfg.double_dqn:  # one forward pass of the online network over s and s'
-            q_all = self.q(torch.cat([batch.observations, batch.next_observations]))
-            q_obs, q_next_online = q_all[:b], q_all[b:].detach()
+        if cfg.double_dqn and not cfg.munchausen:  # one forward pass of the online network over s and s'
+            out = self.q(torch.cat([batch.observations, batch.next_observations]))
+            out_obs, out_next_online = out[:b], out[b:].detach()
         else:
-            q_obs, q_next_online = self.q(batch.observations), None
-        y = self.td_target(batch, q_next_online)
-        q = q_obs.gather(1, batch.actions.long().view(-1, 1)).squeeze(1)
-        if cfg.loss == "huber":
-            per_sample = F.smooth_l1_loss(q, y, reduction="none")
+            out_obs, out_next_online = self.q(batch.observations), None
+        a = batch.actions.long()
+        if self.atoms == 1:
+            q = out_obs.gather(1, a.view(-1, 1)).squeeze(1)
+            if cfg.munchausen:
+                y = self.munchausen_target(batch)
+            else:
+                y = self.td_target(batch, out_next_online)
+            per_sample = F.smooth_l1_loss(q, y, reduction="none") if cfg.loss == "huber" else (q - y).square()
+            dist_loss = None
         else:
-            per_sample = (q - y).square()
+            pred = out_obs.gather(1, a.view(-1, 1, 1).expand(-1, 1, self.atoms)).squeeze(1)  # [B, atoms]
+            y = self.distributional_target(batch, out_next_online)
+            if cfg.distributional == "c51":  # cross-entropy to the projected target
+                per_sample = -(y * torch.log_softmax(pred, dim=1)).sum(dim=1)
+            else:
+                per_sample = quantile_huber_loss(pred, y, cfg.qr_kappa)
+            q = self.q_values(pred.detach().unsqueeze(1)).squeeze(1)
+            dist_loss = per_sample.detach()
         weights = getattr(batch, "weights", None)
         loss = (per_sample * weights).mean() if weights is not None else per_sample.mean()
 
@@ -318,14 +484,17 @@ class DQN:
         loss.backward()
         clip_grads_(self._params, cfg.max_grad_norm, cfg.clip_grad_value)
         step_(self.optimizer)
-        return loss.detach(), q.detach(), y
+        return loss.detach(), q.detach(), y, dist_loss
 
     @property
     def td_abs(self) -> torch.Tensor | None:
-        """|TD error| of the last update's batch, ``float32[B]`` (new priorities for PER); computed
-        when asked."""
+        """New priorities for PER of the last update's batch, ``float32[B]``: |TD error| (computed
+        when asked), or the per-sample loss of a distributional head (C51's cross-entropy, QR's
+        quantile Huber loss)."""
         if self._graph is not None and self._graph.td_abs is not None and self._graph.replayed:
             return self._graph.td_abs  # computed in the graph (prioritized replay)
+        if self._per_sample is not None:
+            return self._per_sample
         if self._q_y is None:
             return None
         q, y = self._q_y
@@ -350,10 +519,17 @@ class DQN:
     """The attributes whose state_dict() a checkpoint holds (with the generator and update count)."""
 
     def state_dict(self) -> dict[str, Any]:
-        return agent_state(self, self._STATE)
+        state = agent_state(self, self._STATE)
+        if self.noise_rng is not None:
+            state["noise_rng"] = self.noise_rng.get_state()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.noise_rng is not None and "noise_rng" not in state:
+            raise ValueError("this agent has noisy nets but the state has no noise_rng (not a noisy-net agent's)")
         load_agent_state(self, self._STATE, state)
+        if self.noise_rng is not None:
+            self.noise_rng.set_state(state["noise_rng"].cpu())
         if self._graph is not None:
             self._graph = _GraphedUpdate(self)  # the graph read the old optimizer state tensors
 
@@ -372,16 +548,16 @@ class _GraphedUpdate:
         self.agent = agent
         self.static: Batch | None = None
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.out: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
         self.td_abs: torch.Tensor | None = None  # |q - y| captured too with prioritized replay
         self.replayed = False  # whether the last call replayed the graph
         self.warmups = 0
         self.stream = torch.cuda.Stream(agent.device)
         self.with_target = agent.config.target_update_interval == 1
 
-    def run(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
-        """(loss, Q(s, a), y, whether the target network was updated); Q and y are the static
-        outputs, overwritten by the next call."""
+    def run(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
+        """(loss, Q(s, a), y, the distributional loss per sample or None, whether the target
+        network was updated); all but the loss are the static outputs, overwritten by the next call."""
         if self.static is None:
             self.static = _map_batch(batch, lambda x: torch.empty_like(x, device=self.agent.device))
         if batch is not self.static:
@@ -391,23 +567,24 @@ class _GraphedUpdate:
             self.warmups += 1
             self.stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(self.stream):
-                loss, q, y = self.agent._learn(self.static)
+                loss, q, y, per_sample = self.agent._learn(self.static)
             torch.cuda.current_stream().wait_stream(self.stream)
-            return loss, q, y, False
+            return loss, q, y, per_sample, False
         if self.graph is None:
             self.graph = torch.cuda.CUDAGraph()
             clear_grads_(self.agent.optimizer)  # backward allocates the gradients in the graph's pool
             with torch.cuda.graph(self.graph):
                 self.out = self.agent._learn(self.static)
                 if self.agent.config.prioritized:
-                    self.td_abs = (self.out[1] - self.out[2]).abs()
+                    per_sample = self.out[3]
+                    self.td_abs = per_sample if per_sample is not None else (self.out[1] - self.out[2]).abs()
                 if self.with_target:
                     self.agent.update_target()
         self.graph.replay()
         self.replayed = True
         assert self.out is not None
-        loss, q, y = self.out
-        return loss.clone(), q, y, self.with_target
+        loss, q, y, per_sample = self.out
+        return loss.clone(), q, y, per_sample, self.with_target
 
 
 def _map_batch(batch: Batch, fn: Any) -> Batch:

@@ -1,5 +1,6 @@
-"""Networks and their upkeep: Q-networks (MLP or Nature CNN torso, plain or dueling head), the
-deterministic actor and Q(s, a) critics of DDPG / TD3, Adam with the fused kernel, Polyak updates."""
+"""Networks and their upkeep: Q-networks (MLP or Nature CNN torso, plain or dueling head, scalar or
+distributional outputs, plain or noisy linear layers), the deterministic actor and Q(s, a) critics
+of DDPG / TD3, Adam with the fused kernel, Polyak updates."""
 
 from __future__ import annotations
 
@@ -11,15 +12,58 @@ import torch
 from torch import nn
 
 
-def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int | None = None) -> nn.Sequential:
-    """Linear + ReLU layers of the given widths, then a final Linear to ``out_dim`` (if given)."""
+def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int | None = None, linear: Any = nn.Linear) -> nn.Sequential:
+    """Linear + ReLU layers of the given widths, then a final Linear to ``out_dim`` (if given);
+    ``linear(in, out)`` makes each linear layer (:class:`NoisyLinear` for a noisy head)."""
     layers: list[nn.Module] = []
     for h in hidden_sizes:
-        layers += [nn.Linear(in_dim, int(h)), nn.ReLU()]
+        layers += [linear(in_dim, int(h)), nn.ReLU()]
         in_dim = int(h)
     if out_dim is not None:
-        layers.append(nn.Linear(in_dim, out_dim))
+        layers.append(linear(in_dim, out_dim))
     return nn.Sequential(*layers)
+
+
+class NoisyLinear(nn.Module):
+    """A linear layer with factorised Gaussian noise on its weights (Fortunato et al., 2018):
+    ``y = (mu_w + sigma_w * (f(e_out) f(e_in)^T)) x + mu_b + sigma_b * f(e_out)``, ``f(e) = sign(e)
+    sqrt(|e|)``, ``e ~ N(0, 1)``. ``mu`` starts at U(-1/sqrt(in), 1/sqrt(in)), ``sigma`` at
+    ``sigma0 / sqrt(in)``.
+
+    The noise lives in two buffers (so it is in ``state_dict`` and checkpoints) and changes only
+    when :meth:`reset_noise` draws it from the generator it is given. With ``noise_on`` false the
+    layer uses the mean weights ``mu`` (greedy evaluation).
+    """
+
+    def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5) -> None:
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        bound = 1.0 / math.sqrt(self.in_features)
+        self.weight_mu = nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))
+        self.weight_sigma = nn.Parameter(torch.full((out_features, in_features), sigma0 * bound))
+        self.bias_mu = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
+        self.bias_sigma = nn.Parameter(torch.full((out_features,), sigma0 * bound))
+        self.eps_in: torch.Tensor
+        self.eps_out: torch.Tensor
+        self.register_buffer("eps_in", torch.zeros(in_features))
+        self.register_buffer("eps_out", torch.zeros(out_features))
+        self.noise_on = True
+
+    @torch.no_grad()
+    def reset_noise(self, generator: torch.Generator | None = None) -> None:
+        """New noise ``f(e)`` for both factors, drawn from ``generator``."""
+        for eps in (self.eps_in, self.eps_out):
+            eps.normal_(generator=generator)
+            eps.copy_(eps.sign() * eps.abs().sqrt())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.noise_on:
+            return nn.functional.linear(x, self.weight_mu, self.bias_mu)
+        weight = self.weight_mu + self.weight_sigma * torch.outer(self.eps_out, self.eps_in)
+        return nn.functional.linear(x, weight, self.bias_mu + self.bias_sigma * self.eps_out)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
 
 
 class NatureCNN(nn.Module):
@@ -55,11 +99,14 @@ class NatureCNN(nn.Module):
 
 
 class QNetwork(nn.Module):
-    """Q-values ``float32[B, n_actions]`` from observations ``[B, *obs_shape]``.
+    """Q-values ``float32[B, n_actions]`` (or ``float32[B, n_actions, atoms]`` with ``atoms > 1``:
+    the logits of C51 or the quantiles of QR-DQN per action) from observations ``[B, *obs_shape]``.
 
     The torso is the Nature CNN when ``pixels`` is true, otherwise an MLP over the flattened
     observation. With ``dueling`` the head is V(s) + A(s, a) - mean_a A(s, a) (Wang et al., 2016),
-    each stream a hidden layer of ``hidden_sizes[-1]`` units.
+    each stream a hidden layer of ``hidden_sizes[-1]`` units (per atom with ``atoms > 1``). With
+    ``noisy`` the head's linear layers are :class:`NoisyLinear` (``sigma0``): each stream's, or,
+    without dueling, the last hidden layer and the output layer.
     """
 
     def __init__(
@@ -69,31 +116,44 @@ class QNetwork(nn.Module):
         hidden_sizes: Sequence[int] = (128, 128),
         dueling: bool = False,
         pixels: bool = False,
+        atoms: int = 1,
+        noisy: bool = False,
+        sigma0: float = 0.5,
     ) -> None:
         super().__init__()
         hidden_sizes = tuple(int(h) for h in hidden_sizes)
+        self.n_actions, self.atoms = int(n_actions), int(atoms)
+        split = dueling or noisy  # the last hidden layer belongs to the head's stream(s)
         if pixels:
             self.torso: nn.Module = NatureCNN(obs_shape)
             feat = self.torso.out_dim
             stream = [] if not hidden_sizes else [hidden_sizes[-1]]
+            if not split:
+                stream = []
         else:
             in_dim = math.prod(int(s) for s in obs_shape)
-            trunk = hidden_sizes[:-1] if dueling and hidden_sizes else hidden_sizes
+            trunk = hidden_sizes[:-1] if split and hidden_sizes else hidden_sizes
             body = mlp(in_dim, trunk)
             self.torso = nn.Sequential(nn.Flatten(), body)
             feat = trunk[-1] if trunk else in_dim
-            stream = list(hidden_sizes[-1:]) if dueling else []
+            stream = list(hidden_sizes[-1:]) if split else []
         self.dueling = bool(dueling)
         self.pixels = bool(pixels)
+        linear: Any = (lambda i, o: NoisyLinear(i, o, sigma0)) if noisy else nn.Linear
+        out = self.n_actions * self.atoms
+        self.head: nn.Module
         if dueling:
-            self.value = mlp(feat, stream, 1)
-            self.advantage = mlp(feat, stream, n_actions)
+            self.value = mlp(feat, stream, self.atoms, linear)
+            self.advantage = mlp(feat, stream, out, linear)
+        elif noisy:
+            self.head = mlp(feat, stream, out, linear)
         else:
-            self.head = nn.Linear(feat, n_actions)
+            self.head = nn.Linear(feat, out)
+        self.noisy_layers: tuple[NoisyLinear, ...] = tuple(m for m in self.modules() if isinstance(m, NoisyLinear))
         # The plain MLP's layers without their containers (Flatten, Sequential: ~2 us of Python
         # per module call), for forward; the modules stay where they are (same state_dict keys).
         self._layers: tuple[nn.Module, ...] | None = None
-        if not pixels and not dueling:
+        if not pixels and not dueling and not noisy:
             self._layers = (*body, self.head)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -103,12 +163,26 @@ class QNetwork(nn.Module):
             x = obs if obs.dim() == 2 else obs.flatten(1)
             for layer in self._layers:
                 x = layer(x)
-            return x
+            return x if self.atoms == 1 else x.view(-1, self.n_actions, self.atoms)
         z = self.torso(obs)
         if self.dueling:
             a = self.advantage(z)
-            return self.value(z) + a - a.mean(dim=1, keepdim=True)
-        return self.head(z)
+            v = self.value(z)
+            if self.atoms > 1:
+                a, v = a.view(-1, self.n_actions, self.atoms), v.view(-1, 1, self.atoms)
+            return v + a - a.mean(dim=1, keepdim=True)
+        x = self.head(z)
+        return x if self.atoms == 1 else x.view(-1, self.n_actions, self.atoms)
+
+    def reset_noise(self, generator: torch.Generator | None = None) -> None:
+        """New noise in every :class:`NoisyLinear` layer (none without ``noisy``)."""
+        for layer in self.noisy_layers:
+            layer.reset_noise(generator)
+
+    def set_noise(self, on: bool) -> None:
+        """Noisy weights (``on``) or the mean weights in every :class:`NoisyLinear` layer."""
+        for layer in self.noisy_layers:
+            layer.noise_on = on
 
 
 def final_layer_uniform_(layer: nn.Linear, bound: float) -> nn.Linear:

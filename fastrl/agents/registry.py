@@ -1,6 +1,7 @@
 """Agents, one file each. ``ALGOS`` maps a CLI name to its :class:`Algo`: the config class, the agent
-class and the config defaults that make the name (``sail-dqn`` is DQN with ``sail=True``, ``td3``
-is DDPG with the TD3 options on)."""
+class and the config defaults that make the name (``sail-dqn`` is DQN with ``sail=True``; ``c51`` and
+``qr-dqn`` DQN with a distributional head; ``rainbow`` DQN with six options; ``td3`` DDPG with the
+TD3 options on)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,16 @@ class Algo(NamedTuple):
 ALGOS: dict[str, Algo] = {
     "dqn": Algo(DQNConfig, DQN),
     "sail-dqn": Algo(DQNConfig, DQN, {"sail": True}),
+    "c51": Algo(DQNConfig, DQN, {"distributional": "c51"}),
+    "qr-dqn": Algo(DQNConfig, DQN, {"distributional": "qr"}),
+    # Rainbow (Hessel et al., 2018): C51 + noisy nets + dueling + Double DQN + 3-step + PER; the
+    # paper's other settings (PER alpha 0.5, Adam's step and epsilon, the support) are adapted per
+    # preset, so that changing one of them keeps the name.
+    "rainbow": Algo(
+        DQNConfig,
+        DQN,
+        {"distributional": "c51", "noisy": True, "dueling": True, "double_dqn": True, "n_step": 3, "prioritized": True},
+    ),
     "ddpg": Algo(DDPGConfig, DDPG),
     "td3": Algo(
         DDPGConfig,
