@@ -58,6 +58,8 @@ FINAL_EVAL_SEED = 987_654
 # dqn-2core: the dqn preset with concurrent=true (a collector process steps the envs)
 ALGOS = ("dqn", "dqn-2core", "sb3-dqn", "sail-dqn", "rainbow", "c51", "qr-dqn", "ts-rainbow", "ts-c51", "ddpg",
          "td3", "sb3-ddpg")
+# stopped at the bench threshold (200 / 475), as their Tianshou counterparts are: the time to it is the figure
+STOP_AT_THRESHOLD = ("rainbow", "c51", "qr-dqn")
 FAMILY_TARGET_STEPS = {"LunarLander-v3": 60_000}  # issue 17: rainbow's median steps to 200
 ENVS = {"dqn": ("CartPole-v1", "LunarLander-v3"), "ddpg": ("Pendulum-v1",)}  # by family
 FAMILY = {"dqn": "dqn", "dqn-2core": "dqn", "sb3-dqn": "dqn", "sail-dqn": "dqn", "rainbow": "dqn", "c51": "dqn",
@@ -123,6 +125,8 @@ def run_fastrl(algo: str, env_id: str, seed: int, out_dir: Path) -> dict:
     over: dict[str, Any] = {"seed": seed, "runs_dir": str(out_dir)}
     if algo == "dqn-2core":
         over["concurrent"] = True
+    if algo in STOP_AT_THRESHOLD:
+        over["solved_threshold"] = THRESHOLD[env_id]
     cfg = with_overrides(preset(algo.removesuffix("-2core"), env_id), over)
     trainer = Trainer(cfg, algo=algo.removesuffix("-2core"), progress=False, tensorboard=False)
     evaluate_, eval_cpu = trainer._evaluate, [0.0]
@@ -224,7 +228,7 @@ def run_tianshou(algo: str, env_id: str, seed: int, python: str, out_dir: Path) 
     cmd = [
         python, str(Path(__file__).with_name("tianshou_baseline.py")), "--algo", algo.removeprefix("ts-"),
         "--env", env_id, "--seed", str(seed), "--settings", json.dumps(dataclasses.asdict(cfg)),
-        "--eval-every", str(cfg.eval_every), "--stop-at", str(cfg.solved_threshold), "--out", str(out),
+        "--eval-every", str(cfg.eval_every), "--stop-at", str(THRESHOLD[env_id]), "--out", str(out),
     ]
     subprocess.run(cmd, check=True)
     r = json.loads(out.read_text())
@@ -484,6 +488,7 @@ def main() -> int:
         "--report", metavar="JSON", help="only print the table of a saved bench_learning*.json"
     )
     p.add_argument("--tianshou-python", default="python", help="a Python with tianshou 2.x (ts-* algos)")
+    p.add_argument("--ts-seeds", nargs="+", type=int, help="seeds of the Tianshou runs (default: --seeds)")
     p.add_argument("--update-cost", action="store_true", help="only time one update of each DQN-family head")
     args = p.parse_args()
     if args.update_cost:
@@ -510,6 +515,8 @@ def main() -> int:
             for seed in args.seeds:  # seeds outer, algorithms inner: all see similar machine load
                 for algo in (a for a in algos if compatible(a, env_id)):
                     if algo.startswith("ts-"):
+                        if seed not in (args.ts_seeds if args.ts_seeds is not None else args.seeds):
+                            continue
                         rows.append(run_tianshou(algo, env_id, seed, args.tianshou_python, Path(tmp)))
                     elif algo.startswith("sb3-"):
                         if seed not in sb3_seeds:

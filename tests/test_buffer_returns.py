@@ -379,6 +379,7 @@ def test_bad_episode_returns_gamma(g, exc):
         fastrl.ReplayBuffer(8, episode_returns_gamma=g)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_nstep_to_cuda():
     buf, model = make(16, 2, gamma=0.9)

@@ -5,6 +5,7 @@ import multiprocessing
 
 import numpy as np
 import pytest
+import torch
 
 from fastrl.training.collector import CollectorError, RateLimiter
 from fastrl.config import ConfigError, with_overrides
@@ -194,3 +195,24 @@ def test_concurrent_with_async_vector_envs(tmp_path):
               progress=False)
     assert r.env_steps == 200
     assert multiprocessing.active_children() == []
+
+
+def test_collector_of_a_cuda_graph_learner_acts_without_the_graph(tmp_path):
+    """A learner with cuda_graph=True hands its config to the collector, whose agent is on the CPU:
+    it must build that agent without the graph (it failed with "cuda_graph=True needs a CUDA
+    device" in the child). The learner's own agent here is a CPU one; only the config says graph."""
+    t = Trainer(tiny(concurrent=True, total_steps=200), run_dir=tmp_path / "run", progress=False, tensorboard=False)
+    t.cfg = with_overrides(t.cfg, {"cuda_graph": True})  # what a GPU learner's config holds
+    try:
+        r = t.train()
+    finally:
+        t.close()
+    assert r.env_steps == 200
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_concurrent_run_with_a_cuda_graph_learner(tmp_path):
+    r = train(tiny(concurrent=True, device="cuda", cuda_graph=True, train_freq=1, gradient_steps=1),
+              run_dir=tmp_path / "run", progress=False)
+    assert r.env_steps == 300

@@ -358,6 +358,7 @@ def test_preset_smoke_run(tmp_path, algo, env_id):
         t.close()
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_update_matches_cpu():
     a = agent(twin_critics=True, target_policy_noise=0.0)

@@ -234,6 +234,7 @@ def test_schedule_rejects_bad_parameters(kwargs):
         Schedule(**kwargs)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_update_on_cuda_matches_cpu():
     cpu = DQN((4,), 2, DQNConfig(hidden_sizes=(16,)), seed=0)

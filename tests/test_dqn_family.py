@@ -301,7 +301,8 @@ def test_algorithm_names():
     assert algo_of(cfg) == "rainbow"
     assert algo_of(default_config("c51")) == "c51"
     assert algo_of(default_config("qr-dqn")) == "qr-dqn"
-    assert preset("rainbow", "LunarLander-v3").make_schedule().value == 0.0  # the noise explores
+    assert preset("rainbow", "CartPole-v1").make_schedule().value == 0.0  # the noise explores
+    assert preset("rainbow", "LunarLander-v3").make_schedule().value == 1.0  # its preset sets epsilon too
     out = subprocess.run([sys.executable, "-P", "-m", "fastrl", "train", "--help"], capture_output=True, text=True,
                          check=True).stdout
     for name in ("rainbow", "c51", "qr-dqn"):

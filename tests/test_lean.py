@@ -408,6 +408,33 @@ def test_cuda_graph_rejects_a_batch_of_another_shape():
         a.update(small)
 
 
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("dueling", [False, True])
+def test_cuda_graph_nature_cnn_on_uint8_frames_matches_eager(dueling):
+    """The Nature CNN in the graph, frames uint8 on the device and scaled inside the captured
+    forward (the pixel path), with and without the dueling head."""
+    shape, n = (4, 84, 84), 6
+    fields = dict(hidden_sizes=(64,), dueling=dueling, target_update_interval=5, learning_rate=1e-4)
+    torch.manual_seed(0)
+    eager = DQN(shape, n, DQNConfig(**fields), device="cuda", pixels=True, seed=0)
+    graphed = DQN(shape, n, DQNConfig(**fields, cuda_graph=True), device="cuda", pixels=True, seed=0)
+    graphed.load_state_dict(eager.state_dict())
+    g = torch.Generator().manual_seed(1)
+    for i in range(12):
+        obs = torch.randint(0, 256, (8, *shape), generator=g, dtype=torch.uint8)
+        nxt = torch.randint(0, 256, (8, *shape), generator=g, dtype=torch.uint8)
+        b = Batch(obs.cuda(), torch.randint(0, n, (8,), generator=g).cuda(), torch.randn(8, generator=g).cuda(),
+                  nxt.cuda(), (torch.rand(8, generator=g) < 0.2).cuda(), torch.zeros(8, dtype=torch.bool).cuda(),
+                  torch.arange(8).cuda(), {})
+        me, mg = eager.update(b), graphed.update(b)
+        torch.testing.assert_close(mg["losses/td_loss"], me["losses/td_loss"], rtol=1e-4, atol=1e-5,
+                                   msg=f"update {i}")
+    assert graphed._graph is not None and graphed._graph.graph is not None
+    for p, q in zip(eager.q.parameters(), graphed.q.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5)
+
+
 def test_lean_adam_keeps_its_own_capturable_flag_when_loading():
     """A checkpoint of a CUDA-graph run (capturable=True) resumes on an eager / CPU agent."""
     torch.manual_seed(0)

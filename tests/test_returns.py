@@ -293,6 +293,7 @@ def test_non_contiguous_inputs_are_read_correctly():
     np.testing.assert_allclose(got, want)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_tensor_is_rejected():
     r = torch.zeros(4, device="cuda")

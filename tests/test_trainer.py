@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from fastrl.agents.dqn import DQN
 from fastrl.training import checkpoint
+from fastrl.training.device import config_for_device, resolve_device
+from fastrl.training.evaluation import load_agent
 from fastrl.replay.buffer import ReplayBuffer
 from fastrl.config import ConfigError, with_overrides
 from fastrl.agents.presets import PRESETS, preset
@@ -286,10 +289,60 @@ def test_frame_stack_and_dueling_run(tmp_path):
     assert r.env_steps == 200
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_smoke_run(tmp_path):
     r = train(tiny(device="cuda"), run_dir=tmp_path / "run", progress=False)
     assert r.env_steps == 300
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("extra", [{}, dict(prioritized=True, n_step=3), dict(env_id="LunarLander-v3")])
+def test_cuda_graph_run_on_prefetched_batches(tmp_path, extra):
+    """The GPU path end to end: CUDA-graph updates on batches prefetched into pinned memory
+    (uniform, prioritized n-step; LunarLander's preset: the Polyak target in the graph), one update
+    per env step; the checkpoint evaluates on the CPU."""
+    if extra.get("env_id") == "LunarLander-v3":
+        pytest.importorskip("Box2D")
+    cfg = tiny(device="cuda", cuda_graph=True, prefetch=True, train_freq=1, gradient_steps=1, **extra)
+    r = train(cfg, run_dir=tmp_path / "run", progress=False)
+    assert r.env_steps == 300 and np.isfinite(r.evals[-1]["mean"])
+    agent, c = load_agent(tmp_path / "run" / "checkpoints" / "last.pt", "cpu")
+    assert c.cuda_graph is False and agent.device.type == "cpu"
+
+
+def _cuda_graph_checkpoint(tmp_path):
+    """The last.pt of a CPU run with the saved config saying cuda_graph=True, as a GPU run saves it."""
+    train(tiny(total_steps=200), run_dir=tmp_path / "run", progress=False)
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    state = checkpoint.load(path)
+    state["config"]["cuda_graph"] = True
+    state["config"]["device"] = "cuda"
+    checkpoint.save(path, state)
+    return path
+
+
+def test_checkpoint_of_a_cuda_graph_run_evaluates_on_the_cpu(tmp_path):
+    agent, cfg = load_agent(_cuda_graph_checkpoint(tmp_path), "cpu")  # was: "cuda_graph=True needs a CUDA device"
+    assert isinstance(agent, DQN) and agent._graph is None and cfg.cuda_graph is False
+    assert agent.greedy(np.zeros((3, 4), np.float32)).shape == (3,)
+
+
+def test_config_for_device_turns_cuda_graph_off_elsewhere():
+    cfg = tiny(cuda_graph=True)
+    assert config_for_device(cfg, "cuda").cuda_graph is True
+    assert config_for_device(cfg, torch.device("cpu")).cuda_graph is False
+    plain = tiny()
+    assert config_for_device(plain, "cpu") is plain
+
+
+def test_cuda_device_index_beyond_the_gpus_is_a_config_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ConfigError, match=r"'cuda:1' asked for but torch sees 1 CUDA GPU"):
+        resolve_device("cuda:1")
 
 
 @pytest.mark.parametrize("extra", [{}, dict(prioritized=True, n_step=3)])

@@ -558,6 +558,12 @@ class _GraphedUpdate:
     def run(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
         """(loss, Q(s, a), y, the distributional loss per sample or None, whether the target
         network was updated); all but the loss are the static outputs, overwritten by the next call."""
+        # the agent's device made current: the streams, the capture's side stream and the replay
+        # below are the current device's (an agent on cuda:1 while cuda:0 is current)
+        with torch.cuda.device(self.agent.device):
+            return self._run(batch)
+
+    def _run(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
         if self.static is None:
             self.static = _map_batch(batch, lambda x: torch.empty_like(x, device=self.agent.device))
         if batch is not self.static:

@@ -543,9 +543,9 @@ class ReplayBuffer:
             event.synchronize()
         fill(staging)
         _copy_batch(staging, out)
-        if staging.indices.is_pinned():
+        if staging.indices.is_pinned():  # on the stream that copies: the current one of out's device
             event = torch.cuda.Event()
-            event.record()
+            event.record(torch.cuda.current_stream(out.indices.device))
             self._staging_events[key] = event
         return out
 

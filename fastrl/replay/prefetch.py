@@ -113,9 +113,9 @@ class Prefetcher:
         if self._device.type == "cpu":
             return batch
         out = self._to_device(batch, self._device)
-        if self._device.type == "cuda":
+        if self._device.type == "cuda":  # on the stream that copies: the current one of that device
             self._events[k] = torch.cuda.Event()
-            self._events[k].record()
+            self._events[k].record(torch.cuda.current_stream(self._device))
         return out
 
     def wait(self) -> None:

@@ -34,6 +34,7 @@ import torch
 import torch.multiprocessing as tmp
 
 from fastrl.agents.registry import get_algo
+from fastrl.training.device import config_for_device
 from fastrl.training.envs import env_states, make_vec_env, restore_env_states
 from fastrl.training.rollout import Transition, env_step
 
@@ -176,8 +177,8 @@ def _collector_main(
         torch.set_num_threads(1)
         torch.manual_seed(seeds[0] & (2**63 - 1))
         envs = make_vec_env(cfg.env_id, cfg.num_envs, cfg.vector_mode, cfg.max_episode_steps, cfg.frame_stack)
-        agent = get_algo(algo).agent.from_spaces(
-            envs.single_observation_space, envs.single_action_space, cfg, "cpu", seed=seeds[2]
+        agent = get_algo(algo).agent.from_spaces(  # on the CPU: no CUDA graph even if the learner has one
+            envs.single_observation_space, envs.single_action_space, config_for_device(cfg, "cpu"), "cpu", seed=seeds[2]
         )
         if start.get("exploration") is not None:  # resumed: exploration where the checkpoint left it
             agent.exploration.load_state_dict(start["exploration"])

@@ -11,7 +11,7 @@ from fastrl.agents.registry import get_algo
 from fastrl.config import ConfigError
 from fastrl.training import checkpoint
 from fastrl.training.checkpoint import saved_run
-from fastrl.training.device import resolve_device
+from fastrl.training.device import config_for_device, resolve_device
 from fastrl.training.envs import make_env
 
 
@@ -25,7 +25,9 @@ def load_agent(path: str | Path, device: Any = "cpu") -> tuple[Any, Any]:
         obs_space, act_space = env.observation_space, env.action_space
         env.close()
         try:
-            agent = agent_cls.from_spaces(obs_space, act_space, cfg, resolve_device(device), seed=0)
+            dev = resolve_device(device)
+            cfg = config_for_device(cfg, dev)  # a CUDA-graph run's checkpoint evaluates on the CPU too
+            agent = agent_cls.from_spaces(obs_space, act_space, cfg, dev, seed=0)
         except ConfigError as e:
             raise checkpoint.CheckpointError(f"{path}: {e}") from None
         agent.load_state_dict(state["agent"])
