@@ -10,6 +10,8 @@ fastrl train --resume runs/CartPole-v1-dqn-20250101-120000
 fastrl eval runs/CartPole-v1-dqn-20250101-120000 --episodes 20 --video
 fastrl plot runs/A runs/B --out curves.png
 fastrl sweep dqn CartPole-v1 --grid buffer_size=1000,10000 --seeds 3 --steps 20000
+fastrl tune dqn CartPole-v1 --trials 32 --param learning_rate=1e-4:1e-2:log --seeds 2 --steps 20000
+fastrl train --config tunes/CartPole-v1-dqn-0123abcd/best.json
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ import numpy as np
 
 from fastrl.agents import ALGOS, default_config, preset
 from fastrl.config import ConfigError, describe, parse_assignments, to_dict, with_overrides
+from fastrl.experiments.plan import fmt_value
 from fastrl.experiments.report import check_metric, format_table, write_report
 from fastrl.experiments.sweep import plan_sweep, run_sweep
+from fastrl.experiments.tune import plan_tune, run_tune
+from fastrl.experiments.tune_report import format_tune_table
 from fastrl.training import checkpoint
 from fastrl.training.checkpoint import CheckpointError, saved_run
 from fastrl.training.envs import evaluate, make_env
@@ -65,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "TensorBoard events, metrics.csv, checkpoints and a PNG plot.",
         epilog=_fields_help(),
     )
-    t.add_argument("algo", nargs="?", default="dqn", help=f"algorithm: {', '.join(ALGOS)} (default: dqn)")
+    t.add_argument("algo", nargs="?", default=None, help=f"algorithm: {', '.join(ALGOS)} (default: dqn, or --config's)")
     t.add_argument(
         "env_id",
         nargs="?",
@@ -76,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="random seed")
     t.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set any config field")
+    t.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a JSON config ({\"algo\": ..., field: value, ...}, e.g. a tune's best.json or a run's config.json) "
+        "applied over the preset; ENV, --steps, --seed, --device and --set override it",
+    )
     t.add_argument(
         "--resume",
         metavar="RUN",
@@ -107,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("runs", nargs="+", metavar="RUN")
     pl.add_argument("--out", help="PNG path (default: <first run>/curves.png, or curves.png for several)")
     _add_sweep_parser(sub)
+    _add_tune_parser(sub)
     return p
 
 
@@ -172,19 +184,115 @@ def _add_sweep_parser(sub: Any) -> None:
     s.add_argument("--report", metavar="DIR", help="redraw the report of a sweep directory")
 
 
+def _add_tune_parser(sub: Any) -> None:
+    """The ``fastrl tune`` subcommand (``sub``: the subparsers of :func:`build_parser`)."""
+    s = sub.add_parser(
+        "tune",
+        help="hyper-parameter search with Optuna (TPE, pruning, resumable)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Search config fields with Optuna's TPE sampler. Each trial trains its seeds in lockstep\n"
+        "in one worker and reports the mean over seeds after each round of greedy evaluations, so the\n"
+        "pruner can stop it early. The study lives in DIR/study.db; re-running the same command resumes\n"
+        "it (interrupted trials re-run; --trials may grow); a different search into DIR is refused.\n"
+        "Writes trials.csv, best.json (for fastrl train --config), optimization_history.png,\n"
+        'param_importances.png and best_curves.png. Needs Optuna: pip install "fastrl[tune]".',
+        epilog="examples:\n"
+        "  fastrl tune dqn CartPole-v1 --trials 32 --param learning_rate=1e-4:1e-2:log "
+        "--param batch_size=32,64,128 --seeds 2 --steps 20000 --workers 2 --out tunes/cp\n"
+        "  fastrl train --config tunes/cp/best.json --seed 10\n"
+        "params: key=lo:hi (uniform; ints stay ints), key=lo:hi:log (log-uniform, lo > 0), key=a,b,c (a choice; "
+        "tuple fields such as hidden_sizes: 64,64;128,128)",
+    )
+    s.add_argument("algo", nargs="?", default="dqn", help="algorithm (default: dqn)")
+    s.add_argument("env_id", nargs="?", default="CartPole-v1", help="gymnasium env id")
+    s.add_argument(
+        "--trials", type=int, required=True, metavar="N", help="trials to finish (complete, pruned or failed)"
+    )
+    s.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=LO:HI[:log]|A,B,...",
+        help="a config field to tune: a range or a choice list (repeat for more)",
+    )
+    s.add_argument("--steps", type=int, help="env steps per run (config total_steps)")
+    s.add_argument("--seeds", type=int, default=1, metavar="K", help="seeds per trial: seed, seed+1, ... (default 1)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a config field in every run")
+    s.add_argument(
+        "--objective",
+        default="auc",
+        choices=["auc", "final", "steps_to_threshold"],
+        help="per seed, then averaged over seeds (default auc)",
+    )
+    s.add_argument("--threshold", type=float, help="return for steps_to_threshold (default: solved_threshold)")
+    s.add_argument("--pruner", default="median", choices=["median", "halving", "none"], help="default median")
+    s.add_argument("--workers", type=int, help="trials at a time (default: CPU cores)")
+    s.add_argument("--executor", choices=["local", "ray"], default="local")
+    s.add_argument("--ray-address", help="Ray cluster address (default: a new local instance)")
+    s.add_argument("--out", help="tune directory (default: tunes/<env>-<algo>-<hash of search>)")
+    s.add_argument("--no-tensorboard", action="store_true", help="CSV logs only")
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """A JSON object of config fields (and optionally ``algo``); ConfigError for anything else.
+    Only parsed, never executed."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--config {path}: unreadable ({e})") from None
+    except ValueError as e:
+        raise ConfigError(f"--config {path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a JSON object of config fields, got {type(data).__name__}")
+    return data
+
+
+def _config_from_file(path: str, algo_arg: str | None, env_arg: str | None) -> tuple[str, Any]:
+    data = load_config_file(path)
+    algo = data.pop("algo", None)
+    if algo is not None and not isinstance(algo, str):
+        raise ConfigError(f"--config {path}: algo must be a string, got {algo!r}")
+    if algo is not None and algo_arg is not None and algo != algo_arg:
+        raise ConfigError(f"--config {path} is a {algo} config; the command line asks for {algo_arg}")
+    algo = algo_arg or algo or "dqn"
+    if algo not in ALGOS:
+        raise ConfigError(f"--config {path}: unknown algorithm {algo!r}; use one of {', '.join(ALGOS)}")
+    cls = ALGOS[algo][0]
+    fields = set(cls.__dataclass_fields__)
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown {algo} config key(s) {', '.join(map(repr, unknown))}")
+    env_id = env_arg or data.get("env_id") or default_config(algo).env_id
+    if not isinstance(env_id, str):
+        raise ConfigError(f"--config {path}: env_id must be a string, got {env_id!r}")
+    try:
+        cfg = with_overrides(preset(algo, env_id), {**data, "env_id": env_id})
+    except ConfigError as e:
+        raise ConfigError(f"--config {path}: {e}") from None
+    return algo, cfg
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = parse_assignments(args.set)
     for flag, key in (("steps", "total_steps"), ("seed", "seed"), ("device", "device")):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
+    if args.resume and args.config:
+        raise ConfigError("--config starts a new run; --resume continues one from its own saved config")
     if args.resume:
         path = checkpoint.find(args.resume)
         algo, saved = saved_run(checkpoint.load(path), path)
         cfg = with_overrides(saved, overrides)
+    elif args.config:
+        algo, base = _config_from_file(args.config, args.algo, args.env_id)
+        cfg = with_overrides(base, overrides)
     else:
-        env_id = args.env_id or default_config(args.algo).env_id
-        cfg = with_overrides(preset(args.algo, env_id), overrides)
-        algo = args.algo
+        algo = args.algo or "dqn"
+        env_id = args.env_id or default_config(algo).env_id
+        cfg = with_overrides(preset(algo, env_id), overrides)
     cfg.check()
     if args.print_config:
         print(json.dumps({"algo": algo, **to_dict(cfg)}, indent=2))
@@ -282,7 +390,45 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "sweep": cmd_sweep}
+def cmd_tune(args: argparse.Namespace) -> int:
+    plan = plan_tune(
+        args.algo,
+        args.env_id,
+        params=args.param,
+        trials=args.trials,
+        steps=args.steps,
+        seeds=args.seeds,
+        seed=args.seed,
+        overrides=parse_assignments(args.set),
+        objective=args.objective,
+        pruner=args.pruner,
+        threshold=args.threshold,
+        out=args.out,
+    )
+    try:
+        report = run_tune(
+            plan,
+            executor=args.executor,
+            workers=args.workers,
+            ray_address=args.ray_address,
+            tensorboard=not args.no_tensorboard,
+        )
+    except KeyboardInterrupt:
+        print(f"fastrl: interrupted; run the same command again to resume the search in {plan.out}", file=sys.stderr)
+        return 130
+    print(format_tune_table(report))
+    print(f"objective: {report.text}")
+    if report.best is not None:
+        params = " ".join(f"{k}={fmt_value(report.best[k])}" for k in report.keys)
+        print(f"best: trial {report.best['number']}, {report.objective} {report.best['value']:.4g}: {params}")
+        print(f"train it: fastrl train --config {plan.out / 'best.json'}")
+    for note in report.notes:
+        print(note)
+    print("report: " + " ".join(str(f) for f in report.files))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "sweep": cmd_sweep, "tune": cmd_tune}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -515,3 +515,37 @@ def munchausen_targets(q_obs, q_next, actions, rewards, discounts, terminated, a
         soft_v = sum(np.exp(lp) * (q - tau * lp) for lp, q in zip(log_pi_next, q_next[i]))
         y[i] = rewards[i] + bonus + (0.0 if terminated[i] else discounts[i] * soft_v)
     return y
+
+
+# ---------------------------------------------------------------- statistics over seeds (rliable's method)
+def iqm_slow(scores) -> float:
+    """Interquartile mean, the long way: every score in one list, sorted, a quarter (rounded down)
+    dropped from each end, the rest averaged."""
+    flat = sorted(float(x) for x in np.ravel(np.asarray(scores, dtype=float)))
+    cut = len(flat) // 4
+    kept = flat[cut : len(flat) - cut]
+    return sum(kept) / len(kept)
+
+
+def bootstrap_slow(scores, statistic, idx) -> list[float]:
+    """The statistic of each stratified resample, with explicit loops: resample ``r`` takes, for
+    task ``t``, run ``idx[r, i, t]`` as its ``i``-th run (``scores``: float[runs, tasks] or
+    float[runs])."""
+    x = np.asarray(scores, dtype=float)
+    if x.ndim == 1:
+        x = x[:, None]
+    runs, tasks = x.shape
+    out = []
+    for r in range(idx.shape[0]):
+        sample = [[x[idx[r, i, t], t] for t in range(tasks)] for i in range(runs)]
+        out.append(iqm_slow(sample) if statistic == "iqm" else sum(map(sum, sample)) / (runs * tasks))
+    return out
+
+
+def percentile_slow(values, q: float) -> float:
+    """The q-th percentile with linear interpolation between order statistics (numpy's default)."""
+    v = sorted(values)
+    pos = (len(v) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)

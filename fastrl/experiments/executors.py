@@ -6,6 +6,11 @@ checkpoint if it has one, writes ``result.json`` there and returns the same dict
 run becomes ``status: "failed"`` with a one-line ``error`` (traceback in ``error.txt``), never an
 exception in the sweep. Both executors call ``on_result(task, result)`` as runs end, in the order
 they end; a run's result does not depend on the executor (CPU runs are deterministic given the seed).
+
+The executors take any task function ``fn`` (``run_task`` for sweeps; ``fastrl tune`` passes its
+trial function) and draw tasks from an iterable lazily, one as each slot frees up, so that a tuner
+can choose the next configuration after the last results came in. A task whose worker died
+(killed, out of memory, a Ray node lost) comes back failed with ``lost: True``.
 """
 
 from __future__ import annotations
@@ -18,8 +23,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -38,6 +42,7 @@ if sys.platform != "win32":
 
 Task = dict[str, Any]
 OnResult = Callable[[Task, Result], None]
+TaskFn = Callable[[Task], Result]
 
 LOCK_WAIT_S = 60.0  # how long a run waits for its directory to be released by a dying worker
 
@@ -50,12 +55,12 @@ def run_task(task: Task) -> Result:
     run_dir.mkdir(parents=True, exist_ok=True)
     resumed_from = None
     try:
-        with _run_lock(run_dir):
-            _one_thread()
+        with run_lock(run_dir):
+            one_thread()
             if task["algo"] not in ALGOS:
                 raise ConfigError(f"unknown algorithm {task['algo']!r} on this worker")
             cfg = from_dict(ALGOS[task["algo"]][0], task["config"])
-            trainer, resumed_from = _open_trainer(cfg, task["algo"], run_dir, task["tensorboard"])
+            trainer, resumed_from = open_trainer(cfg, task["algo"], run_dir, task["tensorboard"])
             try:
                 res = trainer.train()
             finally:
@@ -72,13 +77,14 @@ def run_task(task: Task) -> Result:
     except Exception as e:  # noqa: BLE001  a failed run is a result, not the end of the sweep
         with contextlib.suppress(OSError):
             (run_dir / "error.txt").write_text(traceback.format_exc())
-        result = failed_result(f"{type(e).__name__}: {_first_line(e)}")
+        result = failed_result(f"{type(e).__name__}: {first_line(e)}")
     result.update(resumed_from=resumed_from, wall_seconds=time.perf_counter() - t0)
     write_result(run_dir, result)
     return result
 
 
-def failed_result(error: str) -> Result:
+def failed_result(error: str, lost: bool = False) -> Result:
+    """The result of a run that did not finish; ``lost``: its worker died (not the run's fault)."""
     return {
         "status": "failed",
         "error": error,
@@ -89,10 +95,11 @@ def failed_result(error: str) -> Result:
         "evals": [],
         "resumed_from": None,
         "wall_seconds": 0.0,
+        "lost": lost,
     }
 
 
-def _open_trainer(cfg: Any, algo: str, run_dir: Path, tensorboard: bool) -> tuple[Trainer, int | None]:
+def open_trainer(cfg: Any, algo: str, run_dir: Path, tensorboard: bool) -> tuple[Trainer, int | None]:
     """A Trainer resumed from the newest readable checkpoint (last.pt, then step_*.pt), else new."""
     ckpt_dir = run_dir / "checkpoints"
     candidates = [ckpt_dir / "last.pt", *sorted(ckpt_dir.glob("step_*.pt"), reverse=True)]
@@ -109,7 +116,7 @@ def _open_trainer(cfg: Any, algo: str, run_dir: Path, tensorboard: bool) -> tupl
 
 
 @contextlib.contextmanager
-def _run_lock(run_dir: Path) -> Iterator[None]:
+def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``run_dir`` so that two processes never write one run."""
     if sys.platform == "win32":  # not POSIX: no lock
         yield
@@ -130,20 +137,20 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _one_thread() -> None:
+def one_thread() -> None:
     torch.set_num_threads(1)  # the config's torch_threads (default 1) may change it
     with contextlib.suppress(RuntimeError):  # allowed once per process, before parallel work
         torch.set_num_interop_threads(1)
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0][:300] if text else "(no message)"
 
 
 # ---------------------------------------------------------------------------- local processes
 def _init_worker(parent_pid: int) -> None:
-    _one_thread()
+    one_thread()
 
     def watch() -> None:  # a worker whose sweep was killed stops too (its run resumes later)
         while True:
@@ -154,11 +161,12 @@ def _init_worker(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def run_local(tasks: Sequence[Task], workers: int, on_result: OnResult) -> None:
-    """Run ``tasks`` in ``workers`` spawned processes, at most ``workers`` at a time.
+def run_local(tasks: Iterable[Task], workers: int, on_result: OnResult, fn: TaskFn = run_task) -> None:
+    """Run ``fn(task)`` for each of ``tasks`` in ``workers`` spawned processes, at most ``workers``
+    at a time; the next task is drawn from ``tasks`` when a slot frees up.
 
-    A worker that dies (killed, out of memory) fails the runs then in flight; the pool is
-    restarted for the rest.
+    A worker that dies (killed, out of memory) fails the runs then in flight (``lost``); the pool
+    is restarted for the rest.
     """
     ctx = mp.get_context("spawn")
 
@@ -167,14 +175,20 @@ def run_local(tasks: Sequence[Task], workers: int, on_result: OnResult) -> None:
             max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
         )
 
-    pending = deque(tasks)
+    pending = iter(tasks)
+    exhausted = False
     inflight: dict[Future[Result], Task] = {}
     pool = new_pool()
     try:
-        while pending or inflight:
-            while pending and len(inflight) < workers:
-                task = pending.popleft()
-                inflight[pool.submit(run_task, task)] = task
+        while True:
+            while not exhausted and len(inflight) < workers:
+                task = next(pending, None)
+                if task is None:
+                    exhausted = True
+                else:
+                    inflight[pool.submit(fn, task)] = task
+            if not inflight:
+                break
             done, _ = wait(inflight, return_when=FIRST_COMPLETED)
             broken = False
             for fut in done:
@@ -183,15 +197,15 @@ def run_local(tasks: Sequence[Task], workers: int, on_result: OnResult) -> None:
                     result = fut.result()
                 except BrokenProcessPool:
                     broken = True
-                    result = failed_result("worker process died during the run (killed or out of memory?)")
+                    result = failed_result("worker process died during the run (killed or out of memory?)", lost=True)
                     write_result(Path(task["run_dir"]), result)
                 except Exception as e:  # noqa: BLE001  e.g. a result that could not be sent back
-                    result = failed_result(f"{type(e).__name__}: {_first_line(e)}")
+                    result = failed_result(f"{type(e).__name__}: {first_line(e)}")
                     write_result(Path(task["run_dir"]), result)
                 on_result(task, result)
             if broken:
                 for task in inflight.values():
-                    result = failed_result("stopped: another worker process died")
+                    result = failed_result("stopped: another worker process died", lost=True)
                     write_result(Path(task["run_dir"]), result)
                     on_result(task, result)
                 inflight.clear()
@@ -206,9 +220,12 @@ def run_local(tasks: Sequence[Task], workers: int, on_result: OnResult) -> None:
 
 
 # ---------------------------------------------------------------------------- Ray
-def run_ray(tasks: Sequence[Task], workers: int | None, address: str | None, on_result: OnResult) -> None:
-    """Run ``tasks`` as Ray tasks (one CPU each) on the cluster at ``address``, or on a new local
-    Ray instance with ``workers`` CPUs when no address is given."""
+def run_ray(
+    tasks: Iterable[Task], workers: int | None, address: str | None, on_result: OnResult, fn: TaskFn = run_task
+) -> None:
+    """Run ``fn(task)`` for each of ``tasks`` as Ray tasks (one CPU each) on the cluster at
+    ``address``, or on a new local Ray instance with ``workers`` CPUs when no address is given; at
+    most ``workers`` (default: the cluster's CPUs) in flight, the next drawn as one ends."""
     try:
         import ray
     except ImportError:
@@ -227,21 +244,31 @@ def run_ray(tasks: Sequence[Task], workers: int | None, address: str | None, on_
             else:
                 ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, **opts)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise ConfigError(f"cannot start or reach Ray at {address or 'local'}: {_first_line(e)}") from None
+            raise ConfigError(f"cannot start or reach Ray at {address or 'local'}: {first_line(e)}") from None
         finally:
             os.chdir(cwd)
-    remote = ray.remote(num_cpus=1, max_retries=0)(run_task)
+    remote = ray.remote(num_cpus=1, max_retries=0)(fn)
+    limit = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    pending = iter(tasks)
+    exhausted = False
     refs: dict[Any, Task] = {}
     try:
-        refs = {remote.remote(task): task for task in tasks}
-        while refs:
+        while True:
+            while not exhausted and len(refs) < limit:
+                task = next(pending, None)
+                if task is None:
+                    exhausted = True
+                else:
+                    refs[remote.remote(task)] = task
+            if not refs:
+                break
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:
                 task = refs.pop(ref)
                 try:
                     result = ray.get(ref)
                 except Exception as e:  # noqa: BLE001  the worker died, or the node went away
-                    result = failed_result(f"Ray: {type(e).__name__}: {_first_line(e)}")
+                    result = failed_result(f"Ray: {type(e).__name__}: {first_line(e)}", lost=True)
                 write_result(Path(task["run_dir"]), result)  # the driver's copy (no shared disk?)
                 on_result(task, result)
     except BaseException:
@@ -254,4 +281,4 @@ def run_ray(tasks: Sequence[Task], workers: int | None, address: str | None, on_
             ray.shutdown()
 
 
-__all__ = ["failed_result", "run_local", "run_ray", "run_task"]
+__all__ = ["first_line", "failed_result", "one_thread", "open_trainer", "run_local", "run_lock", "run_ray", "run_task"]

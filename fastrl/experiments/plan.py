@@ -109,30 +109,30 @@ def parse_grid(cls: type, items: Sequence[str]) -> dict[str, list[Any]]:
     return {key: _values(cls, key, rhs, "--grid") for key, rhs in _assignments(cls, items, "--grid", "key=v1,v2,...")}
 
 
-def parse_ranges(cls: type, items: Sequence[str]) -> dict[str, Dimension]:
+def parse_ranges(cls: type, items: Sequence[str], flag: str = "--range") -> dict[str, Dimension]:
     """``--range`` items: ``key=lo:hi`` (uniform), ``key=lo:hi:log`` (log-uniform; ints are
     rounded) or ``key=a,b,c`` (a choice)."""
     out: dict[str, Dimension] = {}
-    for key, rhs in _assignments(cls, items, "--range", "key=lo:hi[:log] or key=a,b,c"):
+    for key, rhs in _assignments(cls, items, flag, "key=lo:hi[:log] or key=a,b,c"):
         if ":" not in rhs:
-            out[key] = _values(cls, key, rhs, "--range")
+            out[key] = _values(cls, key, rhs, flag)
             continue
         parts = [p.strip() for p in rhs.split(":")]
         if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
-            raise ConfigError(f"--range {key}: expected lo:hi or lo:hi:log, got {rhs!r}")
+            raise ConfigError(f"{flag} {key}: expected lo:hi or lo:hi:log, got {rhs!r}")
         tp = _field_type(cls, key)
         numeric = [a for a in (typing.get_args(tp) or (tp,)) if a in (int, float)]
         if not numeric or tp is bool:
-            raise ConfigError(f"--range {key}: not a numeric field; give a choice list a,b,c")
+            raise ConfigError(f"{flag} {key}: not a numeric field; give a choice list a,b,c")
         try:
             lo, hi = (float(parse_value(cls, key, p)) for p in parts[:2])
         except (ConfigError, TypeError) as e:
-            raise ConfigError(f"--range: {e}") from None
+            raise ConfigError(f"{flag}: {e}") from None
         log = len(parts) == 3
         if not lo < hi:
-            raise ConfigError(f"--range {key}: low {parts[0]} must be < high {parts[1]}")
+            raise ConfigError(f"{flag} {key}: low {parts[0]} must be < high {parts[1]}")
         if log and lo <= 0:
-            raise ConfigError(f"--range {key}: a log range needs low > 0, got {parts[0]}")
+            raise ConfigError(f"{flag} {key}: a log range needs low > 0, got {parts[0]}")
         out[key] = Range(lo, hi, log, integer=numeric[0] is int)
     return out
 

@@ -12,8 +12,11 @@ Per run, from its greedy evaluations ``(step_i, mean_i)`` (see ``TrainResult.eva
   else the config's ``solved_threshold``); empty when it never got there.
 
 Per configuration: ``<metric>_mean`` and ``<metric>_std`` over its finished seeds (population std,
-ddof = 0, like the evaluation std); the threshold columns average over the seeds that reached it
-(``reached`` counts them). Failed runs are counted (``failed``) and left out of the statistics.
+ddof = 0, like the evaluation std) and, for ``final``, ``best`` and ``auc``, the interquartile mean
+``<metric>_iqm`` with stratified bootstrap 95% intervals ``<metric>_iqm_lo/_hi`` and
+``<metric>_mean_lo/_hi`` (rliable's method, :mod:`fastrl.experiments.stats`; seeded, so a report
+redrawn is the same); the threshold columns average over the seeds that reached it (``reached``
+counts them). Failed runs are counted (``failed``) and left out of the statistics.
 Timing columns (:data:`TIMING_COLUMNS`) are the only ones that differ between two runs of a sweep.
 """
 
@@ -31,6 +34,7 @@ import numpy as np
 
 from fastrl.config import ConfigError
 from fastrl.experiments.manifest import load_manifest, read_result
+from fastrl.experiments.stats import summarize
 
 METRICS = {  # name -> higher is better
     "final": True,
@@ -170,7 +174,8 @@ def collect(sweep_dir: str | Path, threshold: float | None = None, metric: str =
             "_budget": cfg["total_steps"],
         }
         for name in ("final", "best", "auc"):
-            row[f"{name}_mean"], row[f"{name}_std"] = _stats(r[name] for r in good)
+            st = summarize(r[name] for r in good)
+            row.update({f"{name}_{k}": v for k, v in st.items()})
         row["reached"] = sum(r["steps_to_threshold"] is not None for r in good)
         for name in ("steps_to_threshold", "seconds_to_threshold"):
             row[f"{name}_mean"], row[f"{name}_std"] = _stats(r[name] for r in good)
@@ -248,11 +253,23 @@ def differences(
     return out
 
 
+def iqm_ci(row: Mapping[str, Any], name: str, digits: int = 1) -> str:
+    """``123.4 [100.2, 140.0]``: the IQM over seeds and its bootstrap 95% interval."""
+    v = row.get(f"{name}_iqm")
+    if v is None:
+        return "-"
+    return f"{v:.{digits}f} [{row[f'{name}_iqm_lo']:.{digits}f}, {row[f'{name}_iqm_hi']:.{digits}f}]"
+
+
 def format_table(report: Report, limit: int = 30) -> str:
     """A plain-text table of the summary (one line per configuration)."""
     names = [", ".join(f"{k}={row[k]}" for k in report.keys) or row["label"] for row in report.summary]
     w = min(max([len("configuration"), *map(len, names)]), 72)
-    lines = [(f"{'configuration':<{w}} {'runs':>5} {'final':>13} {'best':>13} {'auc':>13} {'steps to thr':>17}")]
+    iq = report.metric if report.metric in ("final", "best", "auc") else "auc"
+    lines = [
+        f"{'configuration':<{w}} {'runs':>5} {'final':>13} {'best':>13} {'auc':>13} {'steps to thr':>17} "
+        f"{iq + ' IQM [95% CI]':>26}"
+    ]
 
     def ms(row: Mapping[str, Any], name: str, digits: int = 1) -> str:
         mu, sd = row[f"{name}_mean"], row[f"{name}_std"]
@@ -262,7 +279,8 @@ def format_table(report: Report, limit: int = 30) -> str:
         thr = f"{ms(row, 'steps_to_threshold', 0)} ({row['reached']}/{row['ok']})"
         runs = f"{row['ok']}/{row['runs']}"
         lines.append(
-            f"{name[:w]:<{w}} {runs:>5} {ms(row, 'final'):>13} {ms(row, 'best'):>13} {ms(row, 'auc'):>13} {thr:>17}"
+            f"{name[:w]:<{w}} {runs:>5} {ms(row, 'final'):>13} {ms(row, 'best'):>13} {ms(row, 'auc'):>13} {thr:>17} "
+            f"{iqm_ci(row, iq):>26}"
         )
     if len(report.summary) > limit:
         lines.append(f"... {len(report.summary) - limit} more in summary.csv")
@@ -270,7 +288,7 @@ def format_table(report: Report, limit: int = 30) -> str:
 
 
 # ---------------------------------------------------------------------------- plots
-def _pyplot() -> ModuleType:
+def pyplot() -> ModuleType:
     """matplotlib.pyplot on the Agg backend (no display needed), imported on first use."""
     import matplotlib
 
@@ -280,7 +298,7 @@ def _pyplot() -> ModuleType:
     return plt
 
 
-def _band(runs: Sequence[Mapping[str, Any]], budget: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def band(runs: Sequence[Mapping[str, Any]], budget: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Steps, mean and std over runs of the evaluation curves (each interpolated on the union of
     their steps, last value held to ``budget`` as in the AUC)."""
     curves = [([e["step"] for e in r["_evals"]], [e["mean"] for e in r["_evals"]]) for r in runs]
@@ -292,7 +310,7 @@ def _band(runs: Sequence[Mapping[str, Any]], budget: float) -> tuple[np.ndarray,
 def plot_curves(report: Report, out: Path) -> Path:
     """Evaluation return (mean +- std over seeds) per configuration; for a 2-D grid one panel per
     value of the first key."""
-    plt = _pyplot()
+    plt = pyplot()
     keys = report.keys
     panel_key = keys[0] if len(keys) == 2 else None
     panels = list(dict.fromkeys(r[panel_key] for r in report.summary)) if panel_key else [None]
@@ -304,7 +322,7 @@ def plot_curves(report: Report, out: Path) -> Path:
         runs = [r for r in report.runs if r["config"] == row["config"] and r["_evals"]]
         if not runs:
             continue
-        grid, mu, sd = _band(runs, row["_budget"])
+        grid, mu, sd = band(runs, row["_budget"])
         ax = axes[0][panels.index(row[panel_key]) if panel_key else 0]
         others = [k for k in keys if k != panel_key]
         label = ", ".join(f"{k}={row[k]}" for k in others) or "base config"
@@ -329,7 +347,7 @@ def plot_curves(report: Report, out: Path) -> Path:
 
 def plot_heatmap(report: Report, out: Path, metric: str = "auc") -> Path:
     """``metric`` mean over seeds for each cell of a 2-D grid (rows: first key)."""
-    plt = _pyplot()
+    plt = pyplot()
     name = check_metric(metric)
     k0, k1 = report.keys
     rows = list(dict.fromkeys(r[k0] for r in report.summary))
@@ -373,7 +391,10 @@ __all__ = [
     "area_under_curve",
     "collect",
     "differences",
+    "band",
     "format_table",
+    "iqm_ci",
+    "pyplot",
     "read_csv",
     "run_metrics",
     "write_report",

@@ -137,6 +137,9 @@ class Trainer:
             "evaluate": self.evaluate,
             "checkpoint": self.periodic_checkpoint,
         }
+        self.eval_hooks: list[Callable[[dict[str, float]], Any]] = []
+        """Called with each evaluation's row, outside training time (e.g. a tuner's pruning report;
+        an exception raised here ends the run)."""
         self.bar: Any = _NoBar()
         self._last_log = (time.perf_counter(), self.state.env_steps)
 
@@ -225,6 +228,8 @@ class Trainer:
                 checkpoint.save(self.run_dir / "checkpoints" / "best.pt", self._agent_state())
             if cfg.solve_on == "eval" and cfg.solved_threshold is not None and row["mean"] >= cfg.solved_threshold:
                 state.solved = True
+            for hook in self.eval_hooks:
+                hook(row)
         return row
 
     def periodic_checkpoint(self) -> None:
