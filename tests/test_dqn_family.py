@@ -349,3 +349,22 @@ def test_rainbow_collects_concurrently_and_resumes(tmp_path):
     r2 = t2.train()
     t2.close()
     assert r2.env_steps == 600 and t2.agent.updates > t.agent.updates
+
+
+def test_distributional_run_on_prefetched_batches(tmp_path):
+    """Background prefetch feeds a QR-DQN (PER n-step) run like any other; it resumes from its checkpoint
+    (prefetch samples ahead, so a resumed prefetch run is not bit-identical: see test_prefetch_run_resumes)."""
+    cfg = with_overrides(
+        preset("qr-dqn", "CartPole-v1"),
+        {**TINY, "hidden_sizes": (32, 32), "quantiles": 16, "prioritized": True, "prefetch": True, "train_freq": 4,
+         "gradient_steps": 2, "total_steps": 300, "checkpoint_every": 150},
+    )
+    t = Trainer(cfg, run_dir=tmp_path / "run", progress=False, tensorboard=False)
+    r = t.train()
+    t.close()
+    assert r.env_steps == 300 and t.agent.updates > 0 and np.isfinite(r.evals[-1]["mean"])
+    t2 = Trainer(with_overrides(cfg, {"total_steps": 450}), resume=tmp_path / "run", progress=False,
+                 tensorboard=False)
+    r2 = t2.train()
+    t2.close()
+    assert r2.env_steps == 450 and t2.agent.updates > t.agent.updates

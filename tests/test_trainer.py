@@ -303,7 +303,10 @@ def test_cuda_smoke_run(tmp_path):
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("extra", [{}, dict(prioritized=True, n_step=3), dict(env_id="LunarLander-v3")])
+@pytest.mark.parametrize("extra", [{}, dict(prioritized=True, n_step=3), dict(env_id="LunarLander-v3"),
+                                   # Rainbow's options (issue 17): C51 + noisy + dueling + PER n-step
+                                   dict(distributional="c51", noisy=True, dueling=True, prioritized=True, n_step=3,
+                                        v_min=0.0, v_max=100.0)])
 def test_cuda_graph_run_on_prefetched_batches(tmp_path, extra):
     """The GPU path end to end: CUDA-graph updates on batches prefetched into pinned memory
     (uniform, prioritized n-step; LunarLander's preset: the Polyak target in the graph), one update
