@@ -368,3 +368,20 @@ def test_distributional_run_on_prefetched_batches(tmp_path):
     r2 = t2.train()
     t2.close()
     assert r2.env_steps == 450 and t2.agent.updates > t.agent.updates
+
+
+@pytest.mark.parametrize("dueling,noisy,atoms", [(True, False, 1), (True, True, 5), (False, True, 1), (False, True, 5),
+                                                 (True, False, 5)])
+def test_layer_by_layer_forward_matches_the_containers(dueling, noisy, atoms):
+    torch.manual_seed(0)
+    net = QNetwork((2, 3), 4, (16, 16), dueling=dueling, atoms=atoms, noisy=noisy)
+    net.reset_noise(torch.Generator().manual_seed(0))
+    x = torch.randn(7, 2, 3)
+    z = net.torso(x)
+    if dueling:
+        a, v = net.advantage(z).view(7, 4, atoms), net.value(z).view(7, 1, atoms)
+        want = v + a - a.mean(dim=1, keepdim=True)
+    else:
+        want = net.head(z).view(7, 4, atoms)
+    got = copy.deepcopy(net)(x)  # a copy's layer lists are its own layers
+    assert torch.equal(got.view(7, 4, atoms), want.view(7, 4, atoms))

@@ -312,7 +312,7 @@ class DQN:
     @torch.inference_mode()
     def _argmax(self, obs: np.ndarray, noise: bool) -> np.ndarray:
         x = torch.as_tensor(obs, device=self.device)
-        if self.noise_rng is None:
+        if self.noise_rng is None or noise:  # (the noise is on between calls)
             return self.q_values(self.q(x)).argmax(dim=1).cpu().numpy()
         self.q.set_noise(noise)  # type: ignore[operator]
         try:

@@ -150,11 +150,18 @@ class QNetwork(nn.Module):
         else:
             self.head = nn.Linear(feat, out)
         self.noisy_layers: tuple[NoisyLinear, ...] = tuple(m for m in self.modules() if isinstance(m, NoisyLinear))
-        # The plain MLP's layers without their containers (Flatten, Sequential: ~2 us of Python
-        # per module call), for forward; the modules stay where they are (same state_dict keys).
+        # The MLP's layers without their containers (Flatten, Sequential: ~2 us of Python per
+        # module call), for forward; the modules stay where they are (same state_dict keys).
         self._layers: tuple[nn.Module, ...] | None = None
+        self._trunk: tuple[nn.Module, ...] | None = None
+        self._streams: tuple[tuple[nn.Module, ...], ...] = ()
         if not pixels and not dueling and not noisy:
             self._layers = (*body, self.head)
+        elif not pixels:
+            self._trunk = tuple(body)
+            self._streams = (
+                (tuple(self.advantage), tuple(self.value)) if dueling else (tuple(cast(nn.Sequential, self.head)),)
+            )
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if obs.dtype != torch.float32 and not (self.pixels and obs.dtype == torch.uint8):
@@ -164,15 +171,29 @@ class QNetwork(nn.Module):
             for layer in self._layers:
                 x = layer(x)
             return x if self.atoms == 1 else x.view(-1, self.n_actions, self.atoms)
-        z = self.torso(obs)
-        if self.dueling:
+        if self._trunk is not None:  # the MLP trunk and the head's streams, layer by layer
+            z = obs if obs.dim() == 2 else obs.flatten(1)
+            for layer in self._trunk:
+                z = layer(z)
+            outs = []
+            for stream in self._streams:
+                x = z
+                for layer in stream:
+                    x = layer(x)
+                outs.append(x)
+            if not self.dueling:
+                return outs[0] if self.atoms == 1 else outs[0].view(-1, self.n_actions, self.atoms)
+            a, v = outs
+        else:
+            z = self.torso(obs)
+            if not self.dueling:
+                x = self.head(z)
+                return x if self.atoms == 1 else x.view(-1, self.n_actions, self.atoms)
             a = self.advantage(z)
             v = self.value(z)
-            if self.atoms > 1:
-                a, v = a.view(-1, self.n_actions, self.atoms), v.view(-1, 1, self.atoms)
-            return v + a - a.mean(dim=1, keepdim=True)
-        x = self.head(z)
-        return x if self.atoms == 1 else x.view(-1, self.n_actions, self.atoms)
+        if self.atoms > 1:
+            a, v = a.view(-1, self.n_actions, self.atoms), v.view(-1, 1, self.atoms)
+        return v + a - a.mean(dim=1, keepdim=True)
 
     def reset_noise(self, generator: torch.Generator | None = None) -> None:
         """New noise in every :class:`NoisyLinear` layer (none without ``noisy``)."""
