@@ -281,4 +281,25 @@ def run_ray(
             ray.shutdown()
 
 
-__all__ = ["first_line", "failed_result", "one_thread", "open_trainer", "run_local", "run_lock", "run_ray", "run_task"]
+def worker_plan(executor: str, workers: int | None, n_tasks: int, ray_address: str | None) -> tuple[int, str]:
+    """How many workers to run (``workers``, else one per CPU this process may use; local workers
+    no more than the ``n_tasks`` waiting) and a phrase that says where, for the log."""
+    n = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if executor == "local":
+        n = max(1, min(n, n_tasks))
+    if executor == "ray":
+        return n, f"Ray at {ray_address}" if ray_address else f"local Ray, {n} CPUs"
+    return n, f"{n} local worker{'s' * (n > 1)}"
+
+
+__all__ = [
+    "first_line",
+    "failed_result",
+    "one_thread",
+    "open_trainer",
+    "run_local",
+    "run_lock",
+    "run_ray",
+    "run_task",
+    "worker_plan",
+]

@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from fastrl.config import ConfigError, parse_value, to_dict
+from fastrl.agents.presets import preset
+from fastrl.config import ConfigError, parse_value, to_dict, with_overrides
 
 ALIASES = {"buffer_capacity": "buffer_size"}
 """Other names for config fields (the seed course's BUFFER_CAPACITY is fastrl's buffer_size)."""
@@ -292,6 +293,22 @@ def _label(i: int, params: Mapping[str, Any]) -> str:
     return safe if len(safe) <= 100 else f"c{i:02d}"
 
 
+def base_config(algo: str, env_id: str, overrides: Mapping[str, Any] | None, steps: int | None) -> Any:
+    """The preset of ``algo`` on ``env_id`` with the ``--set`` overrides (aliases resolved) and
+    ``--steps``; checkpoints every tenth of the run at most (at least every 1,000 steps) unless
+    ``checkpoint_every`` is set, so an interrupted run resumes from at most a tenth back."""
+    sets = {ALIASES.get(k, k): v for k, v in (overrides or {}).items()}
+    if "env_id" in sets:
+        raise ConfigError("--set env_id: give the env as the ENV argument")
+    if steps is not None:
+        sets["total_steps"] = steps
+    base = with_overrides(preset(algo, env_id), sets)
+    if "checkpoint_every" not in sets:
+        every = max(1_000, base.total_steps // 10)
+        base = dataclasses.replace(base, checkpoint_every=min(base.checkpoint_every, every))
+    return base
+
+
 def jsonable(v: Any) -> Any:
     """Tuples (in dicts and lists too) as lists, as JSON holds them."""
     if isinstance(v, dict):
@@ -306,6 +323,7 @@ __all__ = [
     "Dimension",
     "Range",
     "SweepPlan",
+    "base_config",
     "canonical_key",
     "expand",
     "fmt_value",

@@ -19,17 +19,14 @@ directory is refused.
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from fastrl.agents.presets import preset
-from fastrl.config import ConfigError, with_overrides
-from fastrl.experiments.executors import Task, run_local, run_ray
+from fastrl.config import ConfigError
+from fastrl.experiments.executors import Task, run_local, run_ray, worker_plan
 from fastrl.experiments.manifest import Result, plan_digest, prepare_dir, read_result
-from fastrl.experiments.plan import ALIASES, Dimension, SweepPlan, expand
+from fastrl.experiments.plan import Dimension, SweepPlan, base_config, expand
 from fastrl.experiments.report import Report, check_metric, write_report
 from fastrl.training.envs import make_env
 
@@ -51,16 +48,7 @@ def plan_sweep(
     strings. Without ``random`` the grid is crossed; with it, ``random`` points are drawn from the
     grid's lists (as choices) and the ranges. Seeds are ``seed, seed + 1, ...`` of the base config.
     """
-    base = preset(algo, env_id)
-    sets = {ALIASES.get(k, k): v for k, v in (overrides or {}).items()}
-    if "env_id" in sets:
-        raise ConfigError("--set env_id: give the env as the ENV argument")
-    if steps is not None:
-        sets["total_steps"] = steps
-    base = with_overrides(base, sets)
-    if "checkpoint_every" not in sets:  # interrupted runs resume from at most a tenth back
-        every = max(1_000, base.total_steps // 10)
-        base = dataclasses.replace(base, checkpoint_every=min(base.checkpoint_every, every))
+    base = base_config(algo, env_id, overrides, steps)
     plan = expand(algo, env_id, base, grid, ranges, random, search_seed, seeds)
     make_env(env_id).close()  # an unknown env fails here, not in every run
     plan.out = Path(out) if out is not None else Path("sweeps") / f"{env_id}-{algo}-{plan_digest(plan)}"
@@ -95,14 +83,7 @@ def run_sweep(
             continue
         todo.append(t)
         resume += (Path(t["run_dir"]) / "checkpoints" / "last.pt").is_file()
-    n_workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    if executor == "local":
-        n_workers = max(1, min(n_workers, len(todo)))
-    where = (
-        (f"Ray at {ray_address}" if ray_address else f"local Ray, {n_workers} CPUs")
-        if executor == "ray"
-        else f"{n_workers} local worker{'s' * (n_workers > 1)}"
-    )
+    n_workers, where = worker_plan(executor, workers, len(todo), ray_address)
     log(
         f"sweep {plan.out}: {len(tasks)} runs ({len(plan.configs)} configurations x "
         f"{len(plan.seeds)} seeds); {done} finished (skipped), {resume} to resume, "

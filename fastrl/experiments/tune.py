@@ -30,7 +30,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -42,11 +41,10 @@ from typing import Any, Literal
 import numpy as np
 
 from fastrl._util import write_text_atomic
-from fastrl.agents.presets import preset
-from fastrl.config import ConfigError, to_dict, with_overrides
-from fastrl.experiments.executors import Task, run_local, run_ray
+from fastrl.config import ConfigError, to_dict
+from fastrl.experiments.executors import Task, run_local, run_ray, worker_plan
 from fastrl.experiments.manifest import Result
-from fastrl.experiments.plan import ALIASES, Dimension, Range, canonical_key, fmt_value, jsonable, parse_ranges
+from fastrl.experiments.plan import Dimension, Range, base_config, canonical_key, fmt_value, jsonable, parse_ranges
 from fastrl.experiments.trial import OBJECTIVES, PRUNERS, make_pruner, open_storage, optuna_module, run_trial
 from fastrl.experiments.tune_report import TuneReport, objective_text, write_tune_report
 from fastrl.training.envs import make_env
@@ -133,16 +131,7 @@ def plan_tune(
         raise ConfigError(f"--trials must be >= 1, got {trials}")
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
-    base = preset(algo, env_id)
-    sets = {ALIASES.get(k, k): v for k, v in (overrides or {}).items()}
-    if "env_id" in sets:
-        raise ConfigError("--set env_id: give the env as the ENV argument")
-    if steps is not None:
-        sets["total_steps"] = steps
-    base = with_overrides(base, sets)
-    if "checkpoint_every" not in sets:  # an interrupted trial resumes from at most a tenth back
-        every = max(1_000, base.total_steps // 10)
-        base = dataclasses.replace(base, checkpoint_every=min(base.checkpoint_every, every))
+    base = base_config(algo, env_id, overrides, steps)
     try:
         base.check()
     except (ConfigError, TypeError, ValueError) as e:
@@ -421,16 +410,7 @@ def run_tune(
         study = open_study(plan)
         rerun = _rerun_interrupted(study)
         search = _Search(plan, study, tensorboard, log)
-        n_workers = workers or (
-            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        )
-        if executor == "local":
-            n_workers = max(1, min(n_workers, plan.trials - search.settled))
-        where = (
-            (f"Ray at {ray_address}" if ray_address else f"local Ray, {n_workers} CPUs")
-            if executor == "ray"
-            else f"{n_workers} local worker{'s' * (n_workers > 1)}"
-        )
+        n_workers, where = worker_plan(executor, workers, plan.trials - search.settled, ray_address)
         log(
             f"tune {plan.out}: {plan.trials} trials x {len(plan.seeds)} seeds of {plan.base.total_steps} steps; "
             f"{search.settled} finished (kept), {rerun} interrupted (re-run); pruner {plan.pruner}; {where}"
