@@ -85,8 +85,37 @@ class TrainConfig:
     sync_every: int = 1
     """concurrent: updates between publishing the policy's weights to the collector."""
     collect_ahead: int = 0
-    """concurrent: most env steps the collector may run ahead of the learner's updates
-    (0: max(2 * train_freq * num_envs, 64))."""
+    """concurrent: most env steps the collectors may run ahead of the learner's updates
+    (0: max(2 * train_freq * num_envs, 64, 3 * collectors * collector_envs))."""
+    collectors: int = 0
+    """Collector processes (or Ray actors) stepping envs while this process learns, Ape-X style: each
+    has its own collector_envs envs, seeds and exploration and sends chunks of transitions into this
+    process's replay buffer. 0: the sequential loop; concurrent=true is collectors=1."""
+    collector_backend: Literal["process", "ray"] = "process"
+    """collectors: local processes (weights in shared memory) or Ray actors (weights in the object store)."""
+    ray_address: str | None = None
+    """collector_backend=ray: the cluster to join (None: start a local Ray instance)."""
+    collector_envs: int = 0
+    """collectors: envs per collector (0: num_envs). The run has collectors * collector_envs env streams."""
+    replay_ratio_mode: Literal["fixed", "free"] = "fixed"
+    """collectors: fixed keeps the sequential loop's updates per env step (gradient_steps per
+    train_freq * num_envs env steps); free updates as fast as the learner can (the ratio is logged)."""
+    apex_epsilon: bool = False
+    """collectors: Ape-X exploration, a fixed level per collector i of N: DQN epsilon
+    0.4 ** (1 + 7 i / (N - 1)); DDPG / TD3 noise scale noise_sigma * 0.4 ** (7 i / (N - 1))."""
+    collector_restarts: int = 3
+    """collectors: restarts (fresh envs) allowed per collector that dies before the run fails."""
+
+    @property
+    def n_collectors(self) -> int:
+        """Collectors this run uses: collectors, or 1 for concurrent=true."""
+        return self.collectors if self.collectors else int(self.concurrent)
+
+    @property
+    def streams(self) -> int:
+        """Env streams in the replay buffer: collectors * collector_envs, or num_envs."""
+        n = self.n_collectors
+        return n * (self.collector_envs or self.num_envs) if n else self.num_envs
 
 
 # ---------------------------------------------------------------------------- field docs
@@ -294,9 +323,16 @@ def check_common(cfg: TrainConfig) -> None:
             "max_episode_steps",
             "torch_threads",
             "collect_ahead",
+            "collectors",
+            "collector_envs",
+            "collector_restarts",
             "seed",
         ),
         0,
     )
     if cfg.buffer_size < cfg.num_envs:
         raise ConfigError(f"buffer_size ({cfg.buffer_size}) must be >= num_envs ({cfg.num_envs})")
+    if cfg.buffer_size < cfg.streams:
+        raise ConfigError(
+            f"buffer_size ({cfg.buffer_size}) must be >= collectors * collector_envs ({cfg.streams} env streams)"
+        )

@@ -39,6 +39,9 @@ class Schedule:
     decay: float = 0.995
     unit: Literal["step", "episode"] = "step"
     t: int = 0
+    scale: int = 1
+    """Units each counted step or episode stands for: a collector that is one of N counts N per
+    unit, so that its schedule follows the whole run's (its share is one N-th of the steps)."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -66,13 +69,13 @@ class Schedule:
     def next_step(self, n: int = 1) -> float:
         """Account for ``n`` env steps (one vector-env step of ``n`` envs); returns the new value."""
         if self.unit == "step":
-            self.t += int(n)
+            self.t += int(n) * self.scale
         return self.value
 
     def next_episode(self, n: int = 1) -> float:
         """Account for ``n`` finished episodes; returns the new value."""
         if self.unit == "episode":
-            self.t += int(n)
+            self.t += int(n) * self.scale
         return self.value
 
     def state_dict(self) -> dict[str, Any]:

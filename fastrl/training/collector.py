@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import multiprocessing.connection
 import os
+import pickle
 import signal
 import time
 import traceback
@@ -34,6 +35,7 @@ import torch
 import torch.multiprocessing as tmp
 
 from fastrl.agents.registry import get_algo
+from fastrl.schedules import Schedule
 from fastrl.training.device import config_for_device
 from fastrl.training.envs import env_states, make_vec_env, restore_env_states
 from fastrl.training.rollout import Transition, env_step
@@ -76,7 +78,10 @@ class RateLimiter:
     def from_config(cls, cfg: Any) -> RateLimiter:
         n = cfg.num_envs
         ahead_steps = cfg.collect_ahead or max(2 * cfg.train_freq * n, 64)
-        return cls(n, cfg.train_freq, cfg.gradient_steps, cfg.learning_starts, max(1, math.ceil(ahead_steps / n)))
+        # at least three vector steps of all the collectors' streams: the learner holds each
+        # collector's newest step back (see ConcurrentLearner), and every collector must be able to step
+        ahead = max(1, math.ceil(ahead_steps / n), math.ceil(3 * cfg.streams / n))
+        return cls(n, cfg.train_freq, cfg.gradient_steps, cfg.learning_starts, ahead)
 
     @property
     def first_phase(self) -> int:
@@ -146,6 +151,51 @@ class SharedWeights:
             return int(self.version.value)
 
 
+# ---------------------------------------------------------------------------- who a collector is
+@dataclass(frozen=True)
+class CollectorSpec:
+    """One collector of ``count``: its envs, seeds, share of the run and exploration.
+
+    Collector ``i`` steps ``num_envs`` envs, streams ``i * num_envs ...`` of the learner's buffer.
+    ``env_seed``: the envs are reset with it (env ``j`` gets ``env_seed + j``); None when the start
+    state restores saved env states. Its burn-in and step budget are its share of the run's, in its
+    own env steps and vector steps.
+    """
+
+    index: int
+    count: int
+    num_envs: int
+    env_seed: int | None
+    agent_seed: int
+    torch_seed: int
+    learning_starts: int
+    max_iterations: int
+    apex: bool = False
+
+
+def collector_seeds(seeds: list[int], cfg_seed: int, index: int, num_envs: int, restart: int = 0) -> tuple[int, int, int]:
+    """``(env_seed, agent_seed, torch_seed)`` of collector ``index`` after ``restart`` restarts.
+
+    The first start of collector ``i`` resets its envs with ``seed + i * num_envs``, so the
+    collectors' envs together are seeded as one sequential vector env of all the streams; collector 0
+    acts with the learner's own exploration and torch seeds (``seeds[2]``, ``seeds[0]``), so one
+    collector repeats the sequential loop's random draws; the others and every restart draw
+    theirs from ``SeedSequence([seed, i, restart])``."""
+    if index == 0 and restart == 0:
+        return cfg_seed, seeds[2], seeds[0]
+    a, t, e = (int(x) for x in np.random.SeedSequence([cfg_seed, index, restart, 17]).generate_state(3, dtype=np.uint64))
+    env_seed = cfg_seed + index * num_envs if restart == 0 else int(e % 2**31)
+    return env_seed, a, t
+
+
+def apex_schedule(cfg: Any, index: int, count: int) -> Schedule:
+    """Ape-X's fixed exploration of collector ``index`` of ``count``: epsilon ``0.4 ** (1 + 7 i / (N - 1))``
+    for DQN-family agents, the noise scale ``noise_sigma * 0.4 ** (7 i / (N - 1))`` for DDPG / TD3."""
+    frac = index / (count - 1) if count > 1 else 0.0
+    value = cfg.noise_sigma * 0.4 ** (7 * frac) if hasattr(cfg, "noise_sigma") else 0.4 ** (1 + 7 * frac)
+    return Schedule(kind="constant", start=value, end=value)
+
+
 # ---------------------------------------------------------------------------- the child
 _NAP_MIN, _NAP_MAX = 1e-4, 2e-3
 """A blocked collector sleeps 0.1 ms, then twice as long each time up to 2 ms: waking thousands of
@@ -154,42 +204,46 @@ times a second would take CPU from the learner on a machine with two cores."""
 
 @dataclass
 class _Shared:
-    updates: Any  # RawValue q: updates the learner has done (written by the learner only)
+    limit: Any  # RawValue q: iterations the collector may have stepped (written by the learner only)
     stop: Any  # RawValue b: the learner wants the collector to exit
     pause: Any  # RawValue q: pause requests so far (flush, report the state, wait until resumed)
+    pause_at: Any  # RawValue q: pause once at least this many iterations are stepped
     resumed: Any  # RawValue q: the last pause request the learner has ended
     weights: SharedWeights
 
 
 def _collector_main(
-    conn: Any,
-    shared: _Shared,
-    cfg: Any,
-    algo: str,
-    seeds: list[int],
-    start: dict[str, Any],
-    limiter: RateLimiter,
-    chunk: int,
+    conn: Any, shared: _Shared, cfg: Any, algo: str, spec: CollectorSpec, start: dict[str, Any], chunk: int
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle: it stops us
     envs = None
     try:
         torch.set_num_threads(1)
-        torch.manual_seed(seeds[0] & (2**63 - 1))
-        envs = make_vec_env(cfg.env_id, cfg.num_envs, cfg.vector_mode, cfg.max_episode_steps, cfg.frame_stack)
+        torch.manual_seed(spec.torch_seed & (2**63 - 1))
+        n = spec.num_envs
+        envs = make_vec_env(cfg.env_id, n, cfg.vector_mode, cfg.max_episode_steps, cfg.frame_stack)
         agent = get_algo(algo).agent.from_spaces(  # on the CPU: no CUDA graph even if the learner has one
-            envs.single_observation_space, envs.single_action_space, config_for_device(cfg, "cpu"), "cpu", seed=seeds[2]
+            envs.single_observation_space,
+            envs.single_action_space,
+            config_for_device(cfg, "cpu"),
+            "cpu",
+            seed=spec.agent_seed,
         )
-        if start.get("exploration") is not None:  # resumed: exploration where the checkpoint left it
+        if spec.apex:
+            agent.exploration = apex_schedule(cfg, spec.index, spec.count)
+        elif start.get("exploration") is not None:  # the run's schedule where the learner has it
             agent.exploration.load_state_dict(start["exploration"])
+        agent.exploration.scale = spec.count  # one step here stands for one of each collector's
+        if start.get("rng") is not None:  # resumed: exploration draws where the checkpoint left them
             agent.rng.bit_generator.state = start["rng"]
         targets = _state_tensors(policy_modules(agent))  # views of the parameters, updated in place
         version = shared.weights.load_into(targets)
         if start.get("env_states") is not None:
             obs = restore_env_states(envs, start["env_states"])
         else:
-            obs, _ = envs.reset(seed=cfg.seed)
-        steps, iters, n = int(start["env_steps"]), int(start["iterations"]), cfg.num_envs
+            obs, _ = envs.reset(seed=spec.env_seed)
+        iters = int(start["iterations"])
+        steps = iters * n
         parent = multiprocessing.parent_process()
 
         o = np.asarray(obs)
@@ -209,7 +263,7 @@ def _collector_main(
         def flush() -> None:
             nonlocal t
             if t:
-                conn.send(("data", {k: v[:t] for k, v in bufs.items()}))
+                conn.send(("data", iters - t, {k: v[:t] for k, v in bufs.items()}))
                 t = 0
 
         last_check = time.monotonic()
@@ -227,32 +281,29 @@ def _collector_main(
 
         acked = int(shared.pause.value)
         while not shared.stop.value:
-            if shared.pause.value > acked:
+            if shared.pause.value > acked and iters >= shared.pause_at.value:
                 acked = int(shared.pause.value)
                 flush()
-                conn.send(
-                    (
-                        "paused",
-                        {
-                            "env_steps": steps,
-                            "iterations": iters,
-                            "obs": np.asarray(obs).copy(),
-                            "env_states": env_states(envs),
-                        },
-                    )
-                )
+                state = {
+                    "iterations": iters,
+                    "obs": np.asarray(obs).copy(),
+                    "env_states": env_states(envs),
+                    "rng": agent.rng.bit_generator.state,
+                    "exploration": agent.exploration.state_dict(),
+                }
+                conn.send(("paused", state))
                 continue
             if shared.resumed.value < acked:
                 idle()
                 continue
-            if steps >= cfg.total_steps or not limiter.can_collect(iters, int(shared.updates.value)):
+            if iters >= spec.max_iterations or iters >= shared.limit.value:
                 flush()
                 idle()
                 continue
             nap[0] = _NAP_MIN
             if shared.weights.version.value != version:
                 version = shared.weights.load_into(targets)
-            transition, obs, _ = env_step(agent, envs, obs, steps, cfg.learning_starts)
+            transition, obs, _ = env_step(agent, envs, obs, steps, spec.learning_starts)
             for name, value in zip(Transition._fields, transition):
                 bufs[name][t] = value
             t += 1
@@ -279,45 +330,41 @@ def _collector_main(
 
 # ---------------------------------------------------------------------------- the learner's handle
 class Collector:
-    """The learner's end of a collector process.
+    """The learner's end of one collector process.
 
-    ``Collector(cfg, algo, agent, seeds, start)`` starts the child (``start``: ``env_steps``,
-    ``iterations`` and, when resuming, ``env_states``, ``exploration``, ``rng``); :meth:`get`
-    returns its next message: ``("data", arrays)`` with ``[T, num_envs, ...]`` arrays of T
-    consecutive vector steps, or ``("paused", state)`` after :meth:`request_pause`. A failure in the
-    child raises :class:`CollectorError` here. :meth:`close` stops it (always call it: ``with``).
+    ``Collector(cfg, algo, spec, start, weights, chunk)`` starts the child (``start``:
+    ``iterations`` and, to continue a saved state, ``env_states``, ``exploration``, ``rng``);
+    :meth:`get` returns its next message: ``("data", first_iteration, arrays)`` with
+    ``[T, num_envs, ...]`` arrays of T consecutive vector steps, or ``("paused", state)`` after
+    :meth:`request_pause`. A failure in the child raises :class:`CollectorError` here. It steps while
+    its iterations are below :meth:`set_limit`'s limit. :meth:`close` stops it (always call it).
     """
 
     def __init__(
         self,
         cfg: Any,
         algo: str,
-        agent: Any,
-        seeds: list[int],
+        spec: CollectorSpec,
         start: dict[str, Any],
-        limiter: RateLimiter | None = None,
-        chunk: int | None = None,
-        updates: int = 0,
+        weights: SharedWeights,
+        chunk: int,
+        limit: int = 0,
     ) -> None:
         ctx = tmp.get_context("spawn")
-        self.limiter = limiter if limiter is not None else RateLimiter.from_config(cfg)
-        if chunk is None:
-            chunk = max(1, min(64, self.limiter.ahead // 4))
-        self.chunk = chunk
-        self.modules = policy_modules(agent)
-        self._sources = _state_tensors(self.modules)  # alias the parameters (updated in place)
+        self.spec = spec
         self.shared = _Shared(
-            ctx.RawValue("q", updates),
+            ctx.RawValue("q", limit),
             ctx.RawValue("b", 0),
             ctx.RawValue("q", 0),
             ctx.RawValue("q", 0),
-            SharedWeights(ctx, self.modules),
+            ctx.RawValue("q", 0),
+            weights,
         )
         self._conn, child_conn = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
             target=_collector_main,
-            args=(child_conn, self.shared, cfg, algo, seeds, start, self.limiter, chunk),
-            name="fastrl-collector",
+            args=(child_conn, self.shared, cfg, algo, spec, start, chunk),
+            name=f"fastrl-collector-{spec.index}",
             # a daemon may not start processes: async vector envs need a non-daemon child (close()
             # always stops it; it also exits by itself when the learner's process is gone)
             daemon=cfg.vector_mode != "async",
@@ -326,34 +373,31 @@ class Collector:
         child_conn.close()
         self._closed = False
 
+    @property
+    def waitables(self) -> list[Any]:
+        """What :func:`multiprocessing.connection.wait` watches: the pipe and the process sentinel."""
+        return [self._conn, self.process.sentinel]
+
     # ------------------------------------------------------------------ learner -> collector
-    def set_updates(self, updates: int) -> None:
-        self.shared.updates.value = updates
+    def set_limit(self, iterations: int) -> None:
+        self.shared.limit.value = iterations
 
-    def publish(self) -> None:
-        self.shared.weights.publish(self._sources)
-
-    def request_pause(self) -> None:
-        """Ask the child to flush its chunk, send ``("paused", state)`` and wait for :meth:`resume`;
-        ``state``: ``env_steps``, ``iterations``, ``obs`` and ``env_states`` after its last step."""
-        self.shared.pause.value += 1
+    def request_pause(self, at: int = 0) -> None:
+        """Ask the child to step on until it has ``at`` iterations, then flush its chunk, send
+        ``("paused", state)`` and wait for :meth:`resume`; ``state``: ``iterations``, ``obs``,
+        ``env_states``, ``rng`` and ``exploration`` after its last step. A paused child may be asked
+        again (with a larger ``at``): it steps on to it and pauses again."""
+        prev = int(self.shared.pause.value)
+        self.shared.pause_at.value = at
+        self.shared.pause.value = prev + 1
+        if self.shared.resumed.value < prev:  # paused: let it go on to ``at``
+            self.shared.resumed.value = prev
 
     def resume(self) -> None:
         self.shared.resumed.value = self.shared.pause.value
 
-    def pause(self, on_data: Any) -> dict[str, Any]:
-        """:meth:`request_pause` and wait for the state, passing the data that comes before it to
-        ``on_data``."""
-        self.request_pause()
-        while True:
-            msg = self.get()
-            assert msg is not None
-            if msg[0] == "paused":
-                return msg[1]  # type: ignore[no-any-return]
-            on_data(msg[1])
-
     # ------------------------------------------------------------------ collector -> learner
-    def get(self, timeout: float | None = None) -> tuple[str, Any] | None:
+    def get(self, timeout: float | None = None) -> tuple[Any, ...] | None:
         """The next message, waiting up to ``timeout`` seconds (None: until one comes); None if none came."""
         if not self._conn.poll(0):
             deadline = None if timeout is None else time.monotonic() + timeout
@@ -361,7 +405,7 @@ class Collector:
                 left = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
                 if left <= 0:
                     return None
-                ready = multiprocessing.connection.wait([self._conn, self.process.sentinel], left)
+                ready = multiprocessing.connection.wait(self.waitables, left)
                 if self._conn in ready or (ready and self._conn.poll(0)):
                     break
                 if ready:  # the child ended without a message
@@ -369,7 +413,7 @@ class Collector:
                     raise CollectorError(f"collector process exited unexpectedly (exit code {self.process.exitcode})")
         try:
             msg = self._conn.recv()
-        except EOFError:
+        except (EOFError, OSError, pickle.UnpicklingError):  # died mid-message: nothing of it is used
             self.process.join(1.0)
             raise CollectorError(f"collector process exited unexpectedly (exit code {self.process.exitcode})") from None
         if msg[0] == "error":
@@ -387,7 +431,7 @@ class Collector:
             while self._conn.poll(0):  # a child blocked on a full pipe needs us to read
                 try:
                     self._conn.recv()
-                except (EOFError, OSError):
+                except (EOFError, OSError, pickle.UnpicklingError):
                     break
             self.process.join(0.01)
         if self.process.is_alive():
@@ -405,4 +449,13 @@ class Collector:
         self.close()
 
 
-__all__ = ["Collector", "CollectorError", "RateLimiter", "SharedWeights", "policy_modules"]
+__all__ = [
+    "Collector",
+    "CollectorError",
+    "CollectorSpec",
+    "RateLimiter",
+    "SharedWeights",
+    "apex_schedule",
+    "collector_seeds",
+    "policy_modules",
+]

@@ -1,111 +1,308 @@
-"""The concurrent loop (``concurrent=True``): a :class:`fastrl.training.collector.Collector` process
-steps the envs while this process inserts its chunks, keeps the books and updates, as often per
-env step as the sequential loop (:class:`fastrl.training.collector.RateLimiter`).
+"""The concurrent loop (``collectors=N``, or ``concurrent=True`` for one): N
+:class:`fastrl.training.collector.Collector` processes step their envs while this process inserts
+their chunks, keeps the books and updates.
 
-An evaluation at step N first does the updates due at N (the learner may lag behind the
-collector), so it rates the policy the sequential loop would have at N. Checkpoints pause the
-collector (it flushes and reports its envs' states), insert what it sent, do the updates due so
-far, save, and let it go on: a checkpoint at step N holds what a sequential run's would (buffer,
-envs, counters, the updates due at N), so a resume, with or without ``concurrent``, continues from
-a consistent state. Runs are not bit-reproducible: which weights act at a step depends on timing.
+Streams. Collector ``i`` owns env streams ``i * E ... (i + 1) * E - 1`` of the replay buffer
+(``E = collector_envs``); the buffer's vector step ``k`` is step ``k`` of every collector, side by
+side, so a run with N collectors stores what N sequential env streams with the collectors' seeds
+would (:func:`fastrl.training.collector.collector_seeds`). Each collector's newest step is held
+back until its successor arrives (or the collector has stepped its share of the run): if the
+collector dies, that step is stored with ``truncated`` set, since its episode ends there, and a
+new collector with fresh envs continues the streams. So nothing is stored twice (chunks carry their
+first step's index, checked on arrival) and no episode runs across a restart.
+
+Replay ratio (``replay_ratio_mode``). ``fixed``: the sequential loop's updates per env step
+(:class:`fastrl.training.collector.RateLimiter`, counted in env steps), the learner waiting for data
+when it is ahead and the collectors waiting when they are ``collect_ahead`` env steps ahead of it;
+``free``: the learner updates as fast as it can, the collectors at most ``collect_ahead`` env steps
+ahead of what is inserted; the ratio reached is logged as ``perf/replay_ratio``.
+
+An evaluation at step N first does the updates due at N, so it rates the policy the sequential loop
+would have at N. Checkpoints pause every collector at the same step (they flush and report their
+envs' states, exploration and generators), insert all they sent, do the updates due so far, save,
+and let them go on: a checkpoint at step N holds what a sequential run's would (buffer, envs,
+counters, the updates due at N), so a resume continues from a consistent state. Runs are not
+bit-reproducible: which weights act at a step depends on timing.
 """
 
 from __future__ import annotations
 
+import multiprocessing.connection
 import time
+import warnings
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch.multiprocessing as tmp
 
-from fastrl.training.collector import Collector, RateLimiter
+from fastrl.training.collector import (
+    Collector,
+    CollectorError,
+    CollectorSpec,
+    RateLimiter,
+    SharedWeights,
+    _state_tensors,
+    collector_seeds,
+    policy_modules,
+)
 
 if TYPE_CHECKING:
     from fastrl.training.trainer import Trainer, TrainResult
 
 
 def train_concurrent(trainer: Trainer) -> TrainResult:
-    """``trainer.train()`` with a collector process; ``trainer.concurrent_stats`` then holds the
-    updates done and the seconds the learner waited for data (before the first chunk, and after)."""
+    """``trainer.train()`` with collector processes; ``trainer.concurrent_stats`` then holds the
+    updates done, the seconds the learner waited for data (before the first chunk, and after) and the
+    collectors' restarts."""
     return ConcurrentLearner(trainer).run()
 
 
 class ConcurrentLearner:
-    """The learner's side of a concurrent run, built on the trainer's parts (run state, sampler,
+    """The learner's side of a run with collectors, built on the trainer's parts (run state, sampler,
     learn step, log / evaluate / checkpoint)."""
 
     def __init__(self, trainer: Trainer) -> None:
-        self.t = trainer
-        self.limiter = RateLimiter.from_config(trainer.cfg)
-        self.updates = self.limiter.updates_due(trainer.state.iterations)
+        t = self.t = trainer
+        cfg = t.cfg
+        self.n = cfg.n_collectors
+        self.envs_each = cfg.collector_envs or cfg.num_envs
+        self.streams = cfg.streams
+        self.free = cfg.replay_ratio_mode == "free"
+        self.limiter = RateLimiter.from_config(cfg)
+        self.ahead_iters = max(3, self.limiter.ahead * cfg.num_envs // self.streams)
+        self.max_iterations = -(-cfg.total_steps // self.streams)
+        self.updates = 0 if self.free else self.limiter.updates_due(t.state.env_steps // cfg.num_envs)
+        self.updates_at_start = self.updates
         self.checkpoint_due = False
-        self.stats = trainer.concurrent_stats = {"startup_seconds": 0.0, "wait_seconds": 0.0, "updates": 0}
+        self.stats = trainer.concurrent_stats = {
+            "startup_seconds": 0.0,
+            "wait_seconds": 0.0,
+            "updates": 0,
+            "restarts": 0,
+        }
+        self.modules = policy_modules(t.agent)
+        self._sources = _state_tensors(self.modules)
+        self.restarts = [0] * self.n
+        self.pending: list[deque[dict[str, np.ndarray]]] = [deque() for _ in range(self.n)]
+        self.received = [t.state.iterations] * self.n
+        self.origin: list[dict[str, Any]] = self._start_states()
+        self.paused: list[dict[str, Any] | None] = [None] * self.n
+        self.pause_target: int | None = None
+        self.chunk = max(1, min(64, self.ahead_iters // 4))
 
+    # ------------------------------------------------------------------ collectors
+    def _start_states(self) -> list[dict[str, Any]]:
+        """Each collector's start: a fresh one's iteration count, or a resumed run's saved envs,
+        exploration and generator state."""
+        t, it, e = self.t, self.t.state.iterations, self.envs_each
+        states = [{"iterations": it, "exploration": t.agent.exploration.state_dict()} for _ in range(self.n)]
+        if t.saved_env_states is None:
+            return states
+        if len(t.saved_env_states) != self.streams:
+            raise CollectorError(
+                f"cannot resume a run of {len(t.saved_env_states)} env streams with "
+                f"collectors * collector_envs = {self.streams}"
+            )
+        saved = t.saved_collectors
+        agent_state = t.agent.state_dict()
+        for i, s in enumerate(states):
+            s["env_states"] = t.saved_env_states[i * e : (i + 1) * e]
+            if saved is not None and len(saved) == self.n:
+                s.update(rng=saved[i]["rng"], exploration=saved[i]["exploration"])
+            elif i == 0:  # a sequential run's checkpoint: its exploration generator goes on in collector 0
+                s["rng"] = agent_state["rng"]
+        return states
+
+    def _spec(self, i: int, start: dict[str, Any]) -> CollectorSpec:
+        cfg = self.t.cfg
+        env_seed, agent_seed, torch_seed = collector_seeds(
+            self.t.seeds, cfg.seed, i, self.envs_each, restart=self.restarts[i]
+        )
+        return CollectorSpec(
+            index=i,
+            count=self.n,
+            num_envs=self.envs_each,
+            env_seed=None if start.get("env_states") is not None else env_seed,
+            agent_seed=agent_seed,
+            torch_seed=torch_seed,
+            learning_starts=-(-cfg.learning_starts // self.n),
+            max_iterations=self.max_iterations,
+            apex=cfg.apex_epsilon,
+        )
+
+    def _start(self, i: int, start: dict[str, Any]) -> Collector:
+        return Collector(self.t.cfg, self.t.algo, self._spec(i, start), start, self.weights, self.chunk, self._limit())
+
+    def restart(self, i: int, error: CollectorError) -> None:
+        """Replace dead collector ``i``: end its held step's episodes (truncated) and start fresh envs
+        after it, or, if everything it sent is stored, continue from its last reported state."""
+        self.restarts[i] += 1
+        self.stats["restarts"] += 1
+        if self.restarts[i] > self.t.cfg.collector_restarts:
+            raise CollectorError(f"collector {i} failed {self.restarts[i]} times (collector_restarts): {error}")
+        warnings.warn(f"collector {i} died, restarting it ({self.restarts[i]}): {error}", stacklevel=2)
+        self.collectors[i].close(timeout=1.0)
+        if self.pending[i]:  # its newest step is held back: its episodes end there
+            self.pending[i][-1]["truncated"][-1] = True
+            start: dict[str, Any] = {"iterations": self.received[i], "exploration": self.t.agent.exploration.state_dict()}
+        else:  # all it sent is stored: go on from where it last stood
+            start = self.origin[i]
+            assert start["iterations"] == self.received[i]
+        self.paused[i] = None
+        self.collectors[i] = self._start(i, start)
+        if self.pause_target is not None:
+            self.collectors[i].request_pause(self.pause_target)
+
+    # ------------------------------------------------------------------ the loop
     def run(self) -> TrainResult:
         t, cfg, state = self.t, self.t.cfg, self.t.state
-        start: dict[str, Any] = {"env_steps": state.env_steps, "iterations": state.iterations}
-        if t.saved_env_states is not None:  # resumed: the collector continues the saved envs and exploration
-            agent_state = t.agent.state_dict()
-            start.update(env_states=t.saved_env_states, exploration=agent_state["exploration"], rng=agent_state["rng"])
         first_step = state.env_steps
-        self.collector = Collector(cfg, t.algo, t.agent, t.seeds, start, self.limiter, updates=self.updates)
+        self.weights = SharedWeights(tmp.get_context("spawn"), self.modules)
+        self.collectors: list[Collector] = []
         t.start()
         try:
+            for i in range(self.n):
+                self.collectors.append(self._start(i, self.origin[i]))
             while True:
-                while (msg := self.collector.get(0)) is not None:
-                    self.consume(msg[1])
+                self.receive(0)
                 if self.checkpoint_due:
                     self.checkpoint_due = False
-                    env_states = self.pause_and_catch_up()
+                    states = self.pause_all()
                     with state.untimed():
-                        t.save_checkpoint(periodic=True, states=env_states)
+                        t.save_checkpoint(periodic=True, states=states[0], collectors=states[1])
                     t.saved_env_states = None
-                    self.collector.resume()
+                    self.resume_all()
                     continue
                 if state.solved:
                     break
-                if self.limiter.can_update(state.iterations, self.updates):
+                if self.can_update():
                     self.learn()
                     continue
-                if state.env_steps >= cfg.total_steps:
+                if min(self.received) >= self.max_iterations:  # each has stepped its share
                     break
                 w0 = time.perf_counter()
-                msg = self.collector.get()
+                self.receive(1.0)
                 waited = time.perf_counter() - w0
-                if state.env_steps == first_step:  # the child's imports and env setup: like the sequential
+                if state.env_steps == first_step:  # the children's imports and env setup: like the sequential
                     self.stats["startup_seconds"] += waited  # envs' (made in __init__), not training time
                     state.exclude(waited)
                 else:
                     self.stats["wait_seconds"] += waited
-                if msg is not None:
-                    self.consume(msg[1])
-            env_states = self.pause_and_catch_up()
+            env_states, collectors = self.pause_all()
             if t.metrics or state.solved or "log" in t.triggers.fired(t._last_log[1], state.env_steps):
                 self.log()
             state.stop_clock()
             solved_by_eval = state.solved and cfg.solve_on == "eval"  # that evaluation rated the final policy
             if not solved_by_eval and (not state.evals or state.evals[-1]["step"] != state.env_steps):
                 t.evaluate()
-            t.save_checkpoint(periodic=False, states=env_states)
+            # a checkpoint due at the last step (met while storing the held steps) is this one
+            t.save_checkpoint(periodic=self.checkpoint_due, states=env_states, collectors=collectors)
         finally:
             t.end()
-            self.collector.close()
+            for c in self.collectors:
+                c.close()
         return t.finish()
+
+    # ------------------------------------------------------------------ learning
+    def can_update(self) -> bool:
+        state = self.t.state
+        if self.free:
+            return state.env_steps >= self.t.cfg.learning_starts and len(self.t.buffer) >= self.t.cfg.batch_size
+        return self.updates < self.limiter.updates_due(state.env_steps // self.t.cfg.num_envs)
+
+    def _limit(self) -> int:
+        """The most iterations a collector may have stepped now."""
+        if self.free:
+            return self.t.state.iterations + self.ahead_iters
+        covered = self.limiter.iterations_covered(self.updates) + self.limiter.ahead
+        return max(covered * self.t.cfg.num_envs // self.streams, 0)
+
+    def _publish_limit(self) -> None:
+        limit = self._limit()
+        for c in self.collectors:
+            c.set_limit(limit)
 
     def learn(self) -> None:
         self.t.learn()
         self.updates += 1
         self.stats["updates"] = self.updates
-        self.collector.set_updates(self.updates)
         if self.updates % self.t.cfg.sync_every == 0:
-            self.collector.publish()
+            self.weights.publish(self._sources)
+        if not self.free:
+            self._publish_limit()
 
     def log(self) -> None:
-        lag = self.limiter.updates_due(self.t.state.iterations) - self.updates
-        self.t.log(**{"perf/update_lag": float(lag)})
+        state = self.t.state
+        extra = {
+            "perf/replay_ratio": (self.updates - self.updates_at_start) / max(state.env_steps, 1),
+            "perf/collector_restarts": float(self.stats["restarts"]),
+        }
+        if not self.free:
+            extra["perf/update_lag"] = float(
+                self.limiter.updates_due(state.env_steps // self.t.cfg.num_envs) - self.updates
+            )
+        self.t.log(**extra)
+
+    # ------------------------------------------------------------------ data
+    def receive(self, timeout: float) -> None:
+        """Take every message that has come (waiting up to ``timeout`` seconds for the first), restart
+        collectors that died, and store what all collectors have sent."""
+        ready = multiprocessing.connection.wait([w for c in self.collectors for w in c.waitables], timeout)
+        if ready:
+            for i, c in enumerate(self.collectors):
+                if not any(w in ready for w in c.waitables):
+                    continue
+                try:
+                    while (msg := c.get(0)) is not None:
+                        if msg[0] == "data":
+                            self._take(i, msg[1], msg[2])
+                        elif msg[0] == "paused":
+                            self.paused[i] = msg[1]
+                    if c.process.sentinel in ready:  # ended, and everything it sent is read
+                        c.process.join(1.0)
+                        raise CollectorError(f"collector process exited unexpectedly (exit code {c.process.exitcode})")
+                except CollectorError as e:
+                    self.restart(i, e)
+        self.insert()
+
+    def _take(self, i: int, first: int, arrays: dict[str, np.ndarray]) -> None:
+        if first != self.received[i]:
+            raise RuntimeError(f"collector {i} sent step {first}, expected {self.received[i]}")
+        self.pending[i].append(arrays)
+        self.received[i] += len(arrays["rewards"])
+
+    def insert(self, everything: bool = False) -> None:
+        """Store the vector steps every collector has sent, each collector's newest held back unless
+        ``everything`` (all paused)."""
+        k = min(self.received) - (0 if everything else 1) - self.t.state.iterations
+        if k <= 0:
+            return
+        parts = [self._pop(i, k) for i in range(self.n)]
+        self.consume({name: np.concatenate([p[name] for p in parts], axis=1) for name in parts[0]})
+        self._publish_limit()
+
+    def _pop(self, i: int, k: int) -> dict[str, np.ndarray]:
+        """The oldest ``k`` held vector steps of collector ``i``."""
+        out: list[dict[str, np.ndarray]] = []
+        q, need = self.pending[i], k
+        while need:
+            head = q[0]
+            m = len(head["rewards"])
+            if m <= need:
+                out.append(q.popleft())
+                need -= m
+            else:
+                out.append({name: v[:need] for name, v in head.items()})
+                q[0] = {name: v[need:] for name, v in head.items()}
+                need = 0
+        if len(out) == 1:
+            return out[0]
+        return {name: np.concatenate([o[name] for o in out]) for name in out[0]}
 
     def consume(self, d: dict[str, np.ndarray]) -> None:
-        """Insert one chunk (``[T, num_envs, ...]`` arrays) and keep the books of each of its steps."""
-        t, state, n = self.t, self.t.state, self.t.cfg.num_envs
+        """Insert ``[T, streams, ...]`` arrays and keep the books of each of their steps."""
+        t, state, n = self.t, self.t.state, self.streams
         T = len(d["rewards"])
         flat = {k: v.reshape(T * n, *v.shape[2:]) for k, v in d.items()}
         t.sampler.before_write()
@@ -120,29 +317,59 @@ class ConcurrentLearner:
         for i in range(T):
             done = np.logical_or(d["terminated"][i], d["truncated"][i])
             prev = state.env_steps
-            t.agent.after_env_step(done)  # the learner's schedule follows the collector's (logs, checkpoints)
+            t.agent.after_env_step(done)  # the learner's schedule follows the collectors' (logs, checkpoints)
             t.record_step(d["rewards"][i], done)
             for event in t.triggers.fired(prev, state.env_steps):
                 if event == "log":
                     self.log()
                 elif event == "evaluate" and not state.solved:
                     # evaluate what the sequential loop would: the policy after the updates due here
-                    while self.limiter.can_update(state.iterations, self.updates):
+                    while not self.free and self.can_update():
                         self.learn()
                     t.evaluate()
                 elif event == "checkpoint":
                     self.checkpoint_due = True
         t.bar.update(T * n)
 
-    def pause_and_catch_up(self) -> list[dict[str, Any]]:
-        """Stop the collector, insert what it sent, do the updates due (none once solved: the
-        sequential loop stops there; the steps the collector took past it are kept, not learned
-        from). Returns the envs' states."""
+    # ------------------------------------------------------------------ pausing
+    def pause_all(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Stop every collector at the same step, store all they sent and do the updates due (none
+        once solved: the sequential loop stops there; steps collected past it are kept, not learned
+        from). Returns the envs' states (all streams) and each collector's generator and exploration."""
         state = self.t.state
-        paused = self.collector.pause(self.consume)
-        if paused["env_steps"] != state.env_steps:
-            raise RuntimeError(f"collector at {paused['env_steps']} env steps, learner at {state.env_steps}")
-        while not state.solved and self.limiter.can_update(state.iterations, self.updates):
+        for c in self.collectors:
+            c.request_pause(0)
+        self.pause_target = 0
+        self._wait_paused()
+        target = max(p["iterations"] for p in self.paused if p is not None)
+        if any(p is None or p["iterations"] < target for p in self.paused):
+            self.pause_target = target
+            for i, c in enumerate(self.collectors):
+                p = self.paused[i]
+                if p is not None and p["iterations"] < target:
+                    self.paused[i] = None
+                    c.request_pause(target)
+            self._wait_paused()
+        self.pause_target = None
+        self.insert(everything=True)
+        if state.iterations != target or self.received != [target] * self.n:
+            raise RuntimeError(f"collectors paused at {self.received}, learner at {state.iterations}")
+        while not state.solved and not self.free and self.can_update():
             self.learn()
-        self.t.obs = paused["obs"]
-        return paused["env_states"]  # type: ignore[no-any-return]
+        paused = [p for p in self.paused if p is not None]
+        self.origin = [{k: p[k] for k in ("iterations", "env_states", "rng", "exploration")} for p in paused]
+        self.t.obs = np.concatenate([p["obs"] for p in paused])
+        env_states = [s for p in paused for s in p["env_states"]]
+        return env_states, [{"rng": p["rng"], "exploration": p["exploration"]} for p in paused]
+
+    def _wait_paused(self) -> None:
+        while any(p is None for p in self.paused):
+            self.receive(1.0)
+
+    def resume_all(self) -> None:
+        self.paused = [None] * self.n
+        for c in self.collectors:
+            c.resume()
+
+
+__all__ = ["ConcurrentLearner", "train_concurrent"]

@@ -103,7 +103,9 @@ class Trainer:
         # the envs are seeded at reset with seed, seed + 1, ...
         self.seeds = [int(x) for x in np.random.SeedSequence(cfg.seed).generate_state(3, dtype=np.uint64)]
         torch.manual_seed(self.seeds[0] & (2**63 - 1))
-        self.envs = make_vec_env(cfg.env_id, cfg.num_envs, cfg.vector_mode, cfg.max_episode_steps, cfg.frame_stack)
+        # with collectors these envs only give the spaces and the buffer's streams (collectors step theirs)
+        mode = "sync" if cfg.n_collectors else cfg.vector_mode
+        self.envs = make_vec_env(cfg.env_id, cfg.streams, mode, cfg.max_episode_steps, cfg.frame_stack)
         try:
             self.agent = agent_cls.from_spaces(
                 self.envs.single_observation_space, self.envs.single_action_space, cfg, self.device, seed=self.seeds[2]
@@ -113,8 +115,9 @@ class Trainer:
             raise
         self.replay = cfg.replay()
         self.buffer = self.replay.make_buffer(self.envs, self.seeds[1])
-        self.state = RunState(cfg.num_envs)
-        self.saved_env_states: list[dict[str, Any]] | None = None  # of a resumed run, for its collector
+        self.state = RunState(cfg.streams)
+        self.saved_env_states: list[dict[str, Any]] | None = None  # of a resumed run, for its collectors
+        self.saved_collectors: list[dict[str, Any]] | None = None  # their generators and exploration
         self.concurrent_stats: dict[str, float] = {}  # a concurrent run's (see train_concurrent)
         self._eval_envs: list[Any] | None = None
         if ckpt is not None:
@@ -145,7 +148,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> TrainResult:
-        if self.cfg.concurrent:
+        if self.cfg.n_collectors:
             return train_concurrent(self)
         cfg, agent, envs, state, n = self.cfg, self.agent, self.envs, self.state, self.cfg.num_envs
         self.start()
@@ -174,7 +177,7 @@ class Trainer:
     def record_step(self, rewards: np.ndarray, done: np.ndarray) -> None:
         """Count a vector step, log the episodes it ended; with ``solve_on="rolling"``, solved once
         the last 100 returns reach the threshold."""
-        finished = self.state.advance(self.cfg.num_envs, rewards, done)
+        finished = self.state.advance(len(done), rewards, done)
         for ret, length in finished:
             self.logger.log(self.state.env_steps, **{"charts/episodic_return": ret, "charts/episodic_length": length})
         if finished and self.cfg.solve_on == "rolling" and self.state.rolling_mean_reaches(self.cfg.solved_threshold):
@@ -273,10 +276,16 @@ class Trainer:
             "agent": self.agent.state_dict(),
         }
 
-    def save_checkpoint(self, periodic: bool, states: list[dict[str, Any]] | None = None) -> Path:
+    def save_checkpoint(
+        self,
+        periodic: bool,
+        states: list[dict[str, Any]] | None = None,
+        collectors: list[dict[str, Any]] | None = None,
+    ) -> Path:
         """Write ``last.pt`` (everything needed to resume, with the buffer beside it) and, if
         ``periodic``, ``step_<N>.pt``. Returns the path of last.pt. ``states``: the envs' states
-        (a concurrent run's, from its collector) instead of those of ``self.envs``."""
+        (a concurrent run's, from its collectors) instead of those of ``self.envs``; ``collectors``:
+        their exploration generators and schedules."""
         self.sampler.before_write()  # the buffer and its generator are read: no draw in flight
         ckpt_dir = self.run_dir / "checkpoints"
         ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -288,6 +297,7 @@ class Trainer:
             **self.state.state_dict(),
             "obs": torch.from_numpy(np.asarray(self.obs).copy()),
             "env_states": states if states is not None else env_states(self.envs),
+            "collectors": collectors if collectors is not None else [],
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
@@ -315,6 +325,7 @@ class Trainer:
             if t["cuda_rng"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(t["cuda_rng"])
             self.saved_env_states = list(t["env_states"])
+            self.saved_collectors = list(t.get("collectors") or []) or None
             obs = restore_env_states(self.envs, t["env_states"])
             saved_obs = t["obs"].numpy()
         except (KeyError, TypeError, AttributeError) as e:
