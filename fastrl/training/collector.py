@@ -112,6 +112,18 @@ class RateLimiter:
         """May the collector step once more, having stepped ``iterations`` iterations?"""
         return iterations + 1 <= self.collect_limit(updates)
 
+    # With N collectors of E envs each, the learner's vector step is one step of every collector
+    # (``streams = N * E`` env steps), which need not be a whole number of the sequential loop's
+    # iterations: the schedule is then counted in env steps.
+    def updates_due_at(self, env_steps: int) -> int:
+        """Updates the sequential loop has done after ``env_steps`` env steps."""
+        return self.updates_due(env_steps // self.num_envs)
+
+    def vector_limit(self, updates: int, streams: int) -> int:
+        """The most vector steps of ``streams`` env steps each the collectors may have stepped while
+        the learner has done ``updates`` (``ahead`` must be >= 3 * streams / num_envs: see from_config)."""
+        return self.collect_limit(updates) * self.num_envs // streams
+
 
 # ---------------------------------------------------------------------------- weights
 def policy_modules(agent: Any) -> list[torch.nn.Module]:
@@ -279,7 +291,7 @@ def _collector_main(
                 if parent is not None and not parent.is_alive():
                     raise SystemExit(0)
 
-        acked = int(shared.pause.value)
+        acked = 0  # requests start at 0: one made while we were starting up is still to answer
         while not shared.stop.value:
             if shared.pause.value > acked and iters >= shared.pause_at.value:
                 acked = int(shared.pause.value)

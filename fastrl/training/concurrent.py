@@ -72,7 +72,7 @@ class ConcurrentLearner:
         self.limiter = RateLimiter.from_config(cfg)
         self.ahead_iters = max(3, self.limiter.ahead * cfg.num_envs // self.streams)
         self.max_iterations = -(-cfg.total_steps // self.streams)
-        self.updates = 0 if self.free else self.limiter.updates_due(t.state.env_steps // cfg.num_envs)
+        self.updates = 0 if self.free else self.limiter.updates_due_at(t.state.env_steps)
         self.updates_at_start = self.updates
         self.checkpoint_due = False
         self.stats = trainer.concurrent_stats = {
@@ -99,11 +99,6 @@ class ConcurrentLearner:
         states = [{"iterations": it, "exploration": t.agent.exploration.state_dict()} for _ in range(self.n)]
         if t.saved_env_states is None:
             return states
-        if len(t.saved_env_states) != self.streams:
-            raise CollectorError(
-                f"cannot resume a run of {len(t.saved_env_states)} env streams with "
-                f"collectors * collector_envs = {self.streams}"
-            )
         saved = t.saved_collectors
         agent_state = t.agent.state_dict()
         for i, s in enumerate(states):
@@ -209,14 +204,13 @@ class ConcurrentLearner:
         state = self.t.state
         if self.free:
             return state.env_steps >= self.t.cfg.learning_starts and len(self.t.buffer) >= self.t.cfg.batch_size
-        return self.updates < self.limiter.updates_due(state.env_steps // self.t.cfg.num_envs)
+        return self.updates < self.limiter.updates_due_at(state.env_steps)
 
     def _limit(self) -> int:
         """The most iterations a collector may have stepped now."""
         if self.free:
             return self.t.state.iterations + self.ahead_iters
-        covered = self.limiter.iterations_covered(self.updates) + self.limiter.ahead
-        return max(covered * self.t.cfg.num_envs // self.streams, 0)
+        return self.limiter.vector_limit(self.updates, self.streams)
 
     def _publish_limit(self) -> None:
         limit = self._limit()
@@ -240,7 +234,7 @@ class ConcurrentLearner:
         }
         if not self.free:
             extra["perf/update_lag"] = float(
-                self.limiter.updates_due(state.env_steps // self.t.cfg.num_envs) - self.updates
+                self.limiter.updates_due_at(state.env_steps) - self.updates
             )
         self.t.log(**extra)
 

@@ -324,6 +324,11 @@ class Trainer:
             torch.set_rng_state(t["torch_rng"])
             if t["cuda_rng"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(t["cuda_rng"])
+            if len(t["env_states"]) != self.cfg.streams:
+                raise ConfigError(
+                    f"cannot resume a run of {len(t['env_states'])} env streams with {self.cfg.streams} "
+                    "(num_envs, or collectors * collector_envs, must stay as they were)"
+                )
             self.saved_env_states = list(t["env_states"])
             self.saved_collectors = list(t.get("collectors") or []) or None
             obs = restore_env_states(self.envs, t["env_states"])

@@ -1,0 +1,225 @@
+"""Many collectors, one learner (``collectors=N``): the streams they store against N sequential
+rollouts with their seeds, the rate limiter's bounds with N writers, a collector killed mid-run,
+checkpoints and resume, the free replay ratio, Ape-X exploration and bad settings."""
+
+import math
+import multiprocessing
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from fastrl.agents.presets import preset
+from fastrl.agents.registry import get_algo
+from fastrl.config import ConfigError, with_overrides
+from fastrl.training.collector import RateLimiter, apex_schedule, collector_seeds
+from fastrl.training.device import config_for_device
+from fastrl.training.envs import make_vec_env
+from fastrl.training.rollout import env_step
+from fastrl.training.trainer import Trainer, train
+
+TINY = dict(learning_starts=100, eval_every=0, eval_episodes=2, log_every=50, batch_size=32, checkpoint_every=0)
+
+
+def tiny(env_id="CartPole-v1", **kw):
+    return with_overrides(preset("dqn", env_id), {**TINY, "total_steps": 300, **kw})
+
+
+def _metric(run_dir, name):
+    lines = (run_dir / "metrics.csv").read_text().splitlines()[1:]
+    return [float(line.split(",")[3]) for line in lines if line.split(",")[2] == name]
+
+
+# ---------------------------------------------------------------------------- the limiter, N writers
+@pytest.mark.parametrize(
+    "n,tf,gs,ls,collectors,each",
+    [(1, 1, 1, 0, 4, 1), (1, 4, 1, 100, 3, 2), (2, 4, 3, 7, 5, 1), (4, 1, 2, 64, 2, 4), (1, 256, 128, 1000, 8, 1)],
+)
+def test_rate_limiter_bounds_hold_with_n_writers(n, tf, gs, ls, collectors, each):
+    """N collectors and the learner moved by a random scheduler, as ConcurrentLearner moves them: each
+    collector steps while below the limit, the learner stores the vector steps all have sent but each
+    one's newest, and updates while due. No bound is broken, nobody waits forever, and the learner
+    ends with exactly the sequential loop's updates for the env steps stored."""
+    cfg = tiny(num_envs=n, train_freq=tf, gradient_steps=gs, learning_starts=ls, collectors=collectors,
+               collector_envs=each)
+    lim = RateLimiter.from_config(cfg)
+    streams = collectors * each
+    rng = np.random.default_rng(0)
+    total = 2000 // streams
+    sent, stored, updates = [0] * collectors, 0, 0
+    while stored < total or lim.updates_due_at(stored * streams) > updates:
+        limit = lim.vector_limit(updates, streams)
+        movers = [i for i in range(collectors) if sent[i] < min(limit, total)]
+        can_store = min(sent) - (0 if min(sent) >= total else 1) > stored
+        can_update = updates < lim.updates_due_at(stored * streams)
+        assert movers or can_store or can_update, (sent, stored, updates)  # no deadlock
+        pick = rng.integers(3)
+        if pick == 0 and movers:
+            sent[rng.choice(movers)] += 1
+        elif pick == 1 and can_store:
+            stored = min(sent) - (0 if min(sent) >= total else 1)
+        elif can_update:
+            updates += 1
+        assert updates <= lim.updates_due_at(stored * streams)
+        assert max(sent) <= max(lim.vector_limit(updates, streams), 0) or max(sent) <= stored + 1
+    assert updates == lim.updates_due_at(total * streams)
+
+
+# ---------------------------------------------------------------------------- what they store
+def _reference_stream(cfg, seeds, i, count, each, iterations):
+    """Collector ``i``'s steps, taken sequentially with its seeds (env_step, its burn-in share)."""
+    env_seed, agent_seed, torch_seed = collector_seeds(seeds, cfg.seed, i, each)
+    torch.manual_seed(torch_seed & (2**63 - 1))
+    envs = make_vec_env(cfg.env_id, each, "sync", cfg.max_episode_steps, cfg.frame_stack)
+    agent = get_algo("dqn").agent.from_spaces(
+        envs.single_observation_space, envs.single_action_space, config_for_device(cfg, "cpu"), "cpu", seed=agent_seed
+    )
+    agent.exploration.scale = count
+    obs, _ = envs.reset(seed=env_seed)
+    out = []
+    for k in range(iterations):
+        tr, obs, _ = env_step(agent, envs, obs, k * each, math.ceil(cfg.learning_starts / count))
+        out.append(tr)
+    envs.close()
+    return {name: np.stack([getattr(tr, name) for tr in out]) for name in out[0]._fields}
+
+
+@pytest.mark.parametrize("count,each", [(3, 2), (2, 1)])
+def test_n_collectors_store_exactly_the_n_sequential_streams(tmp_path, count, each):
+    """With epsilon 1 the actions do not depend on the weights: collector i's streams in the buffer
+    are, step for step, the rollout of i's envs and exploration seeds run on their own (so the
+    buffer's transitions are those of N sequential streams, as a multiset and in order)."""
+    cfg = tiny(collectors=count, collector_envs=each, total_steps=600, max_episode_steps=20,
+               epsilon_schedule="constant", epsilon_start=1.0, train_freq=2, learning_starts=120)
+    t = Trainer(cfg, run_dir=tmp_path / "run", progress=False, tensorboard=False)
+    try:
+        r = t.train()
+        streams = count * each
+        k = len(t.buffer) // streams
+        assert r.env_steps == k * streams >= 600
+        rows = t.buffer.get(np.arange(t.buffer.total_added))
+        for i in range(count):
+            ref = _reference_stream(cfg, t.seeds, i, count, each, k)
+            for name, want in ref.items():
+                got = rows[name].reshape(k, streams, *rows[name].shape[1:])[:, i * each : (i + 1) * each]
+                np.testing.assert_array_equal(got, want.reshape(got.shape), err_msg=f"collector {i} {name}")
+        assert rows["truncated"].sum() > 0 and rows["terminated"].sum() > 0
+        assert t.concurrent_stats["updates"] == RateLimiter.from_config(cfg).updates_due_at(r.env_steps)
+    finally:
+        t.close()
+    assert multiprocessing.active_children() == []
+
+
+def test_collector_seeds_make_one_vector_env_and_restarts_fresh():
+    seeds = [11, 22, 33]
+    assert collector_seeds(seeds, 5, 0, 4) == (5, 33, 11)  # collector 0: the sequential loop's draws
+    env_seeds = [collector_seeds(seeds, 5, i, 4)[0] for i in range(3)]
+    assert env_seeds == [5, 9, 13]  # envs seeded as one vector env of 12: 5, 6, ..., 16
+    firsts = {collector_seeds(seeds, 5, i, 4)[1] for i in range(3)}
+    restarts = {collector_seeds(seeds, 5, 1, 4, restart=r) for r in range(1, 4)}
+    assert len(firsts) == 3 and len(restarts) == 3 and collector_seeds(seeds, 5, 1, 4) not in restarts
+
+
+# ---------------------------------------------------------------------------- faults
+def test_a_killed_collector_is_restarted_and_its_episodes_end_truncated(tmp_path):
+    """kill -9 of collector 1 mid-run: the run goes on with a new collector (fresh envs), the restart
+    is logged, its newest step is stored truncated (its episodes end there), and every stored step
+    is there once (the run stores exactly its env steps)."""
+    cfg = tiny(collectors=2, total_steps=2000, eval_every=1000, max_episode_steps=5000)
+    t = Trainer(cfg, run_dir=tmp_path / "run", progress=False, tensorboard=False)
+    killed = []
+
+    def kill(row):
+        if not killed:
+            (victim,) = [p for p in multiprocessing.active_children() if p.name == "fastrl-collector-1"]
+            os.kill(victim.pid, signal.SIGKILL)
+            killed.append(victim.pid)
+
+    t.eval_hooks.append(kill)
+    try:
+        with pytest.warns(UserWarning, match="collector 1 died"):
+            r = t.train()
+        assert killed and r.env_steps == 2000 and t.buffer.total_added == 2000
+        assert t.concurrent_stats["restarts"] == 1
+        assert max(_metric(t.run_dir, "perf/collector_restarts")) == 1
+        rows = t.buffer.get(np.arange(2000))
+        trunc = rows["truncated"].reshape(1000, 2)
+        assert trunc[:, 0].sum() == 0 and trunc[:, 1].sum() == 1  # no natural truncation (limit 5000)
+        (at,) = np.flatnonzero(trunc[:, 1])
+        assert 500 <= at < 1000 + RateLimiter.from_config(cfg).ahead  # where it was killed
+        obs = rows["observations"].reshape(1000, 2, -1)[:, 1]
+        nxt = rows["next_observations"].reshape(1000, 2, -1)[:, 1]
+        assert not np.array_equal(obs[at + 1], nxt[at])  # fresh envs after it
+    finally:
+        t.close()
+    assert multiprocessing.active_children() == []
+
+
+def test_a_collector_that_keeps_failing_ends_the_run_with_its_error(tmp_path):
+    pytest.importorskip("_failing_env")
+    cfg = tiny(env_id="_failing_env:Failing-v0", collectors=2, collector_restarts=1)
+    with pytest.warns(UserWarning, match="died"), pytest.raises(Exception, match="env exploded on purpose"):
+        train(cfg, run_dir=tmp_path / "run", progress=False)
+    assert multiprocessing.active_children() == []
+
+
+# ---------------------------------------------------------------------------- checkpoints, modes
+def test_n_collectors_checkpoint_and_resume(tmp_path):
+    cfg = tiny(collectors=2, collector_envs=2, total_steps=800, checkpoint_every=200, train_freq=4)
+    run = tmp_path / "run"
+    r = train(cfg, run_dir=run, progress=False)
+    assert r.env_steps == 800
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert len(ckpt["trainer"]["env_states"]) == 4 and len(ckpt["trainer"]["collectors"]) == 2
+    steps = sorted(int(p.stem.split("_")[1]) for p in (run / "checkpoints").glob("step_*.pt"))
+    ahead = RateLimiter.from_config(cfg).ahead * cfg.num_envs  # collectors pause where the first got to
+    assert len(steps) == 4 and all(200 * i <= s <= 200 * i + ahead for i, s in zip((1, 2, 3, 4), steps))
+    r2 = train(with_overrides(cfg, {"total_steps": 1200}), resume=run, progress=False)
+    assert r2.env_steps == 1200 and r2.episodes > r.episodes
+    with pytest.raises(Exception, match="env streams"):  # other stream count: refused, named
+        train(with_overrides(cfg, {"total_steps": 1600, "collectors": 3}), resume=run, progress=False)
+    assert multiprocessing.active_children() == []
+
+
+def test_free_replay_ratio_updates_without_the_schedule_and_logs_the_ratio(tmp_path):
+    cfg = tiny(collectors=2, replay_ratio_mode="free", total_steps=1000, train_freq=8, log_every=200)
+    t = Trainer(cfg, run_dir=tmp_path / "run", progress=False, tensorboard=False)
+    try:
+        r = t.train()
+    finally:
+        t.close()
+    assert r.env_steps == 1000 and t.concurrent_stats["updates"] > 0
+    assert _metric(t.run_dir, "perf/replay_ratio")
+
+
+def test_apex_exploration_levels():
+    dqn = preset("dqn", "CartPole-v1")
+    eps = [apex_schedule(dqn, i, 8).value for i in range(8)]
+    np.testing.assert_allclose(eps, [0.4 ** (1 + 7 * i / 7) for i in range(8)])
+    assert apex_schedule(dqn, 0, 1).value == 0.4
+    ddpg = preset("ddpg", "Pendulum-v1")
+    assert apex_schedule(ddpg, 0, 4).value == ddpg.noise_sigma
+    assert apex_schedule(ddpg, 3, 4).value == pytest.approx(ddpg.noise_sigma * 0.4**7)
+
+
+def test_apex_run_and_ddpg_with_collectors(tmp_path):
+    assert train(tiny(collectors=3, apex_epsilon=True, total_steps=300), run_dir=tmp_path / "a",
+                 progress=False).env_steps == 300
+    ddpg = with_overrides(preset("ddpg", "Pendulum-v1"), {**TINY, "total_steps": 400, "collectors": 2,
+                                                          "apex_epsilon": True})
+    assert train(ddpg, run_dir=tmp_path / "d", progress=False).env_steps == 400
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize("key,value", [("collectors", -1), ("collector_envs", -2), ("collector_restarts", -1),
+                                       ("replay_ratio_mode", "fast"), ("collector_backend", "mpi")])
+def test_bad_collector_settings_are_config_errors(tmp_path, key, value):
+    with pytest.raises(ConfigError, match=key):
+        Trainer(tiny(**{key: value}), run_dir=tmp_path / "run", progress=False)
+
+
+def test_buffer_smaller_than_the_streams_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="buffer_size"):
+        Trainer(tiny(collectors=4, collector_envs=4, buffer_size=8), run_dir=tmp_path / "run", progress=False)
