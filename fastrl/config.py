@@ -43,7 +43,15 @@ class TrainConfig:
     max_episode_steps: int = 0
     """Episode step limit (truncation); 0 keeps the env's own limit."""
     frame_stack: int = 1
-    """Stack the last k observations as the agent's input (k > 1 adds a leading axis of size k)."""
+    """Stack the last k observations as the agent's input (k > 1 adds a leading axis of size k); the
+    replay buffer stores each frame once and stacks at sample time."""
+    atari_life_loss_terminal: bool = True
+    """ALE games: a lost life is terminal for the learning target (no bootstrapping past it; the
+    frame stack restarts), as in the Nature DQN; episodes, returns and evaluations still count full
+    games. Other envs: ignored."""
+    clip_rewards: bool | None = None
+    """Clip rewards to their sign for the learning target (logged returns and evaluations keep the
+    env's rewards); None: on for ALE games, off for other envs."""
     buffer_size: int = 100_000
     """Replay buffer capacity in transitions (rounded down to a multiple of num_envs)."""
     batch_size: int = 64
@@ -87,6 +95,13 @@ class TrainConfig:
     collect_ahead: int = 0
     """concurrent: most env steps the collector may run ahead of the learner's updates
     (0: max(2 * train_freq * num_envs, 64))."""
+
+    def env_options(self) -> dict[str, bool]:
+        """The training env's learning-signal options of ``make_env`` / ``make_vec_env``:
+        ``life_loss_terminal`` (ALE games only) and ``clip_rewards`` (None resolved)."""
+        atari = self.env_id.startswith("ALE/")
+        clip = atari if self.clip_rewards is None else self.clip_rewards
+        return {"life_loss_terminal": atari and self.atari_life_loss_terminal, "clip_rewards": clip}
 
 
 # ---------------------------------------------------------------------------- field docs

@@ -176,7 +176,9 @@ def _collector_main(
     try:
         torch.set_num_threads(1)
         torch.manual_seed(seeds[0] & (2**63 - 1))
-        envs = make_vec_env(cfg.env_id, cfg.num_envs, cfg.vector_mode, cfg.max_episode_steps, cfg.frame_stack)
+        envs = make_vec_env(
+            cfg.env_id, cfg.num_envs, cfg.vector_mode, cfg.max_episode_steps, cfg.frame_stack, **cfg.env_options()
+        )
         agent = get_algo(algo).agent.from_spaces(  # on the CPU: no CUDA graph even if the learner has one
             envs.single_observation_space, envs.single_action_space, config_for_device(cfg, "cpu"), "cpu", seed=seeds[2]
         )
@@ -203,6 +205,8 @@ def _collector_main(
             "next_observations": np.empty((chunk, *o.shape), o.dtype),
             "terminated": np.empty((chunk, n), bool),
             "truncated": np.empty((chunk, n), bool),
+            "scores": np.empty((chunk, n), np.float64),  # the books (see rollout.Books)
+            "game_over": np.empty((chunk, n), bool),
         }
         t = 0
 
@@ -252,9 +256,10 @@ def _collector_main(
             nap[0] = _NAP_MIN
             if shared.weights.version.value != version:
                 version = shared.weights.load_into(targets)
-            transition, obs, _ = env_step(agent, envs, obs, steps, cfg.learning_starts)
+            transition, obs, books = env_step(agent, envs, obs, steps, cfg.learning_starts)
             for name, value in zip(Transition._fields, transition):
                 bufs[name][t] = value
+            bufs["scores"][t], bufs["game_over"][t] = books
             t += 1
             steps += n
             iters += 1

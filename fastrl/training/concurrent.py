@@ -118,10 +118,9 @@ class ConcurrentLearner:
             flat["truncated"],
         )
         for i in range(T):
-            done = np.logical_or(d["terminated"][i], d["truncated"][i])
             prev = state.env_steps
-            t.agent.after_env_step(done)  # the learner's schedule follows the collector's (logs, checkpoints)
-            t.record_step(d["rewards"][i], done)
+            t.agent.after_env_step(d["game_over"][i])  # the learner's schedule follows the collector's
+            t.record_step(d["scores"][i], d["game_over"][i])
             for event in t.triggers.fired(prev, state.env_steps):
                 if event == "log":
                     self.log()
