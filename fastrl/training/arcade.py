@@ -152,8 +152,9 @@ class GameScore(gym.Wrapper):
 
     def step(self, action: Any) -> Any:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        info = {**info, "score": float(reward), "game_over": bool(terminated or truncated) and not info.get("life_lost")}
-        return obs, float(np.sign(reward)) if self.clip else reward, terminated, truncated, info
+        score = float(reward)
+        info = {**info, "score": score, "game_over": bool(terminated or truncated) and not info.get("life_lost")}
+        return obs, float(np.sign(score)) if self.clip else reward, terminated, truncated, info
 
 
 def make_ale(

@@ -43,6 +43,10 @@ def make_env(
             env = gym.make(env_id, **kwargs)
             if clip_rewards:
                 env = arcade.GameScore(env, clip=True)
+    except gym.error.DependencyNotInstalled as e:
+        if fam is None:
+            raise ConfigError(f"env {env_id!r} needs a missing package: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f'env {env_id!r} needs the {fam} extra: pip install "fastrl[{fam}]"') from None
     except gym.error.Error as e:
         msg = str(e).splitlines()[0]
         raise ConfigError(
@@ -135,11 +139,16 @@ def make_vec_env(
 ) -> gym.vector.VectorEnv:
     """A vector env with ``AutoresetMode.SAME_STEP`` (so ``infos["final_obs"]`` holds true final
     observations) whose sub-envs are :class:`Replayable` (see :func:`make_env` for the options)."""
-    options = {"life_loss_terminal": life_loss_terminal, "clip_rewards": clip_rewards}
-    make_env(env_id, max_episode_steps, frame_stack, **options).close()  # fail early, in this process
+
+    def one() -> gym.Env:
+        return make_env(
+            env_id, max_episode_steps, frame_stack, life_loss_terminal=life_loss_terminal, clip_rewards=clip_rewards
+        )
+
+    one().close()  # fail early, in this process
 
     def thunk() -> gym.Env:
-        return Replayable(make_env(env_id, max_episode_steps, frame_stack, **options))
+        return Replayable(one())
 
     cls = gym.vector.AsyncVectorEnv if mode == "async" else gym.vector.SyncVectorEnv
     return cls([thunk] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)

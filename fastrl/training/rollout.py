@@ -50,9 +50,7 @@ def game_books(rewards: np.ndarray, done: np.ndarray, infos: dict[str, Any]) -> 
     return Books(scores, over)
 
 
-def env_step(
-    agent: Any, envs: Any, obs: Any, env_steps: int, learning_starts: int
-) -> tuple[Transition, Any, Books]:
+def env_step(agent: Any, envs: Any, obs: Any, env_steps: int, learning_starts: int) -> tuple[Transition, Any, Books]:
     """Act on ``obs`` and step ``envs`` once. Returns ``(transition, next obs to act on, books)``;
     the envs have autoreset where ``terminated | truncated``. The agent's ``after_env_step`` gets
     the ends of games (its per-episode schedules count games)."""
