@@ -28,8 +28,10 @@ games and the game's score. Evaluation envs are made without life-loss terminals
 evaluation episode is a full game and its return the score. Rewards earned inside a reset (the FIRE
 steps) are not counted; they are zero in the games that need FIRE.
 
-MinAtar (:func:`make_minatar`): ``gym.make`` then :class:`SeedEveryReset` (MinAtar keeps its own
-``RandomState``, seeded only when ``reset`` is given a seed). Observations are ``bool[10, 10, C]``.
+MinAtar (:func:`make_minatar`): ``gym.make``, :class:`FreshStickyAction` (a game's first sticky
+action repeats NOOP, not the last game's last action) and :class:`SeedEveryReset` (MinAtar keeps
+its own ``RandomState``, seeded only when ``reset`` is given a seed). Observations are
+``bool[10, 10, C]``, channels last.
 """
 
 from __future__ import annotations
@@ -157,6 +159,17 @@ class GameScore(gym.Wrapper):
         return obs, float(np.sign(score)) if self.clip else reward, terminated, truncated, info
 
 
+class FreshStickyAction(gym.Wrapper):
+    """MinAtar's sticky actions repeat the previous action with probability 0.1, and that previous
+    action survives a reset: a game's first step may repeat the last game's last action. This resets
+    it to NOOP (0, as in a new env) at every reset, so that a game depends on its seed and its own
+    actions only (exact resume replays a game alone)."""
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        self.unwrapped.game.last_action = 0  # type: ignore[attr-defined]
+        return self.env.reset(seed=seed, options=options)
+
+
 def make_ale(
     env_id: str, max_episode_steps: int, render_mode: str | None, life_loss_terminal: bool, clip_rewards: bool
 ) -> gym.Env:
@@ -191,4 +204,4 @@ def make_minatar(env_id: str, max_episode_steps: int, render_mode: str | None) -
         kwargs["max_episode_steps"] = max_episode_steps
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
-    return SeedEveryReset(gym.make(env_id, **kwargs))
+    return SeedEveryReset(FreshStickyAction(gym.make(env_id, **kwargs)))
