@@ -336,7 +336,8 @@ class Trainer:
 
 
 def _new_run_dir(cfg: Any, algo: str) -> Path:
-    base = Path(cfg.runs_dir) / f"{cfg.env_id}-{algo}-{time.strftime('%Y%m%d-%H%M%S')}"
+    env = cfg.env_id.replace("/", "-")  # ALE/Pong-v5 -> ALE-Pong-v5: one folder per run
+    base = Path(cfg.runs_dir) / f"{env}-{algo}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, k = base, 1
     while path.exists():
         path, k = Path(f"{base}-{k}"), k + 1
