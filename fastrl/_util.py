@@ -143,3 +143,9 @@ def as_ids(indices: Any) -> np.ndarray:
     if ids.dtype.kind not in "iu":
         raise TypeError(f"indices must be integers, got dtype {ids.dtype}")
     return np.ascontiguousarray(ids.reshape(-1), dtype=np.int64)
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message, its first line only (at most 300 characters)."""
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"

@@ -43,7 +43,15 @@ class TrainConfig:
     max_episode_steps: int = 0
     """Episode step limit (truncation); 0 keeps the env's own limit."""
     frame_stack: int = 1
-    """Stack the last k observations as the agent's input (k > 1 adds a leading axis of size k)."""
+    """Stack the last k observations as the agent's input (k > 1 adds a leading axis of size k); the
+    replay buffer stores each frame once and stacks at sample time."""
+    atari_life_loss_terminal: bool = True
+    """ALE games: a lost life is terminal for the learning target (no bootstrapping past it; the
+    frame stack restarts), as in the Nature DQN; episodes, returns and evaluations still count full
+    games. Other envs: ignored."""
+    clip_rewards: bool | None = None
+    """Clip rewards to their sign for the learning target (logged returns and evaluations keep the
+    env's rewards); None: on for ALE games, off for other envs."""
     buffer_size: int = 100_000
     """Replay buffer capacity in transitions (rounded down to a multiple of num_envs)."""
     batch_size: int = 64
@@ -78,7 +86,7 @@ class TrainConfig:
     priorities are written: deterministic for a seed, but not the same run as without prefetch, and
     a resume does not repeat the draw that was in flight at the checkpoint."""
     concurrent: bool = False
-    """Collect and learn at once: a child process steps the envs with a copy of the policy (synced every
+    """Collect and learn at once (the same as collectors=1): a child process steps the envs with a copy of the policy (synced every
     sync_every updates) while this one updates; updates per env step stay those of the sequential loop
     (rate-limited, see collect_ahead). Not bit-reproducible (the policy acting lags the learner by a
     few updates); a resume continues from the checkpoint's buffer, envs, counters and networks."""
@@ -116,6 +124,13 @@ class TrainConfig:
         """Env streams in the replay buffer: collectors * collector_envs, or num_envs."""
         n = self.n_collectors
         return n * (self.collector_envs or self.num_envs) if n else self.num_envs
+
+    def env_options(self) -> dict[str, bool]:
+        """The training env's learning-signal options of ``make_env`` / ``make_vec_env``:
+        ``life_loss_terminal`` (ALE games only) and ``clip_rewards`` (None resolved)."""
+        atari = self.env_id.startswith("ALE/")
+        clip = atari if self.clip_rewards is None else self.clip_rewards
+        return {"life_loss_terminal": atari and self.atari_life_loss_terminal, "clip_rewards": clip}
 
 
 # ---------------------------------------------------------------------------- field docs

@@ -20,7 +20,8 @@ from fastrl.training.envs import make_vec_env
 from fastrl.training.rollout import env_step
 from fastrl.training.trainer import Trainer, train
 
-TINY = dict(learning_starts=100, eval_every=0, eval_episodes=2, log_every=50, batch_size=32, checkpoint_every=0)
+TINY = dict(learning_starts=100, eval_every=0, eval_episodes=2, log_every=50, batch_size=32, checkpoint_every=0,
+            solved_threshold=None)  # no run stops early: concurrent runs are not bit-reproducible
 
 
 def tiny(env_id="CartPole-v1", **kw):
@@ -223,3 +224,57 @@ def test_bad_collector_settings_are_config_errors(tmp_path, key, value):
 def test_buffer_smaller_than_the_streams_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="buffer_size"):
         Trainer(tiny(collectors=4, collector_envs=4, buffer_size=8), run_dir=tmp_path / "run", progress=False)
+
+
+# ---------------------------------------------------------------------------- Ray actors
+def test_ray_collectors_end_to_end_with_a_killed_actor(tmp_path):
+    """A local Ray cluster: 2 collector actors, checkpoints, and one actor killed mid-run (what a
+    lost node does to it): restarted, the run stores exactly its env steps."""
+    ray = pytest.importorskip("ray")
+    from fastrl.training.ray_collector import start_ray
+
+    _, started = start_ray(None, num_cpus=2)
+    try:
+        cfg = tiny(collectors=2, collector_backend="ray", total_steps=2000, eval_every=1000, checkpoint_every=500,
+                   max_episode_steps=5000)
+        t = Trainer(cfg, run_dir=tmp_path / "run", progress=False, tensorboard=False)
+        killed = []
+
+        def kill(row):
+            if not killed:
+                (name,) = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                           if f"-{os.getpid()}-collector-1-" in a["name"]]
+                ray.kill(ray.get_actor(name, namespace=ray.get_runtime_context().namespace))
+                killed.append(name)
+
+        t.eval_hooks.append(kill)
+        try:
+            with pytest.warns(UserWarning, match="collector 1 died"):
+                r = t.train()
+            assert killed and r.env_steps == 2000 and t.buffer.total_added == 2000
+            assert t.concurrent_stats["restarts"] == 1
+            trunc = t.buffer.get(np.arange(2000))["truncated"].reshape(1000, 2)
+            assert trunc[:, 0].sum() == 0 and trunc[:, 1].sum() <= 1  # 0 if it died right after a pause
+        finally:
+            t.close()
+        ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+        assert len(ckpt["trainer"]["collectors"]) == 2
+        r2 = train(with_overrides(cfg, {"total_steps": 2400}), resume=tmp_path / "run", progress=False)
+        assert r2.env_steps == 2400
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def test_ray_missing_or_unreachable_is_one_clear_line(tmp_path, monkeypatch):
+    import sys
+    import time
+
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match="cannot reach Ray at 127.0.0.1:9"):
+        train(tiny(collectors=1, collector_backend="ray", ray_address="127.0.0.1:9"), run_dir=tmp_path / "a",
+              progress=False)
+    assert time.monotonic() - t0 < 30
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ConfigError, match=r'pip install "fastrl\[ray\]"'):
+        train(tiny(collectors=1, collector_backend="ray"), run_dir=tmp_path / "b", progress=False)

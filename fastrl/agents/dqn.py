@@ -23,6 +23,7 @@ from fastrl.agents.nets import (
     clear_grads_,
     clip_grads_,
     copy_buffers_,
+    is_small_grid,
     load_agent_state,
     polyak_,
     step_,
@@ -39,8 +40,10 @@ class DQNConfig(TrainConfig):
 
     hidden_sizes: tuple[int, ...] = (128, 128)
     """Hidden layer widths of the MLP (with dueling, the last one is each stream's width)."""
-    network: Literal["auto", "mlp", "cnn"] = "auto"
-    """Torso: cnn (Nature DQN) for uint8 image observations, mlp otherwise; auto picks by observation."""
+    network: Literal["auto", "mlp", "cnn", "minatar"] = "auto"
+    """Torso: cnn (Nature DQN, uint8[C, H, W] frames), minatar (the MinAtar paper's: one 3x3 conv of 16
+    channels and a 128-unit layer, channels-last grids), mlp; auto: minatar for bool / uint8 grids
+    [H, W, C] of at most 16x16, cnn for other uint8 [C, H, W] observations, else mlp."""
     dueling: bool = False
     """Dueling head: Q = V + A - mean(A)."""
     double_dqn: bool = True
@@ -200,7 +203,8 @@ class DQN:
         obs_shape: shape of one observation; n_actions: number of discrete actions.
         config: a :class:`DQNConfig` (its agent fields are used here).
         device: torch device of the networks.
-        pixels: use the Nature CNN torso (observations ``uint8[B, C, H, W]``).
+        pixels: use the Nature CNN torso (True, observations ``uint8[B, C, H, W]``) or the MinAtar
+            one (``"minatar"``, observations ``bool / uint8[B, H, W, C]``).
         seed: seeds the exploration generator (numpy) used by :meth:`act`.
         network: your own Q-network (``[B, *obs_shape] -> float32[B, n_actions]``) instead of
             :class:`fastrl.agents.nets.QNetwork`; the target network is a deep copy of it.
@@ -212,7 +216,7 @@ class DQN:
         n_actions: int,
         config: DQNConfig | None = None,
         device: Any = "cpu",
-        pixels: bool = False,
+        pixels: bool | str = False,
         seed: int | None = None,
         network: torch.nn.Module | None = None,
     ) -> None:
@@ -256,7 +260,7 @@ class DQN:
     @classmethod
     def from_spaces(cls, obs_space: Any, action_space: Any, config: DQNConfig, device: Any, seed: int | None) -> DQN:
         """The agent for a gymnasium env's spaces (ConfigError for a non-Discrete action space);
-        the Nature CNN for uint8 image observations when ``config.network`` is auto."""
+        the torso by ``config.network`` (auto: see :class:`DQNConfig`)."""
         import gymnasium as gym
 
         if not isinstance(action_space, gym.spaces.Discrete):
@@ -265,9 +269,11 @@ class DQN:
                 f"{type(action_space).__name__} actions; use ddpg or td3 for continuous actions"
             )
         shape = tuple(obs_space.shape or ())
-        pixels = config.network == "cnn" or (
-            config.network == "auto" and obs_space.dtype == np.uint8 and len(shape) == 3
-        )
+        pixels: bool | str = config.network == "cnn"
+        if config.network == "minatar" or (config.network == "auto" and is_small_grid(shape, obs_space.dtype)):
+            pixels = "minatar"
+        elif config.network == "auto":
+            pixels = obs_space.dtype == np.uint8 and len(shape) == 3
         return cls(shape, int(action_space.n), config, device, pixels=pixels, seed=seed)
 
     @property

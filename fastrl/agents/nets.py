@@ -95,15 +95,47 @@ class NatureCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
             x = x.float().div_(255.0)
+        elif x.dtype != torch.float32:
+            x = x.float()
         return self.fc(self.conv(x))
+
+
+class MinAtarCNN(nn.Module):
+    """The torso of the MinAtar paper's DQN (Young and Tian, 2019): one 3x3 conv, 16 channels,
+    stride 1, then a 128-unit layer.
+
+    Input: ``bool`` / ``uint8`` / ``float32[B, H, W, C]`` grids, channels last as MinAtar returns
+    them; permuted and converted on the tensor inside (no per-step conversion in Python).
+    Output: ``float32[B, features]``.
+    """
+
+    def __init__(self, obs_shape: Sequence[int], channels: int = 16, features: int = 128) -> None:
+        super().__init__()
+        if len(obs_shape) != 3:
+            raise ValueError(f"MinAtarCNN: obs_shape must be (H, W, C), got {tuple(obs_shape)}")
+        h, w, c = (int(s) for s in obs_shape)
+        self.conv = nn.Conv2d(c, channels, 3, stride=1)
+        self.fc = nn.Linear(channels * (h - 2) * (w - 2), features)
+        self.out_dim = features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 3, 1, 2).float()
+        x = torch.relu(self.conv(x))
+        return torch.relu(self.fc(x.flatten(1)))
+
+
+def is_small_grid(obs_shape: Sequence[int], dtype: Any) -> bool:
+    """Channels-last ``bool`` / ``uint8`` grids of at most 16x16 (MinAtar's ``[10, 10, C]``): what
+    ``network="auto"`` gives :class:`MinAtarCNN`."""
+    return len(obs_shape) == 3 and obs_shape[0] <= 16 and obs_shape[1] <= 16 and str(dtype) in ("bool", "uint8")
 
 
 class QNetwork(nn.Module):
     """Q-values ``float32[B, n_actions]`` (or ``float32[B, n_actions, atoms]`` with ``atoms > 1``:
     the logits of C51 or the quantiles of QR-DQN per action) from observations ``[B, *obs_shape]``.
 
-    The torso is the Nature CNN when ``pixels`` is true, otherwise an MLP over the flattened
-    observation. With ``dueling`` the head is V(s) + A(s, a) - mean_a A(s, a) (Wang et al., 2016),
+    The torso is the Nature CNN when ``pixels`` is true (or ``"nature"``), :class:`MinAtarCNN`
+    when it is ``"minatar"``, otherwise an MLP over the flattened observation. With ``dueling`` the head is V(s) + A(s, a) - mean_a A(s, a) (Wang et al., 2016),
     each stream a hidden layer of ``hidden_sizes[-1]`` units (per atom with ``atoms > 1``). With
     ``noisy`` the head's linear layers are :class:`NoisyLinear` (``sigma0``): each stream's, or,
     without dueling, the last hidden layer and the output layer.
@@ -115,7 +147,7 @@ class QNetwork(nn.Module):
         n_actions: int,
         hidden_sizes: Sequence[int] = (128, 128),
         dueling: bool = False,
-        pixels: bool = False,
+        pixels: bool | str = False,
         atoms: int = 1,
         noisy: bool = False,
         sigma0: float = 0.5,
@@ -125,7 +157,7 @@ class QNetwork(nn.Module):
         self.n_actions, self.atoms = int(n_actions), int(atoms)
         split = dueling or noisy  # the last hidden layer belongs to the head's stream(s)
         if pixels:
-            self.torso: nn.Module = NatureCNN(obs_shape)
+            self.torso: nn.Module = MinAtarCNN(obs_shape) if pixels == "minatar" else NatureCNN(obs_shape)
             feat = self.torso.out_dim
             stream = [] if not hidden_sizes else [hidden_sizes[-1]]
             if not split:
@@ -164,7 +196,7 @@ class QNetwork(nn.Module):
             )
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        if obs.dtype != torch.float32 and not (self.pixels and obs.dtype == torch.uint8):
+        if obs.dtype != torch.float32 and not self.pixels:  # the CNNs convert (and scale) inside
             obs = obs.float()
         if self._layers is not None:  # the plain MLP, layer by layer
             x = obs if obs.dim() == 2 else obs.flatten(1)

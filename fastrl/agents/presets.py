@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 from fastrl.agents.registry import default_config
@@ -155,8 +156,84 @@ PRESETS[("ddpg", "LunarLanderContinuous-v3")] = dict(_LUNAR_CONTINUOUS)
 PRESETS[("td3", "LunarLanderContinuous-v3")] = dict(_LUNAR_CONTINUOUS)
 
 
-def preset(algo: str, env_id: str) -> Any:
-    """The config of ``algo`` for ``env_id``: the tuned preset if there is one, else the
-    algorithm's defaults (``sail-dqn``: DQN's with ``sail=True``; ``td3``: DDPG's with the TD3 options)."""
+# MinAtar: the DQN of Young and Tian (2019) (their network: network="minatar"; batch 32, buffer 100k,
+# target copied every 1,000 updates, epsilon 1 -> 0.1 over the first 100k frames, 5,000 random
+# frames first, one update per frame, the Huber loss, gamma 0.99, 5M frames). They used RMSProp
+# (lr 2.5e-4, squared-gradient momentum 0.95, eps 0.01, centered); fastrl has Adam only: the same
+# step size with Adam, no gradient clipping as in theirs. Plain DQN targets (no Double DQN).
+_MINATAR: dict[str, Any] = {
+    "total_steps": 5_000_000,
+    "network": "minatar",
+    "buffer_size": 100_000,
+    "batch_size": 32,
+    "learning_starts": 5_000,
+    "train_freq": 1,
+    "gradient_steps": 1,
+    "learning_rate": 2.5e-4,
+    "gamma": 0.99,
+    "double_dqn": False,
+    "loss": "huber",
+    "max_grad_norm": 0.0,
+    "target_update_interval": 1_000,
+    "tau": 1.0,
+    "epsilon_schedule": "linear",
+    "epsilon_unit": "step",
+    "epsilon_start": 1.0,
+    "epsilon_end": 0.1,
+    "epsilon_duration": 100_000,
+    "eval_every": 100_000,
+    "eval_episodes": 10,
+    "checkpoint_every": 500_000,
+}
+for _game in ("Breakout", "Freeway", "SpaceInvaders", "Asterix", "Seaquest"):
+    PRESETS[("dqn", f"MinAtar/{_game}-v1")] = dict(_MINATAR)
 
-    return with_overrides(default_config(algo), {"env_id": env_id, **PRESETS.get((algo, env_id), {})})
+# Presets for every env id matching a pattern (fnmatch), used when no exact key matches.
+PATTERN_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
+    # Atari, the Nature / RL-Zoo DQN baseline (rl-zoo3 hyperparams/dqn.yml, atari): 10M agent steps
+    # (40M frames), buffer 100k, Adam lr 1e-4, batch 32, one update every 4 steps after 100k random
+    # steps, target copied every 1,000 steps, epsilon 1 -> 0.01 over the first 10% of the run, Huber
+    # loss, gradient norm clipped to 10, plain DQN targets; 4 stacked frames (stored once each by the
+    # buffer), rewards clipped and lost lives terminal for the target (the env's defaults for ALE
+    # ids). Greedy evaluation on 10 full games (the score) every 250k steps.
+    ("dqn", "ALE/*"): {
+        "total_steps": 10_000_000,
+        "frame_stack": 4,
+        "network": "cnn",
+        "buffer_size": 100_000,
+        "batch_size": 32,
+        "learning_starts": 100_000,
+        "train_freq": 4,
+        "gradient_steps": 1,
+        "learning_rate": 1e-4,
+        "gamma": 0.99,
+        "double_dqn": False,
+        "loss": "huber",
+        "max_grad_norm": 10.0,
+        "target_update_interval": 250,  # gradient steps: 1,000 env steps at train_freq 4
+        "tau": 1.0,
+        "epsilon_schedule": "linear",
+        "epsilon_unit": "step",
+        "epsilon_start": 1.0,
+        "epsilon_end": 0.01,
+        "epsilon_duration": 1_000_000,
+        "eval_every": 250_000,
+        "eval_episodes": 10,
+        "checkpoint_every": 500_000,
+    },
+}
+
+
+def preset_settings(algo: str, env_id: str) -> dict[str, Any]:
+    """The preset fields of ``(algo, env_id)``: the exact key's, else the first matching pattern's, else none."""
+    if (algo, env_id) in PRESETS:
+        return PRESETS[(algo, env_id)]
+    return next((v for (a, pat), v in PATTERN_PRESETS.items() if a == algo and fnmatch.fnmatchcase(env_id, pat)), {})
+
+
+def preset(algo: str, env_id: str) -> Any:
+    """The config of ``algo`` for ``env_id``: the tuned preset if there is one (an exact id, or a
+    pattern such as ``ALE/*``), else the algorithm's defaults (``sail-dqn``: DQN's with
+    ``sail=True``; ``td3``: DDPG's with the TD3 options)."""
+
+    return with_overrides(default_config(algo), {"env_id": env_id, **preset_settings(algo, env_id)})

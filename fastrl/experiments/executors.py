@@ -19,7 +19,6 @@ import contextlib
 import multiprocessing as mp
 import os
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -31,10 +30,12 @@ from typing import Any
 
 import torch
 
+from fastrl._util import first_line
 from fastrl.agents.registry import ALGOS
 from fastrl.config import ConfigError, from_dict
 from fastrl.experiments.manifest import Result, write_result
 from fastrl.training.checkpoint import CheckpointError
+from fastrl.training.ray_collector import start_ray
 from fastrl.training.trainer import Trainer
 
 if sys.platform != "win32":
@@ -143,11 +144,6 @@ def one_thread() -> None:
         torch.set_num_interop_threads(1)
 
 
-def first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else "(no message)"
-
-
 # ---------------------------------------------------------------------------- local processes
 def _init_worker(parent_pid: int) -> None:
     one_thread()
@@ -226,27 +222,11 @@ def run_ray(
     """Run ``fn(task)`` for each of ``tasks`` as Ray tasks (one CPU each) on the cluster at
     ``address``, or on a new local Ray instance with ``workers`` CPUs when no address is given; at
     most ``workers`` (default: the cluster's CPUs) in flight, the next drawn as one ends."""
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--executor ray needs Ray: pip install 'fastrl[ray]' (or use --executor local)") from None
-    started = not ray.is_initialized()
-    if started:
-        opts: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
-        # Ray starts its workers in the driver's working directory, with it on sys.path: from a
-        # source checkout (the repository root) that shadows the installed fastrl, whose source
-        # tree has no compiled _core. Task paths are absolute, so start Ray from a neutral folder.
-        cwd = os.getcwd()
-        try:
-            os.chdir(tempfile.gettempdir())
-            if address:
-                ray.init(address=address, **opts)
-            else:
-                ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, **opts)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise ConfigError(f"cannot start or reach Ray at {address or 'local'}: {first_line(e)}") from None
-        finally:
-            os.chdir(cwd)
+    ray, started = start_ray(
+        address,
+        num_cpus=workers,
+        missing="--executor ray needs Ray: pip install 'fastrl[ray]' (or use --executor local)",
+    )
     remote = ray.remote(num_cpus=1, max_retries=0)(fn)
     limit = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     pending = iter(tasks)

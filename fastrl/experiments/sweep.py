@@ -51,7 +51,9 @@ def plan_sweep(
     base = base_config(algo, env_id, overrides, steps)
     plan = expand(algo, env_id, base, grid, ranges, random, search_seed, seeds)
     make_env(env_id).close()  # an unknown env fails here, not in every run
-    plan.out = Path(out) if out is not None else Path("sweeps") / f"{env_id}-{algo}-{plan_digest(plan)}"
+    plan.out = (
+        Path(out) if out is not None else Path("sweeps") / f"{env_id.replace('/', '-')}-{algo}-{plan_digest(plan)}"
+    )
     return plan
 
 

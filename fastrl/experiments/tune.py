@@ -166,7 +166,9 @@ def plan_tune(
         seed,
         Path("."),
     )
-    plan.out = Path(out) if out is not None else Path("tunes") / f"{env_id}-{algo}-{plan.fingerprint()[:8]}"
+    plan.out = (
+        Path(out) if out is not None else Path("tunes") / f"{env_id.replace('/', '-')}-{algo}-{plan.fingerprint()[:8]}"
+    )
     return plan
 
 

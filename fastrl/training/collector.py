@@ -1,7 +1,8 @@
-"""Concurrent experience collection: a child process steps the envs while the learner updates.
+"""Concurrent experience collection: collector processes step envs while the learner updates.
 
-:class:`Collector` starts one process (``multiprocessing`` spawn context) that builds the vector
-env and an agent of the same algorithm, config and seed as the learner's (CPU, one torch thread),
+:class:`Collector` starts one process (``multiprocessing`` spawn context) whose :class:`Stepper`
+builds the vector env and an agent of the same algorithm and config as the learner's (CPU, one
+torch thread; seeds from :func:`collector_seeds`, one collector of :class:`CollectorSpec` ``count``),
 and acts with that agent's own ``random_actions`` / ``act(explore=True)`` / ``after_env_step``, so
 burn-in and exploration (epsilon by env steps or episodes, action noise) follow the same schedule
 as in the sequential loop. It sends the transitions to the learner in chunks over a pipe (numpy
@@ -185,7 +186,9 @@ class CollectorSpec:
     apex: bool = False
 
 
-def collector_seeds(seeds: list[int], cfg_seed: int, index: int, num_envs: int, restart: int = 0) -> tuple[int, int, int]:
+def collector_seeds(
+    seeds: list[int], cfg_seed: int, index: int, num_envs: int, restart: int = 0
+) -> tuple[int, int, int]:
     """``(env_seed, agent_seed, torch_seed)`` of collector ``index`` after ``restart`` restarts.
 
     The first start of collector ``i`` resets its envs with ``seed + i * num_envs``, so the
@@ -195,7 +198,9 @@ def collector_seeds(seeds: list[int], cfg_seed: int, index: int, num_envs: int, 
     theirs from ``SeedSequence([seed, i, restart])``."""
     if index == 0 and restart == 0:
         return cfg_seed, seeds[2], seeds[0]
-    a, t, e = (int(x) for x in np.random.SeedSequence([cfg_seed, index, restart, 17]).generate_state(3, dtype=np.uint64))
+    a, t, e = (
+        int(x) for x in np.random.SeedSequence([cfg_seed, index, restart, 17]).generate_state(3, dtype=np.uint64)
+    )
     env_seed = cfg_seed + index * num_envs if restart == 0 else int(e % 2**31)
     return env_seed, a, t
 
@@ -224,59 +229,114 @@ class _Shared:
     weights: SharedWeights
 
 
-def _collector_main(
-    conn: Any, shared: _Shared, cfg: Any, algo: str, spec: CollectorSpec, start: dict[str, Any], chunk: int
-) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle: it stops us
-    envs = None
-    try:
+class Stepper:
+    """A collector's envs and acting agent (CPU, one torch thread): what a collector process and a
+    Ray collector actor both run. :meth:`step` takes one vector step into a chunk of ``chunk``
+    steps; :meth:`take` returns the chunk so far as ``(first_iteration, arrays)``."""
+
+    def __init__(self, cfg: Any, algo: str, spec: CollectorSpec, start: dict[str, Any], chunk: int) -> None:
         torch.set_num_threads(1)
         torch.manual_seed(spec.torch_seed & (2**63 - 1))
-        n = spec.num_envs
-        envs = make_vec_env(cfg.env_id, n, cfg.vector_mode, cfg.max_episode_steps, cfg.frame_stack)
-        agent = get_algo(algo).agent.from_spaces(  # on the CPU: no CUDA graph even if the learner has one
-            envs.single_observation_space,
-            envs.single_action_space,
-            config_for_device(cfg, "cpu"),
-            "cpu",
-            seed=spec.agent_seed,
+        self.spec, n = spec, spec.num_envs
+        self.envs = make_vec_env(
+            cfg.env_id, n, cfg.vector_mode, cfg.max_episode_steps, cfg.frame_stack, **cfg.env_options()
         )
-        if spec.apex:
-            agent.exploration = apex_schedule(cfg, spec.index, spec.count)
-        elif start.get("exploration") is not None:  # the run's schedule where the learner has it
-            agent.exploration.load_state_dict(start["exploration"])
-        agent.exploration.scale = spec.count  # one step here stands for one of each collector's
-        if start.get("rng") is not None:  # resumed: exploration draws where the checkpoint left them
-            agent.rng.bit_generator.state = start["rng"]
-        targets = _state_tensors(policy_modules(agent))  # views of the parameters, updated in place
-        version = shared.weights.load_into(targets)
-        if start.get("env_states") is not None:
-            obs = restore_env_states(envs, start["env_states"])
-        else:
-            obs, _ = envs.reset(seed=spec.env_seed)
-        iters = int(start["iterations"])
-        steps = iters * n
-        parent = multiprocessing.parent_process()
-
-        o = np.asarray(obs)
+        try:
+            agent = self.agent = get_algo(
+                algo
+            ).agent.from_spaces(  # on the CPU: no CUDA graph even if the learner has one
+                self.envs.single_observation_space,
+                self.envs.single_action_space,
+                config_for_device(cfg, "cpu"),
+                "cpu",
+                seed=spec.agent_seed,
+            )
+            if spec.apex:
+                agent.exploration = apex_schedule(cfg, spec.index, spec.count)
+            elif start.get("exploration") is not None:  # the run's schedule where the learner has it
+                agent.exploration.load_state_dict(start["exploration"])
+            agent.exploration.scale = spec.count  # one step here stands for one of each collector's
+            if start.get("rng") is not None:  # resumed: exploration draws where the checkpoint left them
+                agent.rng.bit_generator.state = start["rng"]
+            self.targets = _state_tensors(policy_modules(agent))  # views of the parameters, updated in place
+            if start.get("env_states") is not None:
+                self.obs = restore_env_states(self.envs, start["env_states"])
+            else:
+                self.obs, _ = self.envs.reset(seed=spec.env_seed)
+        except BaseException:
+            self.envs.close()
+            raise
+        self.iterations = int(start["iterations"])
+        o = np.asarray(self.obs)
         rng_state = agent.rng.bit_generator.state
         a0 = np.asarray(agent.random_actions(n))  # the actions' shape and dtype; the draw is undone
         agent.rng.bit_generator.state = rng_state
-        bufs = {
+        self.bufs = {
             "observations": np.empty((chunk, *o.shape), o.dtype),
             "actions": np.empty((chunk, *a0.shape), a0.dtype),
             "rewards": np.empty((chunk, n), np.float64),
             "next_observations": np.empty((chunk, *o.shape), o.dtype),
             "terminated": np.empty((chunk, n), bool),
             "truncated": np.empty((chunk, n), bool),
+            "scores": np.empty((chunk, n), np.float64),  # the books (see rollout.Books)
+            "game_over": np.empty((chunk, n), bool),
         }
-        t = 0
+        self.t = 0
+
+    @property
+    def full(self) -> bool:
+        return self.t == len(self.bufs["rewards"])
+
+    def step(self) -> None:
+        n = self.spec.num_envs
+        transition, self.obs, books = env_step(
+            self.agent, self.envs, self.obs, self.iterations * n, self.spec.learning_starts
+        )
+        t, bufs = self.t, self.bufs
+        for name, value in zip(Transition._fields, transition):
+            bufs[name][t] = value
+        bufs["scores"][t], bufs["game_over"][t] = books
+        self.t += 1
+        self.iterations += 1
+
+    def take(self, copy: bool = False) -> tuple[int, dict[str, np.ndarray]] | None:
+        """The chunk so far, ``(first iteration, [T, num_envs, ...] arrays)`` (views unless ``copy``), or None."""
+        t, self.t = self.t, 0
+        if not t:
+            return None
+        return self.iterations - t, {k: (v[:t].copy() if copy else v[:t]) for k, v in self.bufs.items()}
+
+    def state(self) -> dict[str, Any]:
+        """Where it stands: ``iterations``, ``obs``, ``env_states``, ``rng``, ``exploration``."""
+        return {
+            "iterations": self.iterations,
+            "obs": np.asarray(self.obs).copy(),
+            "env_states": env_states(self.envs),
+            "rng": self.agent.rng.bit_generator.state,
+            "exploration": self.agent.exploration.state_dict(),
+        }
+
+    def close(self) -> None:
+        try:
+            self.envs.close()
+        except Exception:
+            pass
+
+
+def _collector_main(
+    conn: Any, shared: _Shared, cfg: Any, algo: str, spec: CollectorSpec, start: dict[str, Any], chunk: int
+) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle: it stops us
+    stepper = None
+    try:
+        stepper = Stepper(cfg, algo, spec, start, chunk)
+        version = shared.weights.load_into(stepper.targets)
+        parent = multiprocessing.parent_process()
 
         def flush() -> None:
-            nonlocal t
-            if t:
-                conn.send(("data", iters - t, {k: v[:t] for k, v in bufs.items()}))
-                t = 0
+            taken = stepper.take()
+            if taken is not None:
+                conn.send(("data", *taken))
 
         last_check = time.monotonic()
         nap = [_NAP_MIN]
@@ -293,35 +353,23 @@ def _collector_main(
 
         acked = 0  # requests start at 0: one made while we were starting up is still to answer
         while not shared.stop.value:
-            if shared.pause.value > acked and iters >= shared.pause_at.value:
+            if shared.pause.value > acked and stepper.iterations >= shared.pause_at.value:
                 acked = int(shared.pause.value)
                 flush()
-                state = {
-                    "iterations": iters,
-                    "obs": np.asarray(obs).copy(),
-                    "env_states": env_states(envs),
-                    "rng": agent.rng.bit_generator.state,
-                    "exploration": agent.exploration.state_dict(),
-                }
-                conn.send(("paused", state))
+                conn.send(("paused", stepper.state()))
                 continue
             if shared.resumed.value < acked:
                 idle()
                 continue
-            if iters >= spec.max_iterations or iters >= shared.limit.value:
+            if stepper.iterations >= spec.max_iterations or stepper.iterations >= shared.limit.value:
                 flush()
                 idle()
                 continue
             nap[0] = _NAP_MIN
             if shared.weights.version.value != version:
-                version = shared.weights.load_into(targets)
-            transition, obs, _ = env_step(agent, envs, obs, steps, spec.learning_starts)
-            for name, value in zip(Transition._fields, transition):
-                bufs[name][t] = value
-            t += 1
-            steps += n
-            iters += 1
-            if t == chunk:
+                version = shared.weights.load_into(stepper.targets)
+            stepper.step()
+            if stepper.full:
                 flush()
         flush()
     except (SystemExit, BrokenPipeError, EOFError):
@@ -332,11 +380,8 @@ def _collector_main(
         except (OSError, EOFError):
             pass
     finally:
-        if envs is not None:
-            try:
-                envs.close()
-            except Exception:
-                pass
+        if stepper is not None:
+            stepper.close()
         conn.close()
 
 
@@ -409,6 +454,23 @@ class Collector:
         self.shared.resumed.value = self.shared.pause.value
 
     # ------------------------------------------------------------------ collector -> learner
+    @staticmethod
+    def wait_any(collectors: list[Any], timeout: float) -> list[int]:
+        """The indices of ``collectors`` with messages to read or that ended, waiting up to ``timeout`` s."""
+        ready = multiprocessing.connection.wait([w for c in collectors for w in c.waitables], timeout)
+        return [i for i, c in enumerate(collectors) if any(w in ready for w in c.waitables)]
+
+    def poll(self) -> list[tuple[Any, ...]]:
+        """Every message that has come; CollectorError if the child failed or ended (after reading
+        all it sent)."""
+        out = []
+        while (msg := self.get(0)) is not None:
+            out.append(msg)
+        if not self.process.is_alive():
+            self.process.join(1.0)
+            raise CollectorError(f"collector process exited unexpectedly (exit code {self.process.exitcode})")
+        return out
+
     def get(self, timeout: float | None = None) -> tuple[Any, ...] | None:
         """The next message, waiting up to ``timeout`` seconds (None: until one comes); None if none came."""
         if not self._conn.poll(0):

@@ -27,7 +27,6 @@ bit-reproducible: which weights act at a step depends on timing.
 
 from __future__ import annotations
 
-import multiprocessing.connection
 import time
 import warnings
 from collections import deque
@@ -46,6 +45,7 @@ from fastrl.training.collector import (
     collector_seeds,
     policy_modules,
 )
+from fastrl.training.ray_collector import RayCollector, RayWeights, start_ray
 
 if TYPE_CHECKING:
     from fastrl.training.trainer import Trainer, TrainResult
@@ -126,8 +126,9 @@ class ConcurrentLearner:
             apex=cfg.apex_epsilon,
         )
 
-    def _start(self, i: int, start: dict[str, Any]) -> Collector:
-        return Collector(self.t.cfg, self.t.algo, self._spec(i, start), start, self.weights, self.chunk, self._limit())
+    def _start(self, i: int, start: dict[str, Any]) -> Any:
+        handle = RayCollector if self.t.cfg.collector_backend == "ray" else Collector
+        return handle(self.t.cfg, self.t.algo, self._spec(i, start), start, self.weights, self.chunk, self._limit())
 
     def restart(self, i: int, error: CollectorError) -> None:
         """Replace dead collector ``i``: end its held step's episodes (truncated) and start fresh envs
@@ -139,8 +140,14 @@ class ConcurrentLearner:
         warnings.warn(f"collector {i} died, restarting it ({self.restarts[i]}): {error}", stacklevel=2)
         self.collectors[i].close(timeout=1.0)
         if self.pending[i]:  # its newest step is held back: its episodes end there
-            self.pending[i][-1]["truncated"][-1] = True
-            start: dict[str, Any] = {"iterations": self.received[i], "exploration": self.t.agent.exploration.state_dict()}
+            held = self.pending[i][-1]
+            for name in ("truncated", "game_over"):  # in the logs too: the game ends there
+                held[name] = held[name].copy()  # (Ray hands out read-only arrays)
+                held[name][-1] = True
+            start: dict[str, Any] = {
+                "iterations": self.received[i],
+                "exploration": self.t.agent.exploration.state_dict(),
+            }
         else:  # all it sent is stored: go on from where it last stood
             start = self.origin[i]
             assert start["iterations"] == self.received[i]
@@ -153,8 +160,13 @@ class ConcurrentLearner:
     def run(self) -> TrainResult:
         t, cfg, state = self.t, self.t.cfg, self.t.state
         first_step = state.env_steps
-        self.weights = SharedWeights(tmp.get_context("spawn"), self.modules)
-        self.collectors: list[Collector] = []
+        ray_started = False
+        if cfg.collector_backend == "ray":
+            _, ray_started = start_ray(cfg.ray_address, num_cpus=max(2, self.n))
+            self.weights: Any = RayWeights(self.modules)
+        else:
+            self.weights = SharedWeights(tmp.get_context("spawn"), self.modules)
+        self.collectors: list[Any] = []
         t.start()
         try:
             for i in range(self.n):
@@ -197,6 +209,10 @@ class ConcurrentLearner:
             t.end()
             for c in self.collectors:
                 c.close()
+            if ray_started:
+                import ray
+
+                ray.shutdown()
         return t.finish()
 
     # ------------------------------------------------------------------ learning
@@ -233,31 +249,22 @@ class ConcurrentLearner:
             "perf/collector_restarts": float(self.stats["restarts"]),
         }
         if not self.free:
-            extra["perf/update_lag"] = float(
-                self.limiter.updates_due_at(state.env_steps) - self.updates
-            )
+            extra["perf/update_lag"] = float(self.limiter.updates_due_at(state.env_steps) - self.updates)
         self.t.log(**extra)
 
     # ------------------------------------------------------------------ data
     def receive(self, timeout: float) -> None:
         """Take every message that has come (waiting up to ``timeout`` seconds for the first), restart
         collectors that died, and store what all collectors have sent."""
-        ready = multiprocessing.connection.wait([w for c in self.collectors for w in c.waitables], timeout)
-        if ready:
-            for i, c in enumerate(self.collectors):
-                if not any(w in ready for w in c.waitables):
-                    continue
-                try:
-                    while (msg := c.get(0)) is not None:
-                        if msg[0] == "data":
-                            self._take(i, msg[1], msg[2])
-                        elif msg[0] == "paused":
-                            self.paused[i] = msg[1]
-                    if c.process.sentinel in ready:  # ended, and everything it sent is read
-                        c.process.join(1.0)
-                        raise CollectorError(f"collector process exited unexpectedly (exit code {c.process.exitcode})")
-                except CollectorError as e:
-                    self.restart(i, e)
+        for i in type(self.collectors[0]).wait_any(self.collectors, timeout):
+            try:
+                for msg in self.collectors[i].poll():
+                    if msg[0] == "data":
+                        self._take(i, msg[1], msg[2])
+                    elif msg[0] == "paused":
+                        self.paused[i] = msg[1]
+            except CollectorError as e:
+                self.restart(i, e)
         self.insert()
 
     def _take(self, i: int, first: int, arrays: dict[str, np.ndarray]) -> None:
@@ -309,10 +316,9 @@ class ConcurrentLearner:
             flat["truncated"],
         )
         for i in range(T):
-            done = np.logical_or(d["terminated"][i], d["truncated"][i])
             prev = state.env_steps
-            t.agent.after_env_step(done)  # the learner's schedule follows the collectors' (logs, checkpoints)
-            t.record_step(d["rewards"][i], done)
+            t.agent.after_env_step(d["game_over"][i])  # the learner's schedule follows the collectors'
+            t.record_step(d["scores"][i], d["game_over"][i])
             for event in t.triggers.fired(prev, state.env_steps):
                 if event == "log":
                     self.log()

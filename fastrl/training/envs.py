@@ -9,17 +9,44 @@ import gymnasium as gym
 import numpy as np
 
 from fastrl.config import ConfigError
+from fastrl.training import arcade
 
 
-def make_env(env_id: str, max_episode_steps: int = 0, frame_stack: int = 1, render_mode: str | None = None) -> gym.Env:
-    """``gym.make`` with fastrl's options; ConfigError (one line, what to do) for an unknown id."""
+def make_env(
+    env_id: str,
+    max_episode_steps: int = 0,
+    frame_stack: int = 1,
+    render_mode: str | None = None,
+    *,
+    life_loss_terminal: bool = False,
+    clip_rewards: bool = False,
+) -> gym.Env:
+    """``gym.make`` with fastrl's options; ConfigError (one line, what to do) for an unknown id or a
+    missing extra. ``ALE/...`` and ``MinAtar/...`` ids get their family's wrappers
+    (:mod:`fastrl.training.arcade`). A training env's learning signals: ``life_loss_terminal`` (ALE
+    games only) and ``clip_rewards`` (any env: :class:`fastrl.training.arcade.GameScore` keeps the
+    env's reward in ``info["score"]``); evaluation envs go without, for full games and the score."""
+    fam = arcade.family(env_id)
+    if fam is not None:
+        arcade.register(env_id)
     kwargs: dict[str, Any] = {}
     if max_episode_steps > 0:
         kwargs["max_episode_steps"] = max_episode_steps
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
     try:
-        env = gym.make(env_id, **kwargs)
+        if fam == "atari":
+            env = arcade.make_ale(env_id, max_episode_steps, render_mode, life_loss_terminal, clip_rewards)
+        elif fam == "minatar":
+            env = arcade.make_minatar(env_id, max_episode_steps, render_mode)
+        else:
+            env = gym.make(env_id, **kwargs)
+            if clip_rewards:
+                env = arcade.GameScore(env, clip=True)
+    except gym.error.DependencyNotInstalled as e:
+        if fam is None:
+            raise ConfigError(f"env {env_id!r} needs a missing package: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f'env {env_id!r} needs the {fam} extra: pip install "fastrl[{fam}]"') from None
     except gym.error.Error as e:
         msg = str(e).splitlines()[0]
         raise ConfigError(
@@ -39,15 +66,27 @@ class Replayable(gym.Wrapper):
 
     :meth:`fastrl_state` returns that record; :meth:`fastrl_restore` resets a fresh env the same way
     and replays the actions, which reproduces the state of any env that is deterministic given its
-    generator (all of gymnasium's classic-control and Box2D envs). It returns the last observation.
+    generator (all of gymnasium's classic-control and Box2D envs; ALE and MinAtar games, which
+    :class:`fastrl.training.arcade.SeedEveryReset` seeds at every reset). It returns the last
+    observation. A reset that continues a game after a lost life
+    (:class:`fastrl.training.arcade.LifeLossTerminal`) is recorded among the actions as ``"reset"``:
+    a record spans a whole game.
     """
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         self._record: dict[str, Any] = {"seed": None, "rng": None, "actions": [], "dtype": None}
         self.fastrl_pending: dict[str, Any] | None = None
+        self._lives: Any = None  # the LifeLossTerminal wrapper in the chain, if any
+        e: Any = env
+        while e is not None and self._lives is None:
+            self._lives = e if hasattr(e, "fastrl_game_continues") else None
+            e = getattr(e, "env", None)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        if seed is None and self._lives is not None and self._lives.fastrl_game_continues:
+            self._record["actions"].append("reset")
+            return self.env.reset(options=options)
         rng = None
         if seed is None and self.unwrapped._np_random is not None:
             rng = self.unwrapped.np_random.bit_generator.state
@@ -81,7 +120,10 @@ class Replayable(gym.Wrapper):
         obs, _ = self.reset(seed=rec["seed"])
         dtype = rec.get("dtype")
         for a in rec["actions"]:
-            obs, *_ = self.step(np.asarray(a, dtype=dtype) if isinstance(a, list) else a)
+            if isinstance(a, str):  # "reset": a lost life's reset, the game goes on
+                obs, _ = self.reset()
+            else:
+                obs, *_ = self.step(np.asarray(a, dtype=dtype) if isinstance(a, list) else a)
         return obs
 
 
@@ -91,13 +133,22 @@ def make_vec_env(
     mode: str = "sync",
     max_episode_steps: int = 0,
     frame_stack: int = 1,
+    *,
+    life_loss_terminal: bool = False,
+    clip_rewards: bool = False,
 ) -> gym.vector.VectorEnv:
     """A vector env with ``AutoresetMode.SAME_STEP`` (so ``infos["final_obs"]`` holds true final
-    observations) whose sub-envs are :class:`Replayable`."""
-    make_env(env_id, max_episode_steps, frame_stack).close()  # fail early, in this process
+    observations) whose sub-envs are :class:`Replayable` (see :func:`make_env` for the options)."""
+
+    def one() -> gym.Env:
+        return make_env(
+            env_id, max_episode_steps, frame_stack, life_loss_terminal=life_loss_terminal, clip_rewards=clip_rewards
+        )
+
+    one().close()  # fail early, in this process
 
     def thunk() -> gym.Env:
-        return Replayable(make_env(env_id, max_episode_steps, frame_stack))
+        return Replayable(one())
 
     cls = gym.vector.AsyncVectorEnv if mode == "async" else gym.vector.SyncVectorEnv
     return cls([thunk] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)

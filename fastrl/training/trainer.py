@@ -105,7 +105,9 @@ class Trainer:
         torch.manual_seed(self.seeds[0] & (2**63 - 1))
         # with collectors these envs only give the spaces and the buffer's streams (collectors step theirs)
         mode = "sync" if cfg.n_collectors else cfg.vector_mode
-        self.envs = make_vec_env(cfg.env_id, cfg.streams, mode, cfg.max_episode_steps, cfg.frame_stack)
+        self.envs = make_vec_env(
+            cfg.env_id, cfg.streams, mode, cfg.max_episode_steps, cfg.frame_stack, **cfg.env_options()
+        )
         try:
             self.agent = agent_cls.from_spaces(
                 self.envs.single_observation_space, self.envs.single_action_space, cfg, self.device, seed=self.seeds[2]
@@ -154,11 +156,11 @@ class Trainer:
         self.start()
         try:
             while state.env_steps < cfg.total_steps and not state.solved:
-                transition, self.obs, done = env_step(agent, envs, self.obs, state.env_steps, cfg.learning_starts)
+                transition, self.obs, books = env_step(agent, envs, self.obs, state.env_steps, cfg.learning_starts)
                 self.sampler.before_write()
                 self.buffer.extend(*transition)
                 prev = state.env_steps
-                self.record_step(transition.rewards, done)
+                self.record_step(*books)
                 if state.env_steps >= cfg.learning_starts and state.iterations % cfg.train_freq == 0:
                     for _ in range(cfg.gradient_steps):
                         self.learn()
@@ -176,7 +178,8 @@ class Trainer:
     # ------------------------------------------------------------------ one step's parts
     def record_step(self, rewards: np.ndarray, done: np.ndarray) -> None:
         """Count a vector step, log the episodes it ended; with ``solve_on="rolling"``, solved once
-        the last 100 returns reach the threshold."""
+        the last 100 returns reach the threshold. ``rewards`` and ``done``: the game's
+        (:class:`fastrl.training.rollout.Books`), not the learning target's."""
         finished = self.state.advance(len(done), rewards, done)
         for ret, length in finished:
             self.logger.log(self.state.env_steps, **{"charts/episodic_return": ret, "charts/episodic_length": length})
@@ -349,7 +352,8 @@ class Trainer:
 
 
 def _new_run_dir(cfg: Any, algo: str) -> Path:
-    base = Path(cfg.runs_dir) / f"{cfg.env_id}-{algo}-{time.strftime('%Y%m%d-%H%M%S')}"
+    env = cfg.env_id.replace("/", "-")  # ALE/Pong-v5 -> ALE-Pong-v5: one folder per run
+    base = Path(cfg.runs_dir) / f"{env}-{algo}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, k = base, 1
     while path.exists():
         path, k = Path(f"{base}-{k}"), k + 1

@@ -1,0 +1,135 @@
+"""Many collectors, one learner: scaling on a slow simulator, and learning unchanged.
+
+1. ``scaling``: DQN on ``slow_env:SlowCartPole-v1`` (CartPole-v1 sleeping ``--delay`` seconds a
+   step: an expensive simulator that does not use the CPU, so this 2-core machine can host many
+   collectors), ``replay_ratio_mode=free`` (the learner updates as fast as it can), 1, 2, 4, 8
+   collectors of one env each, for each backend. Printed: env steps per second and learner updates
+   per second over the training time (start-up excluded), the speed-up over one collector (target
+   >= 0.8 N) and the learner's updates per second against one collector's (target within 10%).
+   Each point is the median of ``--repeats`` runs.
+2. ``learning``: LunarLander-v3 with the DQN preset, sequential and with 4 collectors in ``fixed``
+   mode (the sequential loop's updates per env step), seeds 0, 1, 2, until the greedy evaluation
+   reaches 200. Printed: env steps to 200 of each (target: 3/3 with collectors, within the
+   sequential runs' spread).
+
+    python benchmarks/bench_actors.py --part scaling            # a few minutes
+    python benchmarks/bench_actors.py --part learning           # tens of minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # slow_env, for this process and its children
+
+from fastrl.agents import preset  # noqa: E402
+from fastrl.config import with_overrides  # noqa: E402
+from fastrl.training.trainer import Trainer  # noqa: E402
+
+SLOW = "slow_env:SlowCartPole-v1"
+
+
+def one_scaling_run(n: int, backend: str, steps_each: int, root: Path) -> tuple[float, float]:
+    cfg = with_overrides(
+        preset("dqn", "CartPole-v1"),
+        {
+            "env_id": SLOW,
+            "collectors": n,
+            "collector_envs": 1,
+            "collector_backend": backend,
+            "replay_ratio_mode": "free",
+            "total_steps": steps_each * n,
+            "learning_starts": 200 * n,
+            "eval_every": 0,
+            "eval_episodes": 1,
+            "checkpoint_every": 0,
+            "save_buffer": False,
+            "solved_threshold": None,
+        },
+    )
+    t = Trainer(cfg, run_dir=root / f"{backend}-{n}", progress=False, tensorboard=False)
+    try:
+        r = t.train()
+        secs = r.train_seconds
+        return r.env_steps / secs, t.concurrent_stats["updates"] / secs
+    finally:
+        t.close()
+
+
+def scaling(a: argparse.Namespace) -> bool:
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend in a.backends:
+            rows = {}
+            for n in a.collectors:
+                runs = [one_scaling_run(n, backend, a.steps_each, Path(tmp) / str(i)) for i in range(a.repeats)]
+                rows[n] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+                print(f"  {backend} {n} collector(s): {rows[n][0]:,.0f} env steps/s, {rows[n][1]:,.0f} updates/s", flush=True)
+            base_sps, base_ups = rows[a.collectors[0]]
+            print(f"\n{backend}: collectors | env steps/s | speed-up (target >= 0.8 N) | updates/s | vs one collector")
+            for n, (sps, ups) in rows.items():
+                speed = sps / base_sps
+                met = speed >= 0.8 * n and abs(ups / base_ups - 1) <= 0.10
+                ok &= met
+                print(
+                    f"{backend}: {n:>10} | {sps:>11,.0f} | {speed:>5.2f}x ({'met' if speed >= 0.8 * n else 'NOT met'})"
+                    f" | {ups:>9,.0f} | {ups / base_ups:.2f}x ({'met' if abs(ups / base_ups - 1) <= 0.10 else 'NOT met'})"
+                )
+    return ok
+
+
+def learning(a: argparse.Namespace) -> bool:
+    base = with_overrides(
+        preset("dqn", "LunarLander-v3"),
+        {"eval_every": 5_000, "eval_episodes": 20, "solved_threshold": 200.0, "solve_on": "eval",
+         "total_steps": a.max_steps, "checkpoint_every": 0, "save_buffer": False},
+    )
+    found: dict[str, list[float | None]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, sets in (("sequential", {}), ("4 collectors", {"collectors": 4, "collector_envs": 1})):
+            found[name] = []
+            for seed in a.seeds:
+                cfg = with_overrides(base, {**sets, "seed": seed})
+                t = Trainer(cfg, run_dir=Path(tmp) / f"{name}-{seed}", progress=False, tensorboard=False)
+                try:
+                    r = t.train()
+                finally:
+                    t.close()
+                hit = r.first_reaching(200.0)
+                found[name].append(hit["step"] if hit else None)
+                print(f"  {name} seed {seed}: {hit['step'] if hit else 'not reached'} env steps to 200 "
+                      f"({r.train_seconds:.0f} s)", flush=True)
+    seq = [x for x in found["sequential"] if x is not None]
+    par = found["4 collectors"]
+    reached = all(x is not None for x in par)
+    within = reached and bool(seq) and all(min(seq) <= x <= max(seq) for x in par if x is not None)
+    print(f"\nsequential: {found['sequential']}\n4 collectors: {par}")
+    print(f"4 collectors reach 200 on {sum(x is not None for x in par)}/{len(par)} seeds "
+          f"({'met' if reached else 'NOT met'}); within the sequential spread: {'yes' if within else 'no'}")
+    return reached
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--part", choices=["scaling", "learning", "all"], default="scaling")
+    ap.add_argument("--collectors", type=int, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--backends", nargs="+", default=["process", "ray"])
+    ap.add_argument("--steps-each", type=int, default=2_000, help="env steps per collector in a scaling run")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--max-steps", type=int, default=300_000)
+    a = ap.parse_args()
+    ok = True
+    if a.part in ("scaling", "all"):
+        ok &= scaling(a)
+    if a.part in ("learning", "all"):
+        ok &= learning(a)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
