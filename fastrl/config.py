@@ -103,6 +103,10 @@ class TrainConfig:
     """collectors: local processes (weights in shared memory) or Ray actors (weights in the object store)."""
     ray_address: str | None = None
     """collector_backend=ray: the cluster to join (None: start a local Ray instance)."""
+    ray_resources: str | None = None
+    """collector_backend=ray: custom Ray resources each collector actor needs, "name=amount[,...]"
+    (e.g. "collector=1" places the actors on nodes started with ray start --resources='{"collector": 8}',
+    away from the learner's node). None: any node, spread over the cluster."""
     collector_envs: int = 0
     """collectors: envs per collector (0: num_envs). The run has collectors * collector_envs env streams."""
     replay_ratio_mode: Literal["fixed", "free"] = "fixed"
@@ -311,6 +315,21 @@ def check_schedule(make: Any, what: str) -> None:
         raise ConfigError(f"{what} schedule: {e}") from None
 
 
+def ray_resources(text: str) -> dict[str, float]:
+    """``"name=amount[,name=amount...]"`` (the ray_resources setting) as a dict; ConfigError if malformed."""
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, eq, amount = part.strip().partition("=")
+        try:
+            value = float(amount)
+        except ValueError:
+            value = -1.0
+        if not eq or not name.strip() or not value > 0 or value != value or value == float("inf"):
+            raise ConfigError(f'ray_resources must be "name=amount[,name=amount...]" with amounts > 0, got {text!r}')
+        out[name.strip()] = value
+    return out
+
+
 def check_common(cfg: TrainConfig) -> None:
     """Range checks of the loop settings (ConfigError naming the field)."""
     check_bounds(
@@ -347,6 +366,8 @@ def check_common(cfg: TrainConfig) -> None:
     )
     if cfg.buffer_size < cfg.num_envs:
         raise ConfigError(f"buffer_size ({cfg.buffer_size}) must be >= num_envs ({cfg.num_envs})")
+    if cfg.ray_resources is not None:
+        ray_resources(cfg.ray_resources)
     if cfg.buffer_size < cfg.streams:
         raise ConfigError(
             f"buffer_size ({cfg.buffer_size}) must be >= collectors * collector_envs ({cfg.streams} env streams)"

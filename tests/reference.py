@@ -363,6 +363,27 @@ def dqn_targets(rewards, terminated, q_next_target, q_next_online, discounts, do
     return y
 
 
+def chunk_td_priorities(q, obs, actions, rewards, next_obs, terminated, truncated, gamma, n):
+    """|n-step TD error| of every step of a ``[T, E]`` chunk, one step at a time: ``q(x)`` gives the
+    Q-values of one observation. Step t of stream e sums rewards r_t, r_t+1, ... of its stream while
+    fewer than n are summed, the chunk has them and no summed step ended (terminated or truncated);
+    it bootstraps from the last summed step's next observation unless that step terminated."""
+    T, E = rewards.shape
+    out = np.empty((T, E))
+    for t in range(T):
+        for e in range(E):
+            g, disc, j = 0.0, 1.0, t
+            while True:
+                g += disc * rewards[j, e]
+                disc *= gamma
+                if terminated[j, e] or truncated[j, e] or j - t + 1 == n or j + 1 == T:
+                    break
+                j += 1
+            boot = 0.0 if terminated[j, e] else float(np.max(q(next_obs[j, e])))
+            out[t, e] = abs(g + disc * boot - float(q(obs[t, e])[actions[t, e]]))
+    return out
+
+
 # ---------------------------------------------------------------- observations stored once, frame stacks (issue 5)
 
 

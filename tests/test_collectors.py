@@ -14,7 +14,7 @@ import torch
 from fastrl.agents.presets import preset
 from fastrl.agents.registry import get_algo
 from fastrl.config import ConfigError, with_overrides
-from fastrl.training.collector import RateLimiter, apex_schedule, collector_seeds
+from fastrl.training.collector import RateLimiter, apex_schedule, chunk_priorities, collector_seeds
 from fastrl.training.device import config_for_device
 from fastrl.training.envs import make_vec_env
 from fastrl.training.rollout import env_step
@@ -195,6 +195,65 @@ def test_free_replay_ratio_updates_without_the_schedule_and_logs_the_ratio(tmp_p
     assert _metric(t.run_dir, "perf/replay_ratio")
 
 
+# ---------------------------------------------------------------------------- Ape-X initial priorities
+@pytest.mark.parametrize("n_step,distributional", [(1, "none"), (3, "none"), (4, "c51"), (2, "qr")])
+def test_chunk_priorities_match_the_slow_n_step_model(n_step, distributional):
+    from reference import chunk_td_priorities
+
+    cfg = with_overrides(tiny(), {"n_step": n_step, "gamma": 0.9, "distributional": distributional})
+    envs = make_vec_env("CartPole-v1", 1)
+    agent = get_algo("dqn").agent.from_spaces(envs.single_observation_space, envs.single_action_space, cfg,
+                                              "cpu", seed=0)
+    envs.close()
+    rng = np.random.default_rng(n_step)
+    T, E = 9, 3
+    chunk = {"observations": rng.normal(size=(T, E, 4)).astype(np.float32),
+             "actions": rng.integers(2, size=(T, E)),
+             "rewards": rng.normal(size=(T, E)),
+             "next_observations": rng.normal(size=(T, E, 4)).astype(np.float32),
+             "terminated": rng.random((T, E)) < 0.15,
+             "truncated": rng.random((T, E)) < 0.1}
+    chunk["terminated"][-1, 0] = chunk["truncated"][-2, 1] = True  # an end at and next to the chunk's end
+
+    def q(x):
+        with torch.no_grad():
+            return agent.q_values(agent.q(torch.as_tensor(x[None]))).numpy()[0]
+
+    want = chunk_td_priorities(q, chunk["observations"], chunk["actions"], chunk["rewards"],
+                               chunk["next_observations"], chunk["terminated"], chunk["truncated"], 0.9, n_step)
+    got = chunk_priorities(agent, chunk)
+    assert got.shape == (T, E) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["process", "ray"])
+def test_collectors_give_new_transitions_their_td_error_as_priority(tmp_path, backend):
+    """No update happens (learning_starts past the run), so the collectors' network is the learner's:
+    every stored row's priority is its |TD error| under it, plus per_eps."""
+    if backend == "ray":
+        pytest.importorskip("ray")
+    cfg = tiny(collectors=2, collector_envs=2, collector_backend=backend, prioritized=True,
+               collector_priorities=True, total_steps=400, learning_starts=10_000, per_eps=0.01, n_step=1)
+    t = Trainer(cfg, run_dir=tmp_path / "run", progress=False, tensorboard=False)
+    try:
+        t.train()
+        ids = np.arange(400)
+        rows = t.buffer.get(ids)
+        boot = ~rows["terminated"]
+        want = t.agent.fresh_priorities(rows["observations"], rows["actions"], rows["rewards"],
+                                        np.full(400, cfg.gamma), rows["next_observations"], ~boot)
+        np.testing.assert_allclose(t.buffer.priorities(ids), want + 0.01, rtol=1e-4, atol=1e-6)
+        assert np.ptp(want) > 0  # not one value for all
+    finally:
+        t.close()
+        if backend == "ray":
+            import ray
+
+            ray.shutdown()
+    with pytest.raises(ConfigError, match="collector_priorities needs prioritized=true and collectors >= 1"):
+        train(with_overrides(cfg, {"collectors": 0}), run_dir=tmp_path / "b", progress=False)
+
+
 def test_apex_exploration_levels():
     dqn = preset("dqn", "CartPole-v1")
     eps = [apex_schedule(dqn, i, 8).value for i in range(8)]
@@ -264,6 +323,55 @@ def test_ray_collectors_end_to_end_with_a_killed_actor(tmp_path):
     finally:
         if started:
             ray.shutdown()
+
+
+def test_ray_node_lost_mid_run(tmp_path):
+    """A local Ray cluster of two nodes; the collectors need a resource only the second one has
+    (ray_resources). That node is removed mid-run (its raylet and workers killed) and a replacement
+    joins, as an autoscaler would bring one: the collectors are restarted there, the run stores
+    exactly its env steps and ends."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    from fastrl.training.ray_collector import start_ray
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    nodes = [cluster.add_node(num_cpus=1, resources={"collector": 2})]
+    try:
+        cluster.wait_for_nodes()
+        start_ray(cluster.address)
+        cfg = tiny(collectors=2, collector_backend="ray", ray_address=cluster.address, ray_resources="collector=1",
+                   total_steps=1600, eval_every=800, max_episode_steps=5000)
+        t = Trainer(cfg, run_dir=tmp_path / "run", progress=False, tensorboard=False)
+
+        def collector_nodes():
+            ns = ray.get_runtime_context().namespace
+            names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                     if f"-{os.getpid()}-collector-" in a["name"]]
+            return {ray.get(ray.get_actor(name, namespace=ns).node_id.remote(), timeout=60) for name in names}
+
+        seen = []
+
+        def lose_the_node(row):
+            seen.append(collector_nodes())
+            if len(nodes) == 1:
+                cluster.remove_node(nodes[0], allow_graceful=False)
+                nodes.append(cluster.add_node(num_cpus=1, resources={"collector": 2}))
+
+        t.eval_hooks.append(lose_the_node)
+        try:
+            with pytest.warns(UserWarning, match="collector . died"):
+                r = t.train()
+            assert len(nodes) == 2 and r.env_steps == 1600 and t.buffer.total_added == 1600
+            assert t.concurrent_stats["restarts"] >= 2  # both collectors were on the lost node
+            assert seen == [{nodes[0].node_id}, {nodes[1].node_id}]  # the evaluations at 800 and 1600
+        finally:
+            t.close()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    with pytest.raises(ConfigError, match="ray_resources must be"):
+        train(with_overrides(cfg, {"ray_resources": "collector"}), run_dir=tmp_path / "b", progress=False)
 
 
 def test_ray_missing_or_unreachable_is_one_clear_line(tmp_path, monkeypatch):

@@ -86,6 +86,10 @@ class DQNConfig(TrainConfig):
     """Importance-sampling exponent at the start, annealed linearly to 1 over total_steps."""
     per_eps: float = 1e-6
     """Added to |TD error| to form new priorities."""
+    collector_priorities: bool = False
+    """prioritized with collectors (Ape-X): new transitions enter the buffer with the |n-step TD
+    error| their collector computed with its copy of the online network (see
+    :meth:`DQN.fresh_priorities`), instead of the running maximum priority."""
     sail: bool = False
     """SAIL: add sail_alpha * (max(G, Q_target(s, a)) - max_b Q_target(s, b)) to the target, G the
     observed discounted return from s (the trainer's buffer keeps it, episode_returns_gamma = gamma);
@@ -149,6 +153,11 @@ class DQNConfig(TrainConfig):
                 raise ConfigError(str(e)) from None
         if not self.m_clip <= 0.0:
             raise ConfigError(f"m_clip must be <= 0, got {self.m_clip}")
+        if self.collector_priorities and not (self.prioritized and self.n_collectors):
+            raise ConfigError(
+                "collector_priorities needs prioritized=true and collectors >= 1 "
+                f"(got prioritized={self.prioritized}, collectors={self.n_collectors})"
+            )
         if self.distributional != "none" and self.sail:
             raise ConfigError(
                 f"sail adds a scalar bonus to the target; it has no distributional form: "
@@ -334,6 +343,23 @@ class DQN:
         if self.config.distributional == "c51":
             return torch.softmax(out, dim=2) @ self.support
         return out.mean(dim=2)
+
+    @torch.inference_mode()
+    def fresh_priorities(
+        self, obs: Any, actions: Any, returns: Any, discounts: Any, bootstrap_obs: Any, terminated: Any
+    ) -> np.ndarray:
+        """Initial priorities of new transitions, as Ape-X's actors compute them: ``float32[B]``
+        ``|returns + discounts * ~terminated * max_a Q(bootstrap_obs, a) - Q(obs, actions)|`` with the
+        online network alone (an actor has no target network; noisy nets act with their current
+        noise), Q the mean of a distributional head. ``returns``: the discounted reward sums,
+        ``discounts``: gamma ** (steps summed), ``terminated``: of the last summed step, whose next
+        observation is ``bootstrap_obs``."""
+        b = len(obs)
+        q = self.q_values(self.q(torch.as_tensor(np.concatenate([obs, bootstrap_obs]), device=self.device)))
+        q_sa = q[:b].gather(1, torch.as_tensor(actions, device=self.device).long().view(-1, 1)).squeeze(1)
+        v_next = q[b:].max(dim=1).values.masked_fill_(torch.as_tensor(terminated, device=self.device), 0.0)
+        y = torch.as_tensor(returns, device=self.device) + torch.as_tensor(discounts, device=self.device) * v_next
+        return (y - q_sa).abs().float().cpu().numpy()
 
     def reset_noise(self) -> None:
         """New noise for the online and the target network (noisy nets), from ``noise_rng``."""

@@ -213,6 +213,42 @@ def apex_schedule(cfg: Any, index: int, count: int) -> Schedule:
     return Schedule(kind="constant", start=value, end=value)
 
 
+# ---------------------------------------------------------------------------- initial priorities
+def chunk_priorities(agent: Any, chunk: dict[str, np.ndarray]) -> np.ndarray:
+    """Ape-X's initial priorities of a chunk of ``[T, E]`` steps: ``float32[T, E]`` |n-step TD
+    error| from the collector's copy of the online network (:meth:`DQN.fresh_priorities`).
+
+    Step ``t`` of stream ``e`` sums up to ``n_step`` discounted rewards of its own stream, as the
+    buffer's n-step sampling does: stopping after a terminated or truncated step (a truncated one
+    bootstraps from its true final observation), and at the chunk's end, which bootstraps from the
+    last step's next observation with ``gamma ** k`` (k < n_step there: the later rewards are not
+    collected yet)."""
+    cfg = agent.config
+    rewards, ends = chunk["rewards"], chunk["terminated"] | chunk["truncated"]
+    T, E = rewards.shape
+    returns, discounts = np.zeros((T, E)), np.ones((T, E))
+    last = np.broadcast_to(np.arange(T)[:, None], (T, E)).copy()  # the last step summed
+    alive = np.ones((T, E), bool)
+    for k in range(cfg.n_step):
+        at = np.minimum(np.arange(T) + k, T - 1)
+        on = alive & (np.arange(T) + k < T)[:, None]
+        returns += np.where(on, discounts * rewards[at], 0.0)
+        discounts = np.where(on, discounts * cfg.gamma, discounts)
+        last = np.where(on, at[:, None], last)
+        alive = on & ~ends[at]
+    cols = np.broadcast_to(np.arange(E), (T, E))
+    flat = (T * E, *chunk["observations"].shape[2:])
+    td = agent.fresh_priorities(
+        chunk["observations"].reshape(flat),
+        chunk["actions"].reshape(T * E, *chunk["actions"].shape[2:]),
+        returns.reshape(-1),
+        discounts.reshape(-1),
+        chunk["next_observations"][last, cols].reshape(flat),
+        chunk["terminated"][last, cols].reshape(-1),
+    )
+    return td.reshape(T, E)
+
+
 # ---------------------------------------------------------------------------- the child
 _NAP_MIN, _NAP_MAX = 1e-4, 2e-3
 """A blocked collector sleeps 0.1 ms, then twice as long each time up to 2 ms: waking thousands of
@@ -304,7 +340,10 @@ class Stepper:
         t, self.t = self.t, 0
         if not t:
             return None
-        return self.iterations - t, {k: (v[:t].copy() if copy else v[:t]) for k, v in self.bufs.items()}
+        out = {k: (v[:t].copy() if copy else v[:t]) for k, v in self.bufs.items()}
+        if getattr(self.agent.config, "collector_priorities", False):
+            out["priorities"] = chunk_priorities(self.agent, out)
+        return self.iterations - t, out
 
     def state(self) -> dict[str, Any]:
         """Where it stands: ``iterations``, ``obs``, ``env_states``, ``rng``, ``exploration``."""
@@ -530,6 +569,7 @@ __all__ = [
     "RateLimiter",
     "SharedWeights",
     "apex_schedule",
+    "chunk_priorities",
     "collector_seeds",
     "policy_modules",
 ]

@@ -183,6 +183,8 @@ class ConcurrentLearner:
                     continue
                 if state.solved:
                     break
+                if self.free and min(self.received) >= self.max_iterations:  # free: no updates are due
+                    break
                 if self.can_update():
                     self.learn()
                     continue
@@ -307,6 +309,7 @@ class ConcurrentLearner:
         T = len(d["rewards"])
         flat = {k: v.reshape(T * n, *v.shape[2:]) for k, v in d.items()}
         t.sampler.before_write()
+        first = t.buffer.total_added
         t.buffer.extend(
             flat["observations"],
             flat["actions"],
@@ -315,6 +318,8 @@ class ConcurrentLearner:
             flat["terminated"],
             flat["truncated"],
         )
+        if "priorities" in flat:  # collector_priorities: the collectors' |TD errors| (Ape-X)
+            t.buffer.update_priorities(np.arange(first, first + T * n), flat["priorities"])
         for i in range(T):
             prev = state.env_steps
             t.agent.after_env_step(d["game_over"][i])  # the learner's schedule follows the collectors'

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from fastrl._util import first_line
-from fastrl.config import ConfigError
+from fastrl.config import ConfigError, ray_resources
 from fastrl.training.collector import CollectorError, CollectorSpec, Stepper, _state_tensors
 
 _STARTS = itertools.count()
@@ -95,6 +95,12 @@ class CollectorActor:
     def state(self) -> tuple[str, dict[str, Any]]:
         return ("paused", self.stepper.state())
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (hex)."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
 
 class RayWeights:
     """Policy weights in Ray's object store: one ``ray.put`` per publish, with a version."""
@@ -127,10 +133,15 @@ class RayCollector:
     ) -> None:
         self.ray = import_ray()
         self.spec, self.weights, self.chunk, self.limit = spec, weights, chunk, limit
-        actor_cls = self.ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(CollectorActor)
+        # spread over the cluster's nodes (best effort), as Ape-X spreads its actors; a restart after
+        # a lost node goes to the nodes left
+        actor_cls = self.ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD")(
+            CollectorActor
+        )
+        resources = ray_resources(cfg.ray_resources) if cfg.ray_resources else {}
         # named, so a person (or a test) can find it: ray.util.list_named_actors()
         name = f"fastrl-{os.getpid()}-collector-{spec.index}-{next(_STARTS)}"
-        self.actor = actor_cls.options(name=name).remote(cfg, algo, spec, start, chunk)
+        self.actor = actor_cls.options(name=name, resources=resources).remote(cfg, algo, spec, start, chunk)
         self.sent = int(start["iterations"])  # vector steps asked for and answered
         self.inflight: Any = None
         self.pause_at: int | None = None  # a pause requested: report once at this many steps
