@@ -58,6 +58,10 @@ def train_concurrent(trainer: Trainer) -> TrainResult:
     return ConcurrentLearner(trainer).run()
 
 
+_FREE_CHUNK = 64
+"""The most vector steps a collector sends at once."""
+
+
 class ConcurrentLearner:
     """The learner's side of a run with collectors, built on the trainer's parts (run state, sampler,
     learn step, log / evaluate / checkpoint)."""
@@ -71,6 +75,8 @@ class ConcurrentLearner:
         self.free = cfg.replay_ratio_mode == "free"
         self.limiter = RateLimiter.from_config(cfg)
         self.ahead_iters = max(3, self.limiter.ahead * cfg.num_envs // self.streams)
+        if self.free:  # no schedule to keep: room for full chunks (few calls per step with Ray)
+            self.ahead_iters = max(self.ahead_iters, 4 * _FREE_CHUNK)
         self.max_iterations = -(-cfg.total_steps // self.streams)
         self.updates = 0 if self.free else self.limiter.updates_due_at(t.state.env_steps)
         self.updates_at_start = self.updates
@@ -89,7 +95,11 @@ class ConcurrentLearner:
         self.origin: list[dict[str, Any]] = self._start_states()
         self.paused: list[dict[str, Any] | None] = [None] * self.n
         self.pause_target: int | None = None
-        self.chunk = max(1, min(64, self.ahead_iters // 4))
+        self.chunk = max(1, min(_FREE_CHUNK, self.ahead_iters // 4))
+        # between updates the learner looks for new chunks without waiting; ray.wait costs ~1 ms, so
+        # with Ray it looks at most every 5 ms (it still waits for data whenever it cannot update)
+        self.poll_every = 0.005 if cfg.collector_backend == "ray" else 0.0
+        self._polled = 0.0
 
     # ------------------------------------------------------------------ collectors
     def _start_states(self) -> list[dict[str, Any]]:
@@ -172,7 +182,8 @@ class ConcurrentLearner:
             for i in range(self.n):
                 self.collectors.append(self._start(i, self.origin[i]))
             while True:
-                self.receive(0)
+                if time.perf_counter() - self._polled >= self.poll_every:
+                    self.receive(0)
                 if self.checkpoint_due:
                     self.checkpoint_due = False
                     states = self.pause_all()
@@ -258,6 +269,7 @@ class ConcurrentLearner:
     def receive(self, timeout: float) -> None:
         """Take every message that has come (waiting up to ``timeout`` seconds for the first), restart
         collectors that died, and store what all collectors have sent."""
+        self._polled = time.perf_counter()
         for i in type(self.collectors[0]).wait_any(self.collectors, timeout):
             try:
                 for msg in self.collectors[i].poll():

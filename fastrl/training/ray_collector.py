@@ -103,18 +103,27 @@ class CollectorActor:
 
 
 class RayWeights:
-    """Policy weights in Ray's object store: one ``ray.put`` per publish, with a version."""
+    """Policy weights in Ray's object store, with a version. :meth:`publish` only notes the new
+    version; the first call that hands weights to an actor after it puts them (:meth:`ref`), so a
+    learner that publishes every update makes at most one ``ray.put`` per call it sends."""
 
     def __init__(self, modules: list[torch.nn.Module]) -> None:
         self.ray = import_ray()
         self.sources = _state_tensors(modules)
         self.version = 0
-        self.ref: list[Any] = []
+        self._ref: list[Any] | None = None
         self.publish(self.sources)
 
     def publish(self, sources: list[torch.Tensor]) -> None:
-        self.ref = [self.ray.put([t.detach().cpu().numpy().copy() for t in sources])]
+        self.sources = sources
         self.version += 1
+        self._ref = None
+
+    def ref(self) -> list[Any]:
+        """The newest version in the object store (in a list, so Ray does not resolve it in calls)."""
+        if self._ref is None:
+            self._ref = [self.ray.put([t.detach().cpu().numpy().copy() for t in self.sources])]
+        return self._ref
 
 
 class RayCollector:
@@ -160,7 +169,7 @@ class RayCollector:
         if self.pause_at is not None:
             upto = min(upto, max(self.pause_at, self.sent + 1))
         if upto > self.sent:
-            self.inflight = self.actor.collect.remote(upto, self.weights.ref, self.weights.version)
+            self.inflight = self.actor.collect.remote(upto, self.weights.ref(), self.weights.version)
 
     def set_limit(self, iterations: int) -> None:
         self.limit = iterations
