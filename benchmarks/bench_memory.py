@@ -20,6 +20,16 @@ implementation the fraction of stored transitions whose (obs, next_obs) are exac
 emitted, at episode ends and elsewhere.
 
     python benchmarks/bench_memory.py [--capacity 20000] [--rounds 30] [--quick]
+
+``--atari``: a 1,000,000-transition buffer built the way ``fastrl train dqn ALE/Breakout-v5`` builds
+it (``ReplayBuffer.from_env`` on the preset's Atari env: 84x84 grayscale, 4-frame stack stored once
+per frame) and filled with real ALE frames: ``--real-steps`` env steps (random actions) recorded,
+then replayed in order until the buffer is full (the default records 250k; the recording's last
+step is stored as truncated, its episode ending there). Printed: ``memory_bytes()``, and the process's resident memory (anonymous and file-backed)
+before and after, heap storage vs ``--storage-path`` (a memory-mapped file: its pages are
+file-backed, so the kernel can write them out and the buffer can exceed RAM). Target: <= 7.2 GB.
+
+    python benchmarks/bench_memory.py --atari [--transitions 1000000] [--real-steps 250000]
 """
 
 from __future__ import annotations
@@ -39,6 +49,102 @@ import fastrl
 
 K, H, W = 4, 84, 84
 FRAME = H * W
+
+
+def status_kb(*keys: str) -> dict[str, int]:
+    """Fields of /proc/self/status in kB (VmRSS, RssAnon, RssFile, ...)."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name in keys:
+                out[name] = int(rest.split()[0])
+    return out
+
+
+def atari_million(transitions: int, real_steps: int, storage_path: str | None) -> None:
+    """Fill a ``transitions`` buffer from the ALE preset's env with real frames (see the module doc)."""
+    from fastrl.agents.presets import preset
+    from fastrl.training.envs import make_vec_env
+
+    cfg = preset("dqn", "ALE/Breakout-v5")
+    envs = make_vec_env(cfg.env_id, 1, "sync", cfg.max_episode_steps, cfg.frame_stack, **cfg.env_options())
+    t0 = time.perf_counter()
+    real = min(real_steps, transitions)
+    # what extend receives each step: obs and next obs stacks [1, 4, 84, 84]; only their newest
+    # frames are new (the buffer keeps single frames), so record those and the stacks' starts
+    obs_last = np.empty((real, H, W), np.uint8)
+    finals: dict[int, np.ndarray] = {}  # the true final observation (stack) of each episode end
+    first_stacks: dict[int, np.ndarray] = {}
+    acts = np.empty(real, np.int64)
+    rews = np.empty(real, np.float32)
+    term = np.empty(real, bool)
+    trunc = np.empty(real, bool)
+    from fastrl import final_observations
+
+    obs, _ = envs.reset(seed=0)
+    rng = np.random.default_rng(0)
+    ends = 0
+    prev_done = True
+    for i in range(real):
+        a = rng.integers(envs.single_action_space.n, size=1)
+        nxt, r, te, tr, info = envs.step(a)
+        true_next = final_observations(nxt, te, tr, info)
+        if prev_done:
+            first_stacks[i] = np.asarray(obs[0]).copy()
+        obs_last[i] = obs[0, -1]
+        if i == real - 1:  # the replay starts over after it: end the recording's last episode here
+            tr[0] = not te[0]
+        if te[0] or tr[0]:
+            finals[i] = np.asarray(true_next[0]).copy()
+        acts[i], rews[i], term[i], trunc[i] = a[0], r[0], te[0], tr[0]
+        prev_done = bool(te[0] or tr[0])
+        ends += prev_done
+        obs = nxt
+    step_s = time.perf_counter() - t0
+    print(f"recorded {real:,} real ALE steps ({ends} episode ends) in {step_s:.0f} s "
+          f"({real / step_s:,.0f} steps/s, preset env: {cfg.env_id}, frame_stack={cfg.frame_stack})")
+
+    gc.collect()
+    before = status_kb("VmRSS", "RssAnon", "RssFile")
+    buf = fastrl.ReplayBuffer.from_env(envs, transitions, storage_path=storage_path)
+    t0 = time.perf_counter()
+    stack = np.empty((1, K, H, W), np.uint8)
+    for j in range(transitions):
+        i = j % real
+        if i in first_stacks:
+            stack[0] = first_stacks[i]
+        else:
+            stack[0, :-1] = stack[0, 1:]
+            stack[0, -1] = obs_last[i]
+        done = term[i] or trunc[i]
+        if done:
+            nxt_stack = finals[i][None]
+        else:
+            nxt_stack = np.concatenate([stack[:, 1:], obs_last[i + 1][None, None]], axis=1)
+        buf.extend(stack, acts[i:i + 1], rews[i:i + 1], nxt_stack, term[i:i + 1], trunc[i:i + 1])
+    fill_s = time.perf_counter() - t0
+    gc.collect()
+    after = status_kb("VmRSS", "RssAnon", "RssFile")
+    envs.close()
+    grow = {k: (after[k] - before[k]) * 1024 for k in after}
+    where = f"storage_path={storage_path}" if storage_path else "heap storage"
+    print(f"{len(buf):,} transitions ({where}), filled in {fill_s:.0f} s")
+    print(f"  memory_bytes(): {buf.memory_bytes() / 1e9:.3f} GB ({buf.memory_bytes() / len(buf):,.0f} B/transition); "
+          f"memory_usage(): { {k: round(v / 1e9, 3) for k, v in buf.memory_usage().items()} } GB")
+    print(f"  resident growth: {grow['VmRSS'] / 1e9:.3f} GB (anonymous {grow['RssAnon'] / 1e9:.3f} GB, "
+          f"file-backed {grow['RssFile'] / 1e9:.3f} GB)")
+    if not storage_path:
+        ok = max(buf.memory_bytes(), grow["VmRSS"]) <= 7.2e9
+        print(f"  target <= 7.2 GB per 1M transitions: {'met' if ok else 'NOT met'}")
+    # the stacks it samples are the env's: check a few hundred against the recording
+    b = buf.sample(256)
+    ids = b.indices.numpy() % transitions
+    wrong = 0
+    for row, j in enumerate(ids):
+        i = int(j) % real
+        wrong += int(not (b.observations[row, -1].numpy() == obs_last[i]).all())
+    print(f"  sampled stacks whose newest frame is the recorded one: {256 - wrong}/256")
 
 
 def rss() -> int:
@@ -211,7 +317,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small run (capacity 3000, 8 rounds)")
     ap.add_argument("--png", default="bench_out/memory.png")
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # child process: RSS growth of one implementation
+    ap.add_argument("--atari", action="store_true", help="a 1M-transition buffer of real ALE frames (see above)")
+    ap.add_argument("--transitions", type=int, default=1_000_000)
+    ap.add_argument("--real-steps", type=int, default=250_000, help="ALE steps recorded (7 KB each in RAM)")
+    ap.add_argument("--storage-path", default=None)
     args = ap.parse_args()
+    if args.atari:
+        atari_million(args.transitions, args.real_steps, args.storage_path)
+        return
     if args.quick:
         args.capacity, args.rounds = 3000, 8
     cap = args.capacity
