@@ -357,3 +357,47 @@ def test_replayable_records_lost_life_resets():
     assert obs is not None
     env.close()
     other.close()
+
+
+@pytest.mark.parametrize("max_steps", [1, 3])
+def test_ale_episodes_ending_inside_the_stack_are_stored_apart(tmp_path, max_steps):
+    """ALE Asterix (no FIRE; things move at every step, so frames tell steps and games apart)
+    through the trainer's rollout with 1- and 3-step games (frame_stack=4, two streams): the
+    buffer's stacks are the env's, and a stack at step t of an episode holds only that episode's
+    frames (positions before its first frame repeat it)."""
+    needs_ale()
+    cfg = _tiny_pixels("ALE/Asterix-v5", frame_stack=4, num_envs=2, total_steps=60, learning_starts=20,
+                       buffer_size=40, max_episode_steps=max_steps)
+    t = Trainer(cfg, run_dir=tmp_path / "run", **quiet())
+    seen = []  # per vector step: (obs stacks, next obs stacks, done), as the rollout gave them
+    extend = t.buffer.extend
+
+    def spy(obs, actions, rewards, next_obs, term, trunc, **kw):
+        seen.append((np.array(obs), np.array(next_obs), np.logical_or(term, trunc)))
+        return extend(obs, actions, rewards, next_obs, term, trunc, **kw)
+
+    t.buffer.extend = spy  # type: ignore[method-assign]
+    t.train()
+    assert t.agent.updates > 0 and len(seen) == 60 // 2
+    obs = np.concatenate([s[0] for s in seen])
+    nxt = np.concatenate([s[1] for s in seen])
+    done = np.concatenate([s[2] for s in seen])
+    assert obs.shape == (60, 4, 84, 84) and done.sum() >= 60 // max_steps - 2
+    step_in_episode, age = [], [0, 0]
+    for i, d in enumerate(done):
+        step_in_episode.append(age[i % 2])
+        age[i % 2] = 0 if d else age[i % 2] + 1
+    starts = [i for i in range(2, 60) if step_in_episode[i] == 0]
+    assert any(not np.array_equal(obs[i][-1], nxt[i - 2][-1]) for i in starts)  # a mixed stack would show
+    live = np.arange(t.buffer.total_added - len(t.buffer), t.buffer.total_added)
+    got = t.buffer.get(live)
+    batch = t.buffer.sample(64)
+    for stacks, nexts, ids in ((got["observations"], got["next_observations"], live),
+                               (batch.observations.numpy(), batch.next_observations.numpy(), batch.indices.tolist())):
+        for j, i in enumerate(ids):
+            np.testing.assert_array_equal(stacks[j], obs[i], err_msg=f"observation stack of id {i}")
+            np.testing.assert_array_equal(nexts[j], nxt[i], err_msg=f"next observation stack of id {i}")
+            first = 3 - min(step_in_episode[i], 3)  # the episode's first frame in the stack
+            for p in range(first):
+                np.testing.assert_array_equal(stacks[j][p], stacks[j][first], err_msg=f"padding of id {i}")
+    t.close()
