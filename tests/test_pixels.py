@@ -401,3 +401,35 @@ def test_ale_episodes_ending_inside_the_stack_are_stored_apart(tmp_path, max_ste
             for p in range(first):
                 np.testing.assert_array_equal(stacks[j][p], stacks[j][first], err_msg=f"padding of id {i}")
     t.close()
+
+
+@pytest.mark.slow
+def test_atari_breakout_dqn_smoke(tmp_path, monkeypatch):
+    """ALE/Breakout-v5 with the Atari preset, a few thousand steps with learning: finite losses,
+    episodes logged as full games with the game's score (lost lives are terminals for the target
+    only) and a greedy evaluation that plays full games (capped at 4,000 frames: 1,000 agent steps)."""
+    needs_ale()
+    from fastrl.training.logger import read_metrics
+
+    monkeypatch.setattr(arcade, "ALE_MAX_FRAMES", 4_000)  # a game ends truncated after 1,000 agent steps
+    steps = 4_000
+    cfg = with_overrides(preset("dqn", "ALE/Breakout-v5"), {
+        "total_steps": steps, "learning_starts": 500, "buffer_size": steps, "epsilon_duration": 2_000,
+        "eval_every": 0, "eval_episodes": 2, "checkpoint_every": 0, "log_every": 500, "device": "cpu",
+    })
+    t = Trainer(cfg, run_dir=tmp_path / "breakout", **quiet())
+    r = t.train()
+    assert r.env_steps == steps and t.agent.updates == (steps - 500) // 4 + 1
+    m = read_metrics(t.run_dir)
+    losses = m["losses/td_loss"][1]
+    assert len(losses) >= 5 and np.isfinite(losses).all()
+    games, lengths = m["charts/episodic_return"][1], m["charts/episodic_length"][1]
+    assert len(games) == r.episodes >= 3 and max(games) >= 1
+    terminated = t.buffer.state_dict()["arrays"]["terminated"]
+    assert terminated.sum() >= 4 * len(games)  # five lives a game: lost lives end targets, not logged episodes
+    assert min(lengths) > 100  # a game of five lives (random play loses a life in about 23 steps)
+    assert len(r.evals) == 1 and np.isfinite(r.evals[0]["mean"]) and r.evals[0]["mean"] >= 0
+    for env in t._eval_envs or []:  # each evaluation game ran to its end: no lives left, or the frame cap
+        ale = env.unwrapped.ale
+        assert ale.lives() == 0 or ale.getEpisodeFrameNumber() >= 4_000, (ale.lives(), ale.getEpisodeFrameNumber())
+    t.close()
