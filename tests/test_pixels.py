@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from test_trainer import check_exact_resume
 
 from fastrl.agents.dqn import DQN, DQNConfig
 from fastrl.agents.nets import MinAtarCNN, NatureCNN, QNetwork, is_small_grid
@@ -19,7 +20,6 @@ from fastrl.training import arcade
 from fastrl.training.envs import Replayable, make_env, make_vec_env
 from fastrl.training.rollout import game_books
 from fastrl.training.trainer import Trainer
-from test_trainer import check_exact_resume
 
 
 def needs_ale():
