@@ -32,7 +32,8 @@ Parts (``--part``, ``all`` runs each in turn):
              episode: step, wall seconds, return, mean of the last 100) go to ``--out``/minatar_curves.csv.
 
     python benchmarks/bench_pixels.py --part replay|atari|precision|vecenv|minatar|all [--quick]
-        [--steps 20000] [--learning-starts 5000] [--seeds 0 1 2] [--sb3] [--out bench_out]
+        [--steps 20000] [--learning-starts 5000] [--seeds 0 1 2] [--games Breakout Freeway] [--sb3]
+        [--out bench_out]
 """
 
 from __future__ import annotations
@@ -389,7 +390,7 @@ def minatar_sb3(seed: int, threshold: float, max_steps: int) -> tuple[dict, list
 
 
 def part_minatar(args: argparse.Namespace) -> None:
-    games = [("Breakout", 10.0, 500_000), ("Freeway", 50.0, 1_000_000)]
+    games = [g for g in (("Breakout", 10.0, 500_000), ("Freeway", 50.0, 1_000_000)) if g[0] in args.games]
     seeds = [0] if args.quick else args.seeds
     cap = 6_000 if args.quick else None  # quick: a smoke of each path (1,000 updates), not learning
     out = Path(args.out)
@@ -441,6 +442,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=20_000, help="atari: env steps measured after learning starts")
     p.add_argument("--learning-starts", type=int, default=5_000, help="atari: random steps before learning")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="minatar: seeds")
+    p.add_argument("--games", nargs="+", default=["Breakout", "Freeway"], choices=["Breakout", "Freeway"],
+                   help="minatar: games run by fastrl")
     p.add_argument("--sb3", action="store_true", help="minatar: also SB3 DQN on Breakout with the paper's network")
     p.add_argument("--out", default="bench_out", help="folder for minatar_curves.csv")
     args = p.parse_args(argv)
