@@ -425,6 +425,19 @@ class FullCopyObservations:
             self.queues[s] = None if (terminated[r] or truncated[r]) else q
 
 
+def labelled_stack(episode: int, t: int, k: int, padding: str = "reset") -> np.ndarray:
+    """The stack ``FrameStackObservation(env, k)`` returns at step ``t`` of an episode whose frame at
+    step ``u`` is ``(episode, u)`` (``int32[k, 2]``, oldest first): frames ``t - k + 1 .. t``, those
+    before the episode's first frame replaced by it ("reset") or by ``(0, 0)`` ("zero"). With
+    every frame labelled by its episode and step, a stack that mixes two episodes, or repeats or
+    skips a step, cannot equal it."""
+    out = np.zeros((k, 2), np.int32)
+    for j, u in enumerate(range(t - k + 1, t + 1)):
+        if u >= 0 or padding == "reset":
+            out[j] = (episode, max(u, 0))
+    return out
+
+
 def env_like_rows(rng: np.random.Generator, steps: int, num_envs: int, frame_shape, dtype, start, p_done=0.15,
                   p_jump=0.0, values=None):
     """``steps`` time-major vector-env steps ([steps * num_envs] rows): obs, next_obs, terminated,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
-from reference import FullCopyObservations, ReturnsModel, env_like_rows
+from reference import FullCopyObservations, ReturnsModel, env_like_rows, labelled_stack
 
 import fastrl
 from fastrl import PrioritizedReplayBuffer, ReplayBuffer
@@ -211,6 +211,78 @@ def test_vector_env_frame_stack_with_autoreset_matches_gymnasium():
     for j, i in enumerate(live):
         assert_bits_equal(got["observations"][j], expected_obs[i], f"obs {i}")
         assert_bits_equal(got["next_observations"][j], expected_next[i], f"next obs {i}")
+
+
+# ------------------------------------------------------------------ episodes that end inside a stack
+SHORT_LENGTHS = (1, 2, 3, 1, 4, 2, 6, 3, 1, 1, 2)  # most episodes shorter than the stack (k = 4)
+
+
+def short_episodes(num_envs: int, steps: int, k: int, padding: str):
+    """``steps`` vector steps whose frames are labelled ``(episode, step)``: stream ``s`` runs
+    episodes of the lengths ``SHORT_LENGTHS`` rotated by ``s`` (streams out of phase), ending
+    terminated and truncated in turn. Yields per vector step ``(obs, next_obs, terminated,
+    truncated, expected obs stacks, expected next stacks)``, next_obs being the true final frame
+    where an episode ends."""
+    ids = iter(range(1, 10**6))
+    plan = [(next(ids), 0, s, s % 2) for s in range(num_envs)]  # (episode, step, length index, ends truncated?)
+    for _ in range(steps):
+        obs, nxt, te, tr, want_obs, want_next = [], [], [], [], [], []
+        for s, (e, t, li, trunc) in enumerate(plan):
+            length = SHORT_LENGTHS[li % len(SHORT_LENGTHS)]
+            end = t + 1 == length
+            obs.append((e, t))
+            nxt.append((e, t + 1))
+            te.append(end and not trunc)
+            tr.append(end and bool(trunc))
+            want_obs.append(labelled_stack(e, t, k, padding))
+            want_next.append(labelled_stack(e, t + 1, k, padding))
+            plan[s] = (next(ids), 0, li + 1, 1 - trunc) if end else (e, t + 1, li, trunc)
+        yield (np.array(obs, np.int32), np.array(nxt, np.int32), np.array(te), np.array(tr),
+               np.stack(want_obs), np.stack(want_next))
+
+
+@pytest.mark.parametrize("num_envs", [1, 3])
+@pytest.mark.parametrize("per_stream", [1, 2, 5, 16])
+@pytest.mark.parametrize("padding", ["reset", "zero"])
+@pytest.mark.parametrize("layout", ["compact", "full", "prioritized", "stacks given"])
+def test_episodes_shorter_than_the_stack(num_envs, per_stream, padding, layout):
+    """Episodes of 1, 2 and 3 steps with frame_stack=4 (and some of 4 and 6), terminated and
+    truncated, on several streams out of phase, the ring wrapping many times: every stored and
+    sampled stack (plain, n-step, prioritized) is the labelled model's, so no stack mixes two
+    episodes, skips or repeats a step, or pads with anything but the episode's first frame."""
+    k, capacity = 4, per_stream * num_envs
+    cls = PrioritizedReplayBuffer if layout == "prioritized" else ReplayBuffer
+    buf = cls(capacity, observation_shape=(2,), observation_dtype=np.int32, num_envs=num_envs, seed=1,
+              frame_stack=k, frame_padding=padding, store_next_observations=layout == "full")
+    rets = ReturnsModel(capacity, num_envs)
+    want_obs, want_next = [], []  # per id
+    steps = short_episodes(num_envs, 120, k, padding)
+    for chunk in (1, 1, 2, 5, 1, 3, 8, 1, 13, 2, 1, 30, 4, 1, 47):  # 120 vector steps
+        rows = [next(steps) for _ in range(chunk)]
+        obs, nxt, te, tr, wo, wn = (np.concatenate(x) for x in zip(*rows))
+        if layout == "stacks given":  # what the trainer passes: the env's stacks (the newest frame is kept)
+            obs, nxt = wo, wn
+        r = np.ones(len(obs), np.float32)
+        buf.extend(obs, np.zeros(len(obs), np.int64), r, nxt, te, tr)
+        rets.extend(r, te, tr)
+        want_obs.extend(wo)
+        want_next.extend(wn)
+        live = np.arange(buf.total_added - len(buf), buf.total_added)
+        got = buf.get(live)
+        for j, i in enumerate(live):
+            assert_bits_equal(got["observations"][j], want_obs[i], f"observations of id {i}")
+            assert_bits_equal(got["next_observations"][j], want_next[i], f"next_observations of id {i}")
+        b = buf.sample(64, **({"beta": 0.4} if layout == "prioritized" else {}))
+        for j, i in enumerate(b.indices.tolist()):
+            assert_bits_equal(b.observations[j], want_obs[i], f"sampled observations of id {i}")
+            assert_bits_equal(b.next_observations[j], want_next[i], f"sampled next_observations of id {i}")
+        b = buf.sample(64, n_step=3, gamma=0.9)
+        for j, i in enumerate(b.indices.tolist()):
+            last = rets.nstep(i, 3, 0.9)[1]
+            assert_bits_equal(b.observations[j], want_obs[i], f"n-step observations of id {i}")
+            assert_bits_equal(b.next_observations[j], want_next[last], f"n-step next_observations of id {i}")
+    ends = np.array([w[-1, 1] for w in want_next])  # the step count each next stack ends at
+    assert buf.total_added == 120 * num_envs and {1, 2, 3} <= set(ends.tolist())
 
 
 # ------------------------------------------------------------------ persistence

@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from test_trainer import check_exact_resume
 
 from fastrl.agents.dqn import DQN, DQNConfig
 from fastrl.agents.nets import MinAtarCNN, NatureCNN, QNetwork, is_small_grid
@@ -19,7 +20,6 @@ from fastrl.training import arcade
 from fastrl.training.envs import Replayable, make_env, make_vec_env
 from fastrl.training.rollout import game_books
 from fastrl.training.trainer import Trainer
-from test_trainer import check_exact_resume
 
 
 def needs_ale():
@@ -357,3 +357,79 @@ def test_replayable_records_lost_life_resets():
     assert obs is not None
     env.close()
     other.close()
+
+
+@pytest.mark.parametrize("max_steps", [1, 3])
+def test_ale_episodes_ending_inside_the_stack_are_stored_apart(tmp_path, max_steps):
+    """ALE Asterix (no FIRE; things move at every step, so frames tell steps and games apart)
+    through the trainer's rollout with 1- and 3-step games (frame_stack=4, two streams): the
+    buffer's stacks are the env's, and a stack at step t of an episode holds only that episode's
+    frames (positions before its first frame repeat it)."""
+    needs_ale()
+    cfg = _tiny_pixels("ALE/Asterix-v5", frame_stack=4, num_envs=2, total_steps=60, learning_starts=20,
+                       buffer_size=40, max_episode_steps=max_steps)
+    t = Trainer(cfg, run_dir=tmp_path / "run", **quiet())
+    seen = []  # per vector step: (obs stacks, next obs stacks, done), as the rollout gave them
+    extend = t.buffer.extend
+
+    def spy(obs, actions, rewards, next_obs, term, trunc, **kw):
+        seen.append((np.array(obs), np.array(next_obs), np.logical_or(term, trunc)))
+        return extend(obs, actions, rewards, next_obs, term, trunc, **kw)
+
+    t.buffer.extend = spy  # type: ignore[method-assign]
+    t.train()
+    assert t.agent.updates > 0 and len(seen) == 60 // 2
+    obs = np.concatenate([s[0] for s in seen])
+    nxt = np.concatenate([s[1] for s in seen])
+    done = np.concatenate([s[2] for s in seen])
+    assert obs.shape == (60, 4, 84, 84) and done.sum() >= 60 // max_steps - 2
+    step_in_episode, age = [], [0, 0]
+    for i, d in enumerate(done):
+        step_in_episode.append(age[i % 2])
+        age[i % 2] = 0 if d else age[i % 2] + 1
+    starts = [i for i in range(2, 60) if step_in_episode[i] == 0]
+    assert any(not np.array_equal(obs[i][-1], nxt[i - 2][-1]) for i in starts)  # a mixed stack would show
+    live = np.arange(t.buffer.total_added - len(t.buffer), t.buffer.total_added)
+    got = t.buffer.get(live)
+    batch = t.buffer.sample(64)
+    for stacks, nexts, ids in ((got["observations"], got["next_observations"], live),
+                               (batch.observations.numpy(), batch.next_observations.numpy(), batch.indices.tolist())):
+        for j, i in enumerate(ids):
+            np.testing.assert_array_equal(stacks[j], obs[i], err_msg=f"observation stack of id {i}")
+            np.testing.assert_array_equal(nexts[j], nxt[i], err_msg=f"next observation stack of id {i}")
+            first = 3 - min(step_in_episode[i], 3)  # the episode's first frame in the stack
+            for p in range(first):
+                np.testing.assert_array_equal(stacks[j][p], stacks[j][first], err_msg=f"padding of id {i}")
+    t.close()
+
+
+@pytest.mark.slow
+def test_atari_breakout_dqn_smoke(tmp_path, monkeypatch):
+    """ALE/Breakout-v5 with the Atari preset, a few thousand steps with learning: finite losses,
+    episodes logged as full games with the game's score (lost lives are terminals for the target
+    only) and a greedy evaluation that plays full games (capped at 4,000 frames: 1,000 agent steps)."""
+    needs_ale()
+    from fastrl.training.logger import read_metrics
+
+    monkeypatch.setattr(arcade, "ALE_MAX_FRAMES", 4_000)  # a game ends truncated after 1,000 agent steps
+    steps = 4_000
+    cfg = with_overrides(preset("dqn", "ALE/Breakout-v5"), {
+        "total_steps": steps, "learning_starts": 500, "buffer_size": steps, "epsilon_duration": 2_000,
+        "eval_every": 0, "eval_episodes": 2, "checkpoint_every": 0, "log_every": 500, "device": "cpu",
+    })
+    t = Trainer(cfg, run_dir=tmp_path / "breakout", **quiet())
+    r = t.train()
+    assert r.env_steps == steps and t.agent.updates == (steps - 500) // 4 + 1
+    m = read_metrics(t.run_dir)
+    losses = m["losses/td_loss"][1]
+    assert len(losses) >= 5 and np.isfinite(losses).all()
+    games, lengths = m["charts/episodic_return"][1], m["charts/episodic_length"][1]
+    assert len(games) == r.episodes >= 3 and max(games) >= 1
+    terminated = t.buffer.state_dict()["arrays"]["terminated"]
+    assert terminated.sum() >= 4 * len(games)  # five lives a game: lost lives end targets, not logged episodes
+    assert min(lengths) > 100  # a game of five lives (random play loses a life in about 23 steps)
+    assert len(r.evals) == 1 and np.isfinite(r.evals[0]["mean"]) and r.evals[0]["mean"] >= 0
+    for env in t._eval_envs or []:  # each evaluation game ran to its end: no lives left, or the frame cap
+        ale = env.unwrapped.ale
+        assert ale.lives() == 0 or ale.getEpisodeFrameNumber() >= 4_000, (ale.lives(), ale.getEpisodeFrameNumber())
+    t.close()
