@@ -12,14 +12,17 @@
    reaches 200. Printed: env steps to 200 of each (target: 3/3 with collectors, within the
    sequential runs' spread).
 
-    python benchmarks/bench_actors.py --part scaling            # a few minutes
+    python benchmarks/bench_actors.py --part scaling [--pin]    # a few minutes; --pin: the learner alone on CPU 0
     python benchmarks/bench_actors.py --part learning           # tens of minutes on 2 cores
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
+import threading
 import sys
 import tempfile
 from pathlib import Path
@@ -33,7 +36,58 @@ from fastrl.training.trainer import Trainer  # noqa: E402
 SLOW = "slow_env:SlowCartPole-v1"
 
 
-def one_scaling_run(n: int, backend: str, steps_each: int, root: Path) -> tuple[float, float]:
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc): collector processes, Ray's services and workers."""
+    parent: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out += kids
+        todo += kids
+    return out
+
+
+class Pinning:
+    """``--pin``: the learner on the first CPU, everything it starts on the others (checked every
+    0.2 s, so restarted collectors and new Ray workers follow), so that collectors take no CPU time
+    from the learner: what the learner's updates per second compare on a machine with few cores."""
+
+    def __init__(self) -> None:
+        cpus = sorted(os.sched_getaffinity(0))
+        self.learner, self.rest = {cpus[0]}, set(cpus[1:]) or {cpus[0]}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.2):
+            for pid in descendants(os.getpid()):
+                try:
+                    if os.sched_getaffinity(pid) != self.rest:
+                        os.sched_setaffinity(pid, self.rest)
+                except OSError:
+                    pass
+
+    def __enter__(self) -> Pinning:
+        self.all = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, self.learner)  # threads started later (the pinning thread's too) inherit it
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        os.sched_setaffinity(0, self.all)
+
+
+def one_scaling_run(n: int, backend: str, steps_each: int, root: Path, pin: bool = False) -> tuple[float, float]:
     cfg = with_overrides(
         preset("dqn", "CartPole-v1"),
         {
@@ -53,7 +107,8 @@ def one_scaling_run(n: int, backend: str, steps_each: int, root: Path) -> tuple[
     )
     t = Trainer(cfg, run_dir=root / f"{backend}-{n}", progress=False, tensorboard=False)
     try:
-        r = t.train()
+        with Pinning() if pin else contextlib.nullcontext():
+            r = t.train()
         secs = r.train_seconds
         return r.env_steps / secs, t.concurrent_stats["updates"] / secs
     finally:
@@ -66,7 +121,7 @@ def scaling(a: argparse.Namespace) -> bool:
         for backend in a.backends:
             rows = {}
             for n in a.collectors:
-                runs = [one_scaling_run(n, backend, a.steps_each, Path(tmp) / str(i)) for i in range(a.repeats)]
+                runs = [one_scaling_run(n, backend, a.steps_each, Path(tmp) / str(i), a.pin) for i in range(a.repeats)]
                 rows[n] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
                 print(f"  {backend} {n} collector(s): {rows[n][0]:,.0f} env steps/s, {rows[n][1]:,.0f} updates/s", flush=True)
             base_sps, base_ups = rows[a.collectors[0]]
@@ -120,6 +175,7 @@ def main() -> int:
     ap.add_argument("--backends", nargs="+", default=["process", "ray"])
     ap.add_argument("--steps-each", type=int, default=2_000, help="env steps per collector in a scaling run")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--pin", action="store_true", help="scaling: the learner alone on the first CPU (see Pinning)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--max-steps", type=int, default=300_000)
     a = ap.parse_args()

@@ -145,11 +145,11 @@ def minatar_batch(b: int = 32) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- atari
-def atari_config(steps: int, learning_starts: int, buffer_size: int) -> Any:
+def atari_config(steps: int, learning_starts: int, buffer_size: int, amp: str = "none") -> Any:
     return with_overrides(preset("dqn", "ALE/Breakout-v5"), {
         "total_steps": learning_starts + steps, "learning_starts": learning_starts, "buffer_size": buffer_size,
         "eval_every": 0, "eval_episodes": 1, "checkpoint_every": 0, "log_every": 10**9, "save_buffer": False,
-        "device": "cpu", "torch_threads": 1,
+        "device": "cpu", "torch_threads": 1, "amp": amp,
     })
 
 
@@ -217,6 +217,7 @@ def part_atari(args: argparse.Namespace) -> None:
     print(f"## atari: ALE/Breakout-v5, RL-Zoo DQN settings, env steps/s over {steps} steps after {starts} "
           f"random ones (buffer {buffer_size}), one torch thread\n")
     fast, per_step = run_fastrl_atari(atari_config(steps, starts, buffer_size))
+    fast16, _ = run_fastrl_atari(atari_config(steps, starts, buffer_size, "bf16"))
     try:
         sb3: float | None = run_sb3_atari(steps, starts, buffer_size)
     except ImportError as e:
@@ -224,6 +225,8 @@ def part_atari(args: argparse.Namespace) -> None:
         sb3 = None
     update = floor_update(nature_batch(), 4, "nature")
     t_update = median_time(update, 10 if args.quick else 50, repeats=3 if args.quick else 7)
+    t_update16 = median_time(floor_update(nature_batch(), 4, "nature", bf16=True), 10 if args.quick else 50,
+                             repeats=3 if args.quick else 7)
     env = make_env("ALE/Breakout-v5", frame_stack=4, life_loss_terminal=True, clip_rewards=True)
     env.reset(seed=0)
 
@@ -245,17 +248,25 @@ def part_atari(args: argparse.Namespace) -> None:
     print("| | seconds per env step | env steps/s |")
     print("|---|---:|---:|")
     print(f"| fastrl Trainer | {1 / fast * 1e3:.3f} ms | {fast:,.0f} |")
+    print(f"| fastrl Trainer, amp=bf16 | {1 / fast16 * 1e3:.3f} ms | {fast16:,.0f} |")
     if sb3 is not None:
         print(f"| SB3 DQN | {1 / sb3 * 1e3:.3f} ms | {sb3:,.0f} |")
     print(f"| CNN-update floor: {t_update * 1e3:.2f} ms per update x {per_step:.3f} updates per step | "
           f"{floor * 1e3:.3f} ms | {1 / floor:,.0f} |")
+    floor16 = t_update16 * per_step
+    print(f"| CNN-update floor, bf16 autocast: {t_update16 * 1e3:.2f} ms per update | {floor16 * 1e3:.3f} ms | "
+          f"{1 / floor16:,.0f} |")
     print(f"| bare env step (preprocessed, 4 frames) | {t_env * 1e3:.3f} ms | |")
     print(f"| bare act (one obs, inference_mode; epsilon ~1 here, so rarely called) | {t_act * 1e3:.3f} ms | |")
     overhead = (1 / fast) / floor - 1
     print(f"\nfastrl above the CNN-update floor: {overhead:+.1%} (target <= 10%): {verdict(overhead <= 0.10)}")
     print(f"fastrl above floor + bare env step: {(1 / fast) / (floor + t_env) - 1:+.1%}")
+    overhead16 = (1 / fast16) / floor16 - 1
+    print(f"fastrl amp=bf16 above the bf16 floor: {overhead16:+.1%}; above floor + bare env step: "
+          f"{(1 / fast16) / (floor16 + t_env) - 1:+.1%}")
     if sb3 is not None:
         print(f"fastrl {fast / sb3:.2f}x SB3's env steps/s (target >= 1.5x): {verdict(fast / sb3 >= 1.5)}")
+        print(f"fastrl amp=bf16 {fast16 / sb3:.2f}x SB3's env steps/s (target >= 1.5x): {verdict(fast16 / sb3 >= 1.5)}")
     print()
 
 

@@ -3,6 +3,7 @@ signals (clipped rewards, lost lives) kept apart from the run's books, fire on r
 observations and network, short training runs and bit-identical resumes. Skipped without the
 ``atari`` / ``minatar`` extras (the missing-extra messages are tested without them)."""
 
+import math
 import sys
 import warnings
 
@@ -433,3 +434,31 @@ def test_atari_breakout_dqn_smoke(tmp_path, monkeypatch):
         ale = env.unwrapped.ale
         assert ale.lives() == 0 or ale.getEpisodeFrameNumber() >= 4_000, (ale.lives(), ale.getEpisodeFrameNumber())
     t.close()
+
+
+@pytest.mark.parametrize("distributional", ["none", "c51"])
+def test_bf16_autocast_update_is_close_to_float32(distributional):
+    """amp=bf16: the Nature-CNN update under bfloat16 autocast gives the float32 update's loss, Q
+    and target within bfloat16's precision, keeps float32 weights and Adam state, and trains."""
+    from fastrl.replay.batch import Batch
+
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randint(0, 256, (32, 4, 84, 84), dtype=torch.uint8, generator=g)
+    nxt = torch.randint(0, 256, (32, 4, 84, 84), dtype=torch.uint8, generator=g)
+    b = Batch(obs, torch.randint(0, 4, (32,), generator=g), torch.randn(32, generator=g), nxt,
+              torch.rand(32, generator=g) < 0.1, torch.zeros(32, dtype=torch.bool), torch.arange(32), {})
+    agents = [DQN((4, 84, 84), 4, DQNConfig(amp=amp, distributional=distributional, network="cnn"), seed=0,
+                  pixels=True) for amp in ("none", "bf16")]
+    out = [a.update(b) for a in agents]
+    loss32, loss16 = (float(o["losses/td_loss"]) for o in out)
+    assert math.isfinite(loss16) and abs(loss16 - loss32) <= 0.03 * abs(loss32)
+    q32, q16 = (float(o["losses/q_values"]) for o in out)
+    assert abs(q16 - q32) <= 0.05  # mean Q of order 0.1 at initialisation; bf16 keeps ~3 digits
+    assert all(p.dtype == torch.float32 for p in agents[1].q.parameters())
+    assert torch.allclose(agents[0].td_abs, agents[1].td_abs, atol=0.15)  # |TD| up to ~2.6 here
+    first = loss16
+    for _ in range(20):
+        last = float(agents[1].update(b)["losses/td_loss"])
+    assert last < first  # it fits the batch
+    with pytest.raises(ConfigError, match="amp=bf16 is not captured in CUDA graphs"):
+        DQNConfig(amp="bf16", cuda_graph=True).check()
