@@ -287,7 +287,7 @@ def part_precision(args: argparse.Namespace) -> None:
             times.append(median_time(fn, n, repeats))
         cells = [f"{t * 1e3:.2f} ms ({times[0] / t:.2f}x)" for t in times]
         print(f"| {label} | " + " | ".join(cells) + " |")
-    print("\n(x: speed-up over fp32; fastrl has no channels_last / autocast option yet)\n")
+    print("\n(x: speed-up over fp32; DQNConfig.amp=bf16 is the bf16 autocast column; no channels_last option)\n")
 
 
 # ---------------------------------------------------------------- vecenv
