@@ -407,6 +407,16 @@ def part_minatar(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[tuple] = []
+    path = out / "minatar_curves.csv"
+    f = open(path, "w", newline="")  # each run's episodes are written as soon as it ends
+    w = csv.writer(f)
+    w.writerow(["lib", "game", "seed", "step", "wall_seconds", "episodic_return", "mean_last_100"])
+
+    def keep(curve: list[tuple]) -> None:
+        rows.extend(curve)
+        w.writerows(curve)
+        f.flush()
+
     print(f"## minatar: steps and wall time until the last 100 training returns average the threshold"
           f"{' (quick: capped at 6,000 steps, thresholds not expected)' if cap else ''}\n")
     print("| run | seed | threshold | steps to it | wall s | training s |")
@@ -415,24 +425,22 @@ def part_minatar(args: argparse.Namespace) -> None:
     for game, thr, max_steps in games:
         for seed in seeds:
             res, curve = minatar_fastrl(game, seed, thr, cap or max_steps)
-            rows += curve
-            print(f"| fastrl {game} | {seed} | {thr:g} | {res['steps'] or 'not reached'} | {res['wall']:.1f} | "
+            keep(curve)
+            missed = f"not reached (last 100: {curve[-1][-1]:.2f})" if curve else "not reached"
+            print(f"| fastrl {game} | {seed} | {thr:g} | {res['steps'] or missed} | {res['wall']:.1f} | "
                   f"{res['train_seconds']:.1f} |")
             if game == "Breakout" and res["steps"]:
                 walls.setdefault("fastrl", []).append(res["train_seconds"])
     if args.sb3:
         for seed in seeds:
             res, curve = minatar_sb3(seed, 10.0, cap or 500_000)
-            rows += curve
-            print(f"| SB3 Breakout (paper net) | {seed} | 10 | {res['steps'] or 'not reached'} | {res['wall']:.1f} | "
+            keep(curve)
+            missed = f"not reached (last 100: {curve[-1][-1]:.2f})" if curve else "not reached"
+            print(f"| SB3 Breakout (paper net) | {seed} | 10 | {res['steps'] or missed} | {res['wall']:.1f} | "
                   f"{res['train_seconds']:.1f} |")
             if res["steps"]:
                 walls.setdefault("sb3", []).append(res["wall"])
-    path = out / "minatar_curves.csv"
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["lib", "game", "seed", "step", "wall_seconds", "episodic_return", "mean_last_100"])
-        w.writerows(rows)
+    f.close()
     print(f"\nwrote {path} ({len(rows)} episodes)")
     if "fastrl" in walls and "sb3" in walls:
         ratio = statistics.median(walls["fastrl"]) / statistics.median(walls["sb3"])
