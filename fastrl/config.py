@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import math
 import textwrap
 import typing
 from collections.abc import Mapping
@@ -323,8 +324,8 @@ def ray_resources(text: str) -> dict[str, float]:
         try:
             value = float(amount)
         except ValueError:
-            value = -1.0
-        if not eq or not name.strip() or not value > 0 or value != value or value == float("inf"):
+            value = math.nan
+        if not eq or not name.strip() or not (math.isfinite(value) and value > 0):
             raise ConfigError(f'ray_resources must be "name=amount[,name=amount...]" with amounts > 0, got {text!r}')
         out[name.strip()] = value
     return out

@@ -58,7 +58,7 @@ def train_concurrent(trainer: Trainer) -> TrainResult:
     return ConcurrentLearner(trainer).run()
 
 
-_FREE_CHUNK = 64
+_MAX_CHUNK = 64
 """The most vector steps a collector sends at once."""
 
 
@@ -76,7 +76,7 @@ class ConcurrentLearner:
         self.limiter = RateLimiter.from_config(cfg)
         self.ahead_iters = max(3, self.limiter.ahead * cfg.num_envs // self.streams)
         if self.free:  # no schedule to keep: room for full chunks (few calls per step with Ray)
-            self.ahead_iters = max(self.ahead_iters, 4 * _FREE_CHUNK)
+            self.ahead_iters = max(self.ahead_iters, 4 * _MAX_CHUNK)
         self.max_iterations = -(-cfg.total_steps // self.streams)
         self.updates = 0 if self.free else self.limiter.updates_due_at(t.state.env_steps)
         self.updates_at_start = self.updates
@@ -95,9 +95,10 @@ class ConcurrentLearner:
         self.origin: list[dict[str, Any]] = self._start_states()
         self.paused: list[dict[str, Any] | None] = [None] * self.n
         self.pause_target: int | None = None
-        self.chunk = max(1, min(_FREE_CHUNK, self.ahead_iters // 4))
-        # between updates the learner looks for new chunks without waiting; ray.wait costs ~1 ms, so
-        # with Ray it looks at most every 5 ms (it still waits for data whenever it cannot update)
+        self.chunk = max(1, min(_MAX_CHUNK, self.ahead_iters // 4))
+        # between updates the learner looks for new chunks without waiting: a pipe poll is cheap, a
+        # ray.wait over every actor's call is not, so with Ray it looks at most every 5 ms (it still
+        # waits for data whenever it cannot update)
         self.poll_every = 0.005 if cfg.collector_backend == "ray" else 0.0
         self._polled = 0.0
 
