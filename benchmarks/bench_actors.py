@@ -27,7 +27,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # slow_env, for this process and its children
+_HERE = str(Path(__file__).resolve().parent)
+sys.path.insert(0, _HERE)  # slow_env, for this process and its spawned children
+# and for Ray's workers, which a local Ray starts with the driver's environment
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_HERE, os.environ.get("PYTHONPATH")) if p)
 
 from fastrl.agents import preset  # noqa: E402
 from fastrl.config import with_overrides  # noqa: E402

@@ -97,9 +97,10 @@ class ConcurrentLearner:
         self.pause_target: int | None = None
         self.chunk = max(1, min(_MAX_CHUNK, self.ahead_iters // 4))
         # between updates the learner looks for new chunks without waiting: a pipe poll is cheap, a
-        # ray.wait over every actor's call is not, so with Ray it looks at most every 5 ms (it still
-        # waits for data whenever it cannot update)
-        self.poll_every = 0.005 if cfg.collector_backend == "ray" else 0.0
+        # ray.wait over every actor's call is not, so with Ray it looks at most every 20 ms (it still
+        # waits for data whenever it cannot update). Each actor has a second call queued behind the
+        # one it runs (ray_collector.DEPTH), so it does not idle while its answer waits to be taken.
+        self.poll_every = 0.02 if cfg.collector_backend == "ray" else 0.0
         self._polled = 0.0
 
     # ------------------------------------------------------------------ collectors

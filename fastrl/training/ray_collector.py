@@ -1,9 +1,11 @@
 """Collectors as Ray actors (``collector_backend="ray"``): the same :class:`Stepper` as a collector
 process, driven by calls instead of shared counters.
 
-The learner keeps one call in flight per actor: ``collect(upto, weights)`` steps until the actor
-has ``upto`` vector steps (at most a chunk past what it sent, never past the learner's limit) and
-returns them; ``state()`` reports where it stands (a pause). Weights go through the object store,
+The learner keeps up to two calls in flight per actor (``DEPTH``): ``collect(upto, weights)`` steps
+until the actor has ``upto`` vector steps (at most a chunk past what was asked before, never past
+the learner's limit) and returns them; ``state()`` reports where it stands (a pause). An actor runs
+its calls one at a time, in the order they were sent, so while the learner takes one chunk the actor
+already steps the next, and the learner can look for chunks less often without idling the actor. Weights go through the object store,
 one ``ray.put`` per publish; a call carries the newest reference in a list, so Ray does not
 resolve it, and the actor fetches it only when its version is new. An actor that dies (its node
 lost, killed, its env raising) fails its call: :meth:`RayCollector.poll` raises
@@ -18,6 +20,7 @@ import itertools
 import os
 import socket
 import tempfile
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -28,6 +31,8 @@ from fastrl.config import ConfigError, ray_resources
 from fastrl.training.collector import CollectorError, CollectorSpec, Stepper, _state_tensors
 
 _STARTS = itertools.count()
+DEPTH = 2
+"""Calls in flight per actor."""
 RAY_MISSING = 'collector_backend=ray needs Ray: pip install "fastrl[ray]"'
 
 
@@ -151,31 +156,37 @@ class RayCollector:
         # named, so a person (or a test) can find it: ray.util.list_named_actors()
         name = f"fastrl-{os.getpid()}-collector-{spec.index}-{next(_STARTS)}"
         self.actor = actor_cls.options(name=name, resources=resources).remote(cfg, algo, spec, start, chunk)
-        self.sent = int(start["iterations"])  # vector steps asked for and answered
-        self.inflight: Any = None
+        self.sent = int(start["iterations"])  # vector steps answered
+        self.asked = self.sent  # vector steps asked for (answered or in flight)
+        self.inflight: deque[Any] = deque()  # calls in the order the actor runs them
         self.pause_at: int | None = None  # a pause requested: report once at this many steps
+        self.pausing = False  # the state() call is in flight
         self.paused = False  # reported; waits for resume
         self._closed = False
         self._pump()
 
     def _pump(self) -> None:
-        """Put the next call in flight, if any is due."""
-        if self.inflight is not None or self._closed or self.paused:
-            return
-        if self.pause_at is not None and self.sent >= self.pause_at:
-            self.inflight = self.actor.state.remote()
-            return
-        upto = min(self.limit, self.spec.max_iterations, self.sent + self.chunk)
-        if self.pause_at is not None:
-            upto = min(upto, max(self.pause_at, self.sent + 1))
-        if upto > self.sent:
-            self.inflight = self.actor.collect.remote(upto, self.weights.ref(), self.weights.version)
+        """Put the next calls in flight, up to DEPTH, as far as they are due."""
+        while len(self.inflight) < DEPTH and not (self._closed or self.paused or self.pausing):
+            if self.pause_at is not None and self.asked >= self.pause_at:
+                self.inflight.append(self.actor.state.remote())
+                self.pausing = True
+                return
+            upto = min(self.limit, self.spec.max_iterations, self.asked + self.chunk)
+            if self.pause_at is not None:
+                upto = min(upto, max(self.pause_at, self.asked + 1))
+            if upto <= self.asked:
+                return
+            self.inflight.append(self.actor.collect.remote(upto, self.weights.ref(), self.weights.version))
+            self.asked = upto
 
     def set_limit(self, iterations: int) -> None:
         self.limit = iterations
         self._pump()
 
     def request_pause(self, at: int = 0) -> None:
+        """Report the actor's state once it has stepped ``max(at, what is already asked for)``: calls
+        in flight are answered first (a collector process likewise sends what it stepped)."""
         self.pause_at, self.paused = at, False
         self._pump()
 
@@ -185,7 +196,7 @@ class RayCollector:
 
     @staticmethod
     def wait_any(collectors: list[Any], timeout: float) -> list[int]:
-        refs = {c.inflight: i for i, c in enumerate(collectors) if c.inflight is not None}
+        refs = {c.inflight[0]: i for i, c in enumerate(collectors) if c.inflight}
         if not refs:
             return []
         ray = collectors[0].ray
@@ -195,19 +206,25 @@ class RayCollector:
         return sorted(refs[r] for r in ready)
 
     def poll(self) -> list[tuple[Any, ...]]:
-        if self.inflight is None:
-            return []
-        ref, self.inflight = self.inflight, None
-        try:
-            msg = self.ray.get(ref)
-        except self.ray.exceptions.RayError as e:
-            raise CollectorError(f"collector actor failed: {e}") from None
-        if msg[0] == "data":
-            self.sent = msg[1] + len(msg[2]["rewards"])
-        else:
-            self.paused = True
+        """The answers that have come, in order: the first call's (waited for), then those behind it
+        that are ready too."""
+        msgs: list[tuple[Any, ...]] = []
+        while self.inflight:
+            if msgs and not self.ray.wait([self.inflight[0]], timeout=0)[0]:
+                break
+            ref = self.inflight.popleft()
+            try:
+                msg = self.ray.get(ref)
+            except self.ray.exceptions.RayError as e:
+                self.inflight.clear()
+                raise CollectorError(f"collector actor failed: {e}") from None
+            if msg[0] == "data":
+                self.sent = msg[1] + len(msg[2]["rewards"])
+            else:
+                self.pausing, self.paused = False, True
+            msgs.append(msg)
         self._pump()
-        return [msg]
+        return msgs
 
     def close(self, timeout: float = 5.0) -> None:
         if self._closed:
