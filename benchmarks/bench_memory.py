@@ -25,7 +25,8 @@ emitted, at episode ends and elsewhere.
 it (``ReplayBuffer.from_env`` on the preset's Atari env: 84x84 grayscale, 4-frame stack stored once
 per frame) and filled with real ALE frames: ``--real-steps`` env steps (random actions) recorded,
 then replayed in order until the buffer is full (the default records 250k; the recording's last
-step is stored as truncated, its episode ending there). Printed: ``memory_bytes()``, and the process's resident memory (anonymous and file-backed)
+step is stored as truncated, its episode ending there). The preset's ``terminated_next_observations``
+("auto": "zero" with lost lives terminal) applies, as in training. Printed: ``memory_bytes()``, and the process's resident memory (anonymous and file-backed)
 before and after, heap storage vs ``--storage-path`` (a memory-mapped file: its pages are
 file-backed, so the kernel can write them out and the buffer can exceed RAM). Target: <= 7.2 GB.
 
@@ -107,7 +108,11 @@ def atari_million(transitions: int, real_steps: int, storage_path: str | None) -
 
     gc.collect()
     before = status_kb("VmRSS", "RssAnon", "RssFile")
-    buf = fastrl.ReplayBuffer.from_env(envs, transitions, storage_path=storage_path)
+    # as the trainer builds it: with lost lives terminal, terminated steps' final frames are not kept
+    # (terminated_next_observations="auto" -> "zero"; no target bootstraps from them)
+    buf = fastrl.ReplayBuffer.from_env(
+        envs, transitions, storage_path=storage_path, terminated_next_observations=cfg.replay_terminated_next
+    )
     t0 = time.perf_counter()
     stack = np.empty((1, K, H, W), np.uint8)
     for j in range(transitions):
@@ -144,7 +149,8 @@ def atari_million(transitions: int, real_steps: int, storage_path: str | None) -
     for row, j in enumerate(ids):
         i = int(j) % real
         wrong += int(not (b.observations[row, -1].numpy() == obs_last[i]).all())
-    print(f"  sampled stacks whose newest frame is the recorded one: {256 - wrong}/256")
+    print(f"  sampled stacks whose newest frame is the recorded one: {256 - wrong}/256 "
+          f"(terminated_next_observations={buf.terminated_next_observations!r})")
 
 
 def rss() -> int:

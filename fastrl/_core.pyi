@@ -26,6 +26,7 @@ class ReplayBuffer:
         store_next_observations: bool = True,
         frame_stack: int = 1,
         zero_padding: bool = False,
+        zero_terminated_next: bool = False,
         mapped: MappedFile | None = None,
         field_offsets: list[int] = ...,
     ) -> None: ...
@@ -127,6 +128,7 @@ class PrioritizedReplayBuffer:
         store_next_observations: bool = True,
         frame_stack: int = 1,
         zero_padding: bool = False,
+        zero_terminated_next: bool = False,
         mapped: MappedFile | None = None,
         field_offsets: list[int] = ...,
     ) -> None: ...

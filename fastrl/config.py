@@ -50,6 +50,11 @@ class TrainConfig:
     """ALE games: a lost life is terminal for the learning target (no bootstrapping past it; the
     frame stack restarts), as in the Nature DQN; episodes, returns and evaluations still count full
     games. Other envs: ignored."""
+    terminated_next_observations: Literal["auto", "keep", "zero"] = "auto"
+    """What the replay keeps of a terminated step's next observation, which no target bootstraps
+    from: "keep"; "zero" (not stored, reads as zeros; with pixels each step then costs one frame
+    where terminations are frequent, as lost lives are); "auto": "zero" for ALE games with
+    atari_life_loss_terminal, else "keep"."""
     clip_rewards: bool | None = None
     """Clip rewards to their sign for the learning target (logged returns and evaluations keep the
     env's rewards); None: on for ALE games, off for other envs."""
@@ -129,6 +134,13 @@ class TrainConfig:
         """Env streams in the replay buffer: collectors * collector_envs, or num_envs."""
         n = self.n_collectors
         return n * (self.collector_envs or self.num_envs) if n else self.num_envs
+
+    @property
+    def replay_terminated_next(self) -> str:
+        """``terminated_next_observations`` with "auto" resolved ("keep" or "zero")."""
+        if self.terminated_next_observations != "auto":
+            return self.terminated_next_observations
+        return "zero" if self.env_options()["life_loss_terminal"] else "keep"
 
     def env_options(self) -> dict[str, bool]:
         """The training env's learning-signal options of ``make_env`` / ``make_vec_env``:

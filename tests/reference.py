@@ -396,13 +396,15 @@ class FullCopyObservations:
     row. A row's stack is the last k frames of its episode, oldest first, padded before the
     episode's first frame with that frame ("reset") or with zeros ("zero"); its next stack is the
     stack without its oldest frame, with the row's next frame appended (what ``step`` returns).
-    Rows are time-major: row r of a write belongs to stream (total + r) % num_envs."""
+    Rows are time-major: row r of a write belongs to stream (total + r) % num_envs.
+    ``terminated_next="zero"``: a terminated row's next frame is zeros, whatever the step returned."""
 
-    def __init__(self, num_envs: int, k: int = 1, padding: str = "reset") -> None:
+    def __init__(self, num_envs: int, k: int = 1, padding: str = "reset", terminated_next: str = "keep") -> None:
         from collections import deque
 
         self._deque = deque
         self.num_envs, self.k, self.padding = num_envs, k, padding
+        self.zero_terminated = terminated_next == "zero"
         self.queues: list = [None] * num_envs  # running episode's last k frames, per stream
         self.obs: list[np.ndarray] = []
         self.next_obs: list[np.ndarray] = []
@@ -411,6 +413,8 @@ class FullCopyObservations:
         for r in range(len(obs)):
             s = len(self.obs) % self.num_envs
             frame, nxt = np.asarray(obs[r]), np.asarray(next_obs[r])
+            if self.zero_terminated and terminated[r]:
+                nxt = np.zeros_like(nxt)
             if self.k == 1:
                 self.obs.append(frame.copy())
                 self.next_obs.append(nxt.copy())

@@ -249,6 +249,12 @@ def test_life_loss_terminals_change_targets_not_returns(tmp_path):
     assert max(on.state.recent_returns) >= 50
     np.testing.assert_array_equal(on.state.ep_return, off.state.ep_return)
     assert on.state.evals[0]["mean"] == off.state.evals[0]["mean"]  # evaluation: full games, the score
+    # terminated_next_observations="auto": with lost-life terminals the final frames are not kept
+    assert on.buffer.terminated_next_observations == "zero" and off.buffer.terminated_next_observations == "keep"
+    live = np.arange(on.buffer.total_added - len(on.buffer), on.buffer.total_added - 1)
+    rows = on.buffer.get(live)
+    assert not rows["next_observations"][rows["terminated"], -1].any()
+    assert on.buffer._impl.side_rows == rows["truncated"].sum() < off.buffer._impl.side_rows
 
 
 # ---------------------------------------------------------------------------- MinAtar

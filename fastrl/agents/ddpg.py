@@ -79,7 +79,12 @@ class DDPGConfig(TrainConfig):
 
     def replay(self) -> ReplaySpec:
         """The replay this agent's update needs: uniform, with n-step sums when n_step > 1."""
-        return ReplaySpec(self.buffer_size, n_step=self.n_step, gamma=self.gamma if self.n_step > 1 else None)
+        return ReplaySpec(
+            self.buffer_size,
+            n_step=self.n_step,
+            gamma=self.gamma if self.n_step > 1 else None,
+            terminated_next_observations=self.replay_terminated_next,
+        )
 
     def check(self) -> None:
         """ConfigError naming the first out-of-range field."""

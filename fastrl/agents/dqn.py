@@ -191,6 +191,7 @@ class DQNConfig(TrainConfig):
             eps=self.per_eps,
             beta_start=self.per_beta_start,
             episode_returns_gamma=self.gamma if self.sail else None,
+            terminated_next_observations=self.replay_terminated_next,
         )
 
     def make_schedule(self) -> Schedule:

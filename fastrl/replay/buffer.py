@@ -23,6 +23,12 @@ before an episode's first frame repeat that frame (``frame_padding="reset"``, gy
 or are zeros (``"zero"``). The frames of the last ``(k - 1) * num_envs`` overwritten steps are
 kept, so every stored step's stack is complete.
 
+Terminated steps' next observations (``terminated_next_observations``). ``"keep"`` (the default)
+returns them as added. ``"zero"`` (compact layout only) does not keep them: the next observation of
+a terminated step reads as zeros (the newest frame of a next stack, with ``frame_stack``). A target
+masked by ``1 - terminated`` never uses it, and where terminations are frequent (lost lives as
+terminals in Atari) the kept final frames are the only memory beyond one frame per step.
+
 Episode returns (``episode_returns_gamma=g``). When an episode of a stream ends (terminated or
 truncated), C++ fills the computed fields ``returns`` (the discounted return-to-go) and
 ``has_return`` of every stored step of it in one backward pass; steps of a running episode have
@@ -120,6 +126,9 @@ class ReplayBuffer:
         frame_stack: k > 1 stores single frames and samples stacks ``[B, k, *observation_shape]``,
             as gymnasium's ``FrameStackObservation(env, k)``; ``observation_shape`` is one frame's.
         frame_padding: ``"reset"`` (repeat the first frame) or ``"zero"``, as its ``padding_type``.
+        terminated_next_observations: ``"keep"`` or ``"zero"``: a terminated step's next
+            observation is not stored and reads as zeros (compact layout: ``store_next_observations``
+            False, or None, which it then resolves to False).
         storage_path: a new file to keep the field storage in, memory-mapped (buffers larger than
             RAM); ``ReplayBuffer.load(path, mmap=True)`` reopens it after ``save(storage_path)``.
 
@@ -141,6 +150,7 @@ class ReplayBuffer:
         store_next_observations: bool | None = None,
         frame_stack: int = 1,
         frame_padding: str = "reset",
+        terminated_next_observations: str = "keep",
         storage_path: str | os.PathLike[str] | None = None,
         _open_existing: bool = False,
     ) -> None:
@@ -152,6 +162,15 @@ class ReplayBuffer:
             )
         if frame_padding not in ("reset", "zero"):
             raise ValueError(f"frame_padding must be 'reset' or 'zero', got {frame_padding!r}")
+        if terminated_next_observations not in ("keep", "zero"):
+            raise ValueError(
+                f"terminated_next_observations must be 'keep' or 'zero', got {terminated_next_observations!r}"
+            )
+        zero_terminated = terminated_next_observations == "zero"
+        if zero_terminated and store_next_observations:
+            raise ValueError(
+                "terminated_next_observations='zero' needs the compact layout (store_next_observations=False or None)"
+            )
         user_fields = build_fields(
             observation_shape, action_shape, observation_dtype, action_dtype, reward_dtype, extra_fields
         )
@@ -165,8 +184,11 @@ class ReplayBuffer:
             fields = fields + tuple(Field(n, (), d) for n, d in _RETURN_FIELDS.items())
         self.frame_stack = int(frame_stack)
         self.frame_padding = frame_padding
+        self.terminated_next_observations = terminated_next_observations
         if store_next_observations is None:  # auto: compact where the memory it saves matters
-            store_next_observations = frame_stack == 1 and user_fields[0].row_bytes < _COMPACT_FROM_BYTES
+            store_next_observations = (
+                frame_stack == 1 and user_fields[0].row_bytes < _COMPACT_FROM_BYTES and not zero_terminated
+            )
         self.store_next_observations = bool(store_next_observations)
         self._frame_shape = user_fields[0].shape
         # fields as stored (``_stored``: with storage or not) and as sampled (``fields``: stacks)
@@ -210,6 +232,8 @@ class ReplayBuffer:
             frame_stack=self.frame_stack,
             frame_padding=self.frame_padding,
         )
+        if zero_terminated:  # saved only when set: files without it load as "keep"
+            self._config["terminated_next_observations"] = terminated_next_observations
         # id(batch) -> (batch, B, ids array, field arrays, discounts array or None)
         self._prepared: dict[int, tuple[Batch, int, np.ndarray, tuple[np.ndarray, ...], np.ndarray | None]] = {}
         self._staging: dict[Any, Batch] = {}
@@ -218,6 +242,7 @@ class ReplayBuffer:
             "store_next_observations": self.store_next_observations,
             "frame_stack": self.frame_stack,
             "zero_padding": frame_padding == "zero",
+            "zero_terminated_next": zero_terminated,
         }
         if layout is not None:
             assert self._storage_path is not None

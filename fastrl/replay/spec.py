@@ -16,7 +16,9 @@ class ReplaySpec:
     ``discounts = gamma ** k``); ``prioritized``: proportional prioritized replay with ``alpha``,
     ``eps`` and a beta annealed linearly from ``beta_start`` to 1 over the run, the update's
     ``|td|`` fed back as priorities; ``episode_returns_gamma``: the buffer keeps each transition's
-    discounted return to the end of its episode (``extras["returns"]``, SAIL)."""
+    discounted return to the end of its episode (``extras["returns"]``, SAIL);
+    ``terminated_next_observations``: as :class:`ReplayBuffer`'s ("zero": not stored; a target masked
+    by ``1 - terminated`` never reads them)."""
 
     capacity: int
     n_step: int = 1
@@ -27,6 +29,7 @@ class ReplaySpec:
     eps: float = 1e-6
     beta_start: float = 0.4
     episode_returns_gamma: float | None = None
+    terminated_next_observations: str = "keep"
 
     def make_buffer(self, env: Any, seed: int) -> ReplayBuffer:
         """The buffer for a (vector) env's steps (see :meth:`ReplayBuffer.from_env`); ``capacity``
@@ -34,6 +37,8 @@ class ReplaySpec:
         n = int(getattr(env, "num_envs", 1))
         capacity = max(n, self.capacity // n * n)
         kwargs: dict[str, Any] = {"seed": seed}
+        if self.terminated_next_observations != "keep":
+            kwargs["terminated_next_observations"] = self.terminated_next_observations
         if self.episode_returns_gamma is not None:
             kwargs["episode_returns_gamma"] = self.episode_returns_gamma
         if self.prioritized:

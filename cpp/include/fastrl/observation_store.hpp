@@ -23,7 +23,13 @@
 // So that every live row's stack stays whole, the frames and done flags of the (k-1)N ids evicted
 // last are kept in a small `tail` ring.
 //
-// Costs: write O(rows * frame_bytes) extra (one compare per row); a stack O(k * frame_bytes).
+// Terminated rows' next observations dropped (zero_terminated_next, compact only). A target never
+// bootstraps from the observation after a terminated step, and where such steps are frequent (lost
+// lives in Atari) keeping them is most of the side pool. With this option none is kept, and the
+// next observation (frame) of a terminated row reads as zeros, whatever was written.
+//
+// Costs: write O(rows * frame_bytes) extra (one compare per row); a stack O(k * frame_bytes); a
+// stack and its next stack together k + 1 frames read from the buffer (gather_stack_pairs).
 // Thread safety: none of its own (the buffer's lock).
 #pragma once
 
@@ -46,6 +52,7 @@ struct ObservationOptions {
   bool store_next_observations = true;  // false: next observations read from the next row
   std::int64_t frame_stack = 1;         // k > 1: rows hold single frames, stacks of k are sampled
   bool zero_padding = false;            // stack padding before an episode's first frame: zeros
+  bool zero_terminated_next = false;    // compact only: terminated rows' next frames not kept, read as zeros
 };
 
 // What the store reads of the buffer's slot-indexed rows (capacity rows each).
@@ -74,6 +81,9 @@ class ObservationStore {
         cap_(capacity), n_(num_envs) {
     if (opt.frame_stack < 1 || opt.frame_stack > 1024)
       throw std::invalid_argument("frame_stack must be in [1, 1024], got " + std::to_string(opt.frame_stack));
+    if (opt.zero_terminated_next && opt.store_next_observations)
+      throw std::invalid_argument("zero_terminated_next needs compact next observations (store_next_observations=False)");
+    if (opt.zero_terminated_next) zero_frame_ = zeroed_bytes(rb_);
     if (!opt.store_next_observations) {
       if (capacity >= static_cast<std::int64_t>(kNone))
         throw std::invalid_argument("capacity must be < 2**32 - 1 without stored next observations");
@@ -141,8 +151,11 @@ class ObservationStore {
     };
     std::int64_t j = std::max(first, lo + n_), slot = R.ring.slot(j), pslot = R.ring.prev_slot(slot);
     for (; j < end; ++j) {
-      const std::uint8_t* nx = next_of(j - n_);
-      if (std::memcmp(nx, R.obs + slot * rb_, rb_) != 0) put(pslot, nx);
+      const bool dropped = opt_.zero_terminated_next && R.terminated[pslot] != 0;
+      if (!dropped) {
+        const std::uint8_t* nx = next_of(j - n_);
+        if (std::memcmp(nx, R.obs + slot * rb_, rb_) != 0) put(pslot, nx);
+      }
       slot = R.ring.after(slot);
       pslot = R.ring.after(pslot);
     }
@@ -171,6 +184,26 @@ class ObservationStore {
       stack_ptrs(R, ids[i], slots[i], ptrs.data());
       if (next) ptrs[k] = next_frame(R, ids[i], slots[i]);
       copy_frames(ptrs.data() + (next ? 1 : 0), k, out + i * k * rb_);
+    }
+  }
+
+  // Observation and next observation stacks of the same live ids, into obs_out and next_out. A next
+  // stack is the observation stack shifted by one with the next frame appended, so its first k - 1
+  // frames are copied from the row just written to obs_out (in cache) rather than read again from
+  // the buffer: k + 1 frames read per row instead of 2k. Same bytes as two gather_stacks calls.
+  void gather_stack_pairs(const RowStorage& R, const std::int64_t* ids, const std::int64_t* slots, std::int64_t n,
+                          std::uint8_t* obs_out, std::uint8_t* next_out) const {
+    const std::int64_t k = opt_.frame_stack;
+    const std::size_t stack_bytes = static_cast<std::size_t>(k) * rb_;
+    std::vector<const std::uint8_t*>& ptrs = ptrs_;
+    ptrs.resize(static_cast<std::size_t>(k) + 1);
+    for (std::int64_t i = 0; i < n; ++i) {
+      stack_ptrs(R, ids[i], slots[i], ptrs.data());
+      std::uint8_t* o = obs_out + i * stack_bytes;
+      std::uint8_t* x = next_out + i * stack_bytes;
+      copy_frames(ptrs.data(), k, o);
+      std::memcpy(x, o + rb_, stack_bytes - rb_);
+      std::memcpy(x + stack_bytes - rb_, next_frame(R, ids[i], slots[i]), rb_);
     }
   }
 
@@ -218,7 +251,8 @@ class ObservationStore {
     return pool_.capacity() + (side_of_.capacity() + free_.capacity()) * sizeof(std::uint32_t);
   }
   std::size_t fixed_bytes() const {
-    return (pending_ ? static_cast<std::size_t>(n_) * rb_ : 0) + static_cast<std::size_t>(tail_n_) * (rb_ + 1);
+    return (pending_ ? static_cast<std::size_t>(n_) * rb_ : 0) + static_cast<std::size_t>(tail_n_) * (rb_ + 1) +
+           (zero_frame_ ? rb_ : 0);
   }
 
  private:
@@ -250,6 +284,7 @@ class ObservationStore {
   // The next single observation (frame) of a live id.
   const std::uint8_t* next_frame(const RowStorage& R, std::int64_t id, std::int64_t slot) const {
     if (R.next) return R.next + slot * rb_;
+    if (zero_frame_ && R.terminated[slot]) return zero_frame_.get();
     const std::uint32_t idx = side_of_[slot];
     if (idx != kNone) return pool_.data() + idx * rb_;
     if (id + n_ >= R.ring.total) return pending_.get() + R.ring.stream(id) * rb_;
@@ -307,6 +342,7 @@ class ObservationStore {
   std::int64_t pool_rows_ = 0;
   std::vector<std::uint32_t> free_;
   std::shared_ptr<std::uint8_t> pending_;  // next observation of each stream's newest row
+  std::shared_ptr<std::uint8_t> zero_frame_;  // zero_terminated_next: what a terminated row's next frame reads as
   // frame stacks
   std::int64_t tail_n_ = 0;  // (k - 1) * N: ids [lo - tail_n_, lo) kept, at id % tail_n_
   std::shared_ptr<std::uint8_t> tail_frames_, tail_done_;
