@@ -536,18 +536,3 @@ def test_auto_layout_stores_pixels_once_and_small_vectors_twice():
     assert ReplayBuffer(8, observation_shape=(8,), seed=0).store_next_observations
     assert not ReplayBuffer(8, observation_shape=(8,), store_next_observations=False, seed=0).store_next_observations
 
-
-def test_sample_into_with_one_array_for_both_stacks_is_defined():
-    """sample_into whose observations and next_observations are the same tensor: no overlapping
-    copy (the stack-pair gather is skipped: the sanitizer job's ASan reports an overlapping
-    memcpy); the array then holds the next stacks, as it did when the fields were gathered one
-    after the other."""
-    buf, model = filled_pixels()
-    out = buf.empty_batch(8)
-    shared = buf.empty_batch(8)
-    shared = shared._replace(next_observations=shared.observations)
-    buf2, _ = filled_pixels()
-    buf.sample_into(out)
-    buf2.sample_into(shared)
-    assert_bits_equal(shared.indices, out.indices, "indices")
-    assert_bits_equal(shared.observations, out.next_observations, "the shared array: next stacks")

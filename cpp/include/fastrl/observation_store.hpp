@@ -28,8 +28,7 @@
 // lives in Atari) keeping them is most of the side pool. With this option none is kept, and the
 // next observation (frame) of a terminated row reads as zeros, whatever was written.
 //
-// Costs: write O(rows * frame_bytes) extra (one compare per row); a stack O(k * frame_bytes); a
-// stack and its next stack together k + 1 frames read from the buffer (gather_stack_pairs).
+// Costs: write O(rows * frame_bytes) extra (one compare per row); a stack O(k * frame_bytes).
 // Thread safety: none of its own (the buffer's lock).
 #pragma once
 
@@ -184,26 +183,6 @@ class ObservationStore {
       stack_ptrs(R, ids[i], slots[i], ptrs.data());
       if (next) ptrs[k] = next_frame(R, ids[i], slots[i]);
       copy_frames(ptrs.data() + (next ? 1 : 0), k, out + i * k * rb_);
-    }
-  }
-
-  // Observation and next observation stacks of the same live ids, into obs_out and next_out. A next
-  // stack is the observation stack shifted by one with the next frame appended, so its first k - 1
-  // frames are copied from the row just written to obs_out (in cache) rather than read again from
-  // the buffer: k + 1 frames read per row instead of 2k. Same bytes as two gather_stacks calls.
-  void gather_stack_pairs(const RowStorage& R, const std::int64_t* ids, const std::int64_t* slots, std::int64_t n,
-                          std::uint8_t* obs_out, std::uint8_t* next_out) const {
-    const std::int64_t k = opt_.frame_stack;
-    const std::size_t stack_bytes = static_cast<std::size_t>(k) * rb_;
-    std::vector<const std::uint8_t*>& ptrs = ptrs_;
-    ptrs.resize(static_cast<std::size_t>(k) + 1);
-    for (std::int64_t i = 0; i < n; ++i) {
-      stack_ptrs(R, ids[i], slots[i], ptrs.data());
-      std::uint8_t* o = obs_out + i * stack_bytes;
-      std::uint8_t* x = next_out + i * stack_bytes;
-      copy_frames(ptrs.data(), k, o);
-      std::memcpy(x, o + rb_, stack_bytes - rb_);
-      std::memcpy(x + stack_bytes - rb_, next_frame(R, ids[i], slots[i]), rb_);
     }
   }
 

@@ -351,20 +351,8 @@ class ReplayBuffer {
   // The fields of a batch whose ids are in `ids` and their slots in slots_, into the non-null outs.
   void gather_batch_locked(const std::int64_t* ids, std::int64_t b, void* const* outs, const NStep* nstep) const {
     if (nstep) return gather_nstep_locked(ids, b, *nstep, outs);
-    const bool pairs = obs_.frame_stack() > 1 && outs[kObs] && outs[kNextObs] && disjoint(outs[kObs], outs[kNextObs], b);
-    if (pairs)  // both stacks at once: the next stack's first frames come from the observation's
-      obs_.gather_stack_pairs(row_storage_locked(), ids, slots_.data(), b, static_cast<std::uint8_t*>(outs[kObs]),
-                              static_cast<std::uint8_t*>(outs[kNextObs]));
     for (std::size_t f = 0; f < specs_.size(); ++f)
-      if (outs[f] && !(pairs && (f == kObs || f == kNextObs))) gather_field_locked(f, ids, slots_.data(), b, outs[f]);
-  }
-
-  // Whether b sampled rows of observations at o and of next observations at x do not overlap
-  // (caller-owned outputs of sample_into may be views of one array).
-  bool disjoint(const void* o, const void* x, std::int64_t b) const {
-    const auto lo = reinterpret_cast<std::uintptr_t>(o), hi = reinterpret_cast<std::uintptr_t>(x);
-    const std::uintptr_t bytes = static_cast<std::uintptr_t>(b) * out_specs_[kObs].row_bytes();
-    return lo + bytes <= hi || hi + bytes <= lo;
+      if (outs[f]) gather_field_locked(f, ids, slots_.data(), b, outs[f]);
   }
 
   // n-step targets of ids (their slots in slots_); see nstep.hpp.
