@@ -67,9 +67,8 @@ def test_projection_matches_reference_on_the_lunarlander_support():
     discounts = np.array([0.5, 1.0, 0.99, 0.99**3, 0.99, 0.97, 0.5, 0.99**2, 0.99**3, 1.0, 0.25, 0.99], np.float32)
     terminated = np.array([False, False, False, False, False, False, True, True, False, False, False, True])
     probs = rng.dirichlet(np.ones(n), size=len(rewards)).astype(np.float32)
-    got = categorical_projection(
-        torch.as_tensor(probs), torch.as_tensor(rewards), torch.as_tensor(discounts), torch.as_tensor(terminated), v_min, v_max
-    ).numpy()
+    tensors = (torch.as_tensor(x) for x in (probs, rewards, discounts, terminated))
+    got = categorical_projection(*tensors, v_min, v_max).numpy()
     want = ref.categorical_projection(probs, rewards, discounts, terminated, v_min, v_max)
     np.testing.assert_allclose(got, want, atol=1e-6)
     np.testing.assert_allclose(got.sum(1), probs.sum(1), rtol=1e-6)
