@@ -125,12 +125,10 @@ def dqn(cfg: Any) -> MinimalRun:
         # learn: gradient_steps updates on uniform batches
         for _ in range(cfg.gradient_steps):
             b = buffer.sample(cfg.batch_size, device=CPU, **n_step)
-            if cfg.double_dqn:  # one online pass over s and s'
-                q_all = q(torch.cat([b.observations, b.next_observations]))
-                q_obs, q_next_online = q_all[: cfg.batch_size], q_all[cfg.batch_size :].detach()
-            else:
-                q_obs = q(b.observations)
+            q_obs = q(b.observations)
             with torch.no_grad():
+                if cfg.double_dqn:  # the online net at s', without autograd (as DQN._learn)
+                    q_next_online = q(b.next_observations)
                 q_next_target = q_target(b.next_observations)
                 a_star = (q_next_online if cfg.double_dqn else q_next_target).argmax(dim=1, keepdim=True)
                 q_next = q_next_target.gather(1, a_star).squeeze(1)

@@ -57,6 +57,30 @@ def test_projection_matches_reference(b, n, v_min, width, seed, per_sample_disco
     np.testing.assert_allclose(got.sum(1).numpy(), probs.sum(1), rtol=1e-5)  # no mass lost
 
 
+def test_projection_matches_reference_on_the_lunarlander_support():
+    # 51 atoms from -100 to 100 (dz 4), n-step discounts: shifted atoms exactly on atoms (r 0, gamma 0.5:
+    # every even atom lands on one, every odd one halfway), exactly at v_min / v_max, beyond either end,
+    # terminated rows (a point mass at r), and rewards between atoms
+    n, v_min, v_max = 51, -100.0, 100.0
+    rng = np.random.default_rng(3)
+    rewards = np.array([0.0, 0.0, 100.0, -100.0, 250.0, -250.0, 8.0, 1.3, 99.9, -37.0, 4.0, 0.0], np.float32)
+    discounts = np.array([0.5, 1.0, 0.99, 0.99**3, 0.99, 0.97, 0.5, 0.99**2, 0.99**3, 1.0, 0.25, 0.99], np.float32)
+    terminated = np.array([False, False, False, False, False, False, True, True, False, False, False, True])
+    probs = rng.dirichlet(np.ones(n), size=len(rewards)).astype(np.float32)
+    tensors = (torch.as_tensor(x) for x in (probs, rewards, discounts, terminated))
+    got = categorical_projection(*tensors, v_min, v_max).numpy()
+    want = ref.categorical_projection(probs, rewards, discounts, terminated, v_min, v_max)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(got.sum(1), probs.sum(1), rtol=1e-6)
+    np.testing.assert_allclose(got[1], probs[1], atol=1e-7)  # gamma 1, r 0: unchanged
+    assert not got[2, :25].any() and not got[3, 26:].any()  # r +- v_max shifts everything past the middle
+    np.testing.assert_allclose(got[4], np.eye(n)[-1] * probs[4].sum(), atol=1e-6)  # beyond v_max: all at v_max
+    np.testing.assert_allclose(got[5], np.eye(n)[0] * probs[5].sum(), atol=1e-6)  # beyond v_min: all at v_min
+    np.testing.assert_allclose(got[6], np.eye(n)[27] * probs[6].sum(), atol=1e-6)  # terminated at r 8 = atom 27
+    # terminated at r 1.3: between atoms 25 (0) and 26 (4), 0.325 of the way
+    np.testing.assert_allclose(got[7, 25:27], [0.675 * probs[7].sum(), 0.325 * probs[7].sum()], atol=1e-6)
+
+
 def test_projection_edge_cases():
     n, v_min, v_max = 5, -2.0, 2.0  # atoms -2 -1 0 1 2
     probs = torch.tensor([[0.1, 0.2, 0.3, 0.25, 0.15]] * 4)

@@ -109,7 +109,7 @@ def test_target_matches_reference_with_double_and_n_step(double, n_step, seed):
     )
     a = sail_agent(alpha=0.8, double_dqn=double)
     torch.testing.assert_close(a.td_target(b), reference_target(b, 0.8, 0.9, double))
-    # update() (one fused online pass over s and s') uses the same target
+    # update() (the online net at s with autograd, at s' without) uses the same target
     y = a.td_target(b)
     q = a.q(b.observations).gather(1, b.actions.view(-1, 1)).squeeze(1).detach()
     a.update(b)

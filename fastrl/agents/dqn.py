@@ -494,13 +494,15 @@ class DQN:
         """Loss, backward, clipping, Adam step: (loss, Q(s, a), target y, the distributional loss
         per sample or None), all detached."""
         cfg = self.config
-        b = batch.observations.shape[0]
         with torch.autocast(self.device.type, torch.bfloat16, enabled=cfg.amp == "bf16"):
-            if cfg.double_dqn and not cfg.munchausen:  # one forward pass of the online network over s and s'
-                out = self.q(torch.cat([batch.observations, batch.next_observations]))
-                out_obs, out_next_online = out[:b], out[b:].detach()
-            else:
-                out_obs, out_next_online = self.q(batch.observations), None
+            out_obs = self.q(batch.observations)
+            out_next_online = None
+            if cfg.double_dqn and not cfg.munchausen:
+                # s' apart and without autograd: backward then runs over B rows, not 2B (a forward
+                # over cat([s, s']) saved a call but doubled the backward's matmuls; measured in
+                # bench_learning.py --update-cost)
+                with torch.no_grad():
+                    out_next_online = self.q(batch.next_observations)
             if self.atoms == 1:
                 y = self.munchausen_target(batch) if cfg.munchausen else self.td_target(batch, out_next_online)
             else:
@@ -514,10 +516,12 @@ class DQN:
         else:
             pred = out_obs.gather(1, a.view(-1, 1, 1).expand(-1, 1, self.atoms)).squeeze(1)  # [B, atoms]
             if cfg.distributional == "c51":  # cross-entropy to the projected target
-                per_sample = -(y * torch.log_softmax(pred, dim=1)).sum(dim=1)
+                log_p = torch.log_softmax(pred, dim=1)
+                per_sample = -(y * log_p).sum(dim=1)
+                q = log_p.detach().exp() @ self.support  # the mean of the predicted distribution
             else:
                 per_sample = quantile_huber_loss(pred, y, cfg.qr_kappa)
-            q = self.q_values(pred.detach().unsqueeze(1)).squeeze(1)
+                q = pred.detach().mean(dim=1)
             dist_loss = per_sample.detach()
         weights = getattr(batch, "weights", None)
         loss = (per_sample * weights).mean() if weights is not None else per_sample.mean()

@@ -36,18 +36,17 @@ def categorical_projection(
     """
     n = probs.shape[1]
     check_support(v_min, v_max, n)
-    support = torch.linspace(v_min, v_max, n, device=probs.device)
     dz = (v_max - v_min) / (n - 1)
     bootstrap = (~terminated).float() * discounts  # no host tensor made: safe in a CUDA graph capture
-    tz = (rewards.float().unsqueeze(1) + bootstrap.unsqueeze(1) * support).clamp_(v_min, v_max)
-    b = ((tz - v_min) / dz).clamp_(0, n - 1)  # fractional atom index of each shifted atom
-    lower = b.floor()
-    w_upper = b - lower  # 0 when b is on an atom: all the mass to the lower (= that) atom
-    upper = (lower + 1).clamp_(max=n - 1).long()
-    m = torch.zeros_like(probs)
-    m.scatter_add_(1, lower.long(), probs * (1 - w_upper))
-    m.scatter_add_(1, upper, probs * w_upper)
-    return m
+    # the fractional atom index of r + bootstrap * z_j, z_j = v_min + j * dz, computed in index space:
+    # (r - v_min + bootstrap * v_min) / dz + bootstrap * j, clipped to [0, n - 1] (= tz clipped to the support)
+    offset = (rewards.float() - v_min).add_(bootstrap, alpha=v_min).div_(dz)
+    j = torch.arange(n, device=probs.device, dtype=torch.float32)
+    b = torch.addcmul(offset.unsqueeze(1), bootstrap.unsqueeze(1), j).clamp_(0, n - 1)
+    lower = b.long()  # floor (b >= 0)
+    p_upper = probs * b.frac_()  # frac 0 when b is on an atom: all the mass to the lower (= that) atom
+    m = torch.zeros_like(probs).scatter_add_(1, lower, probs - p_upper)
+    return m.scatter_add_(1, (lower + 1).clamp_(max=n - 1), p_upper)
 
 
 def quantile_huber_loss(quantiles: torch.Tensor, targets: torch.Tensor, kappa: float = 1.0) -> torch.Tensor:

@@ -24,6 +24,20 @@ def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int | None = None, li
     return nn.Sequential(*layers)
 
 
+@torch.no_grad()
+def factorised_noise_(eps: Sequence[torch.Tensor], generator: torch.Generator | None = None) -> None:
+    """Refill each tensor of ``eps`` (one device and dtype) with ``f(e) = sign(e) sqrt(|e|)``,
+    ``e ~ N(0, 1)`` drawn from ``generator`` tensor by tensor in order; ``f`` by foreach kernels
+    (4 calls for all the tensors instead of 5 per tensor: the same values)."""
+    eps = list(eps)
+    for e in eps:
+        e.normal_(generator=generator)
+    signs = torch._foreach_sign(eps)
+    torch._foreach_abs_(eps)
+    torch._foreach_sqrt_(eps)
+    torch._foreach_mul_(eps, signs)
+
+
 class NoisyLinear(nn.Module):
     """A linear layer with factorised Gaussian noise on its weights (Fortunato et al., 2018):
     ``y = (mu_w + sigma_w * (f(e_out) f(e_in)^T)) x + mu_b + sigma_b * f(e_out)``, ``f(e) = sign(e)
@@ -49,18 +63,15 @@ class NoisyLinear(nn.Module):
         self.register_buffer("eps_out", torch.zeros(out_features))
         self.noise_on = True
 
-    @torch.no_grad()
     def reset_noise(self, generator: torch.Generator | None = None) -> None:
         """New noise ``f(e)`` for both factors, drawn from ``generator``."""
-        for eps in (self.eps_in, self.eps_out):
-            eps.normal_(generator=generator)
-            eps.copy_(eps.sign() * eps.abs().sqrt())
+        factorised_noise_([self.eps_in, self.eps_out], generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.noise_on:
             return nn.functional.linear(x, self.weight_mu, self.bias_mu)
-        weight = self.weight_mu + self.weight_sigma * torch.outer(self.eps_out, self.eps_in)
-        return nn.functional.linear(x, weight, self.bias_mu + self.bias_sigma * self.eps_out)
+        weight = torch.addcmul(self.weight_mu, self.weight_sigma, torch.outer(self.eps_out, self.eps_in))
+        return nn.functional.linear(x, weight, torch.addcmul(self.bias_mu, self.bias_sigma, self.eps_out))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
@@ -228,9 +239,10 @@ class QNetwork(nn.Module):
         return v + a - a.mean(dim=1, keepdim=True)
 
     def reset_noise(self, generator: torch.Generator | None = None) -> None:
-        """New noise in every :class:`NoisyLinear` layer (none without ``noisy``)."""
-        for layer in self.noisy_layers:
-            layer.reset_noise(generator)
+        """New noise in every :class:`NoisyLinear` layer (none without ``noisy``): each layer's
+        ``eps_in`` then ``eps_out``, layer by layer, from ``generator``."""
+        if self.noisy_layers:
+            factorised_noise_([e for layer in self.noisy_layers for e in (layer.eps_in, layer.eps_out)], generator)
 
     def set_noise(self, on: bool) -> None:
         """Noisy weights (``on``) or the mean weights in every :class:`NoisyLinear` layer."""
