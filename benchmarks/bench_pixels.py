@@ -13,7 +13,9 @@ Parts (``--part``, ``all`` runs each in turn):
              VecFrameStack 4), one torch thread each. The CNN-update floor: a bare Nature-CNN DQN
              update at batch 32 (bench_pixels.floor_update) times the updates per env step (1/4);
              fastrl's overhead above it (target <= 10%) and the ratio to SB3 (target >= 1.5x).
-             The bare env step and act are shown too, to say where the rest goes.
+             The bare env step and act are shown too, to say where the rest goes. fastrl also
+             runs with ``collectors=1`` (a collector process steps the env and acts on the other
+             core while the learner's one thread updates), in fp32 and with ``amp=bf16``.
   precision  time per DQN update at batch 32 (Nature CNN on uint8[4, 84, 84], MinAtar CNN on
              bool[10, 10, 4]) in fp32, fp32 + channels_last, bf16 autocast, bf16 + channels_last;
              medians, ratios to fp32. fastrl has no config knob for either yet: this says what one
