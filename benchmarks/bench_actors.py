@@ -22,10 +22,11 @@ import argparse
 import contextlib
 import os
 import statistics
-import threading
 import sys
 import tempfile
+import threading
 from pathlib import Path
+from typing import Any
 
 _HERE = str(Path(__file__).resolve().parent)
 sys.path.insert(0, _HERE)  # slow_env, for this process and its spawned children
@@ -148,7 +149,12 @@ def learning(a: argparse.Namespace) -> bool:
     )
     found: dict[str, list[float | None]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, sets in (("sequential", {}), ("4 collectors", {"collectors": 4, "collector_envs": 1})):
+        runs: list[tuple[str, dict[str, Any]]] = [("sequential", {})]
+        if a.four_envs:  # the same 4 env streams, sequential, and the same updates per env step
+            # (train_freq counts vector steps): separates the streams from the collectors
+            runs.append(("sequential, num_envs=4", {"num_envs": 4, "gradient_steps": 4 * base.gradient_steps}))
+        runs.append(("4 collectors", {"collectors": 4, "collector_envs": 1}))
+        for name, sets in runs:
             found[name] = []
             for seed in a.seeds:
                 cfg = with_overrides(base, {**sets, "seed": seed})
@@ -165,7 +171,9 @@ def learning(a: argparse.Namespace) -> bool:
     par = found["4 collectors"]
     reached = all(x is not None for x in par)
     within = reached and bool(seq) and all(min(seq) <= x <= max(seq) for x in par if x is not None)
-    print(f"\nsequential: {found['sequential']}\n4 collectors: {par}")
+    print("")
+    for name, steps in found.items():
+        print(f"{name}: {steps}")
     print(f"4 collectors reach 200 on {sum(x is not None for x in par)}/{len(par)} seeds "
           f"({'met' if reached else 'NOT met'}); within the sequential spread: {'yes' if within else 'no'}")
     return reached
@@ -181,6 +189,9 @@ def main() -> int:
     ap.add_argument("--pin", action="store_true", help="scaling: the learner alone on the first CPU (see Pinning)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--max-steps", type=int, default=300_000)
+    ap.add_argument("--four-envs", action="store_true",
+                    help="learning: also a sequential run with num_envs=4 and 4x gradient_steps (the 4 "
+                         "collectors' stream count, the same updates per env step)")
     a = ap.parse_args()
     ok = True
     if a.part in ("scaling", "all"):
