@@ -36,9 +36,7 @@ class ReplaySpec:
         rounded down to a multiple of the env count (each env's stream gets an equal share)."""
         n = int(getattr(env, "num_envs", 1))
         capacity = max(n, self.capacity // n * n)
-        kwargs: dict[str, Any] = {"seed": seed}
-        if self.terminated_next_observations != "keep":
-            kwargs["terminated_next_observations"] = self.terminated_next_observations
+        kwargs: dict[str, Any] = {"seed": seed, "terminated_next_observations": self.terminated_next_observations}
         if self.episode_returns_gamma is not None:
             kwargs["episode_returns_gamma"] = self.episode_returns_gamma
         if self.prioritized:

@@ -5,11 +5,12 @@ The learner keeps up to two calls in flight per actor (``DEPTH``): ``collect(upt
 until the actor has ``upto`` vector steps (at most a chunk past what was asked before, never past
 the learner's limit) and returns them; ``state()`` reports where it stands (a pause). An actor runs
 its calls one at a time, in the order they were sent, so while the learner takes one chunk the actor
-already steps the next, and the learner can look for chunks less often without idling the actor. Weights go through the object store,
-one ``ray.put`` per publish; a call carries the newest reference in a list, so Ray does not
-resolve it, and the actor fetches it only when its version is new. An actor that dies (its node
-lost, killed, its env raising) fails its call: :meth:`RayCollector.poll` raises
-:class:`CollectorError` and the learner restarts it, as it restarts a collector process.
+already steps the next, and the learner can look for chunks less often without idling the actor.
+Weights go through the object store, one ``ray.put`` per publish; a call carries the newest
+reference in a list, so Ray does not resolve it, and the actor fetches it only when its version is
+new. An actor that dies (its node lost, killed, its env raising) fails its call:
+:meth:`RayCollector.poll` raises :class:`CollectorError` and the learner restarts it, as it restarts
+a collector process.
 
 Ray is optional (the ``ray`` extra): it is imported inside functions.
 """
@@ -156,8 +157,7 @@ class RayCollector:
         # named, so a person (or a test) can find it: ray.util.list_named_actors()
         name = f"fastrl-{os.getpid()}-collector-{spec.index}-{next(_STARTS)}"
         self.actor = actor_cls.options(name=name, resources=resources).remote(cfg, algo, spec, start, chunk)
-        self.sent = int(start["iterations"])  # vector steps answered
-        self.asked = self.sent  # vector steps asked for (answered or in flight)
+        self.asked = int(start["iterations"])  # vector steps asked for (answered or in flight)
         self.inflight: deque[Any] = deque()  # calls in the order the actor runs them
         self.pause_at: int | None = None  # a pause requested: report once at this many steps
         self.pausing = False  # the state() call is in flight
@@ -218,9 +218,7 @@ class RayCollector:
             except self.ray.exceptions.RayError as e:
                 self.inflight.clear()
                 raise CollectorError(f"collector actor failed: {e}") from None
-            if msg[0] == "data":
-                self.sent = msg[1] + len(msg[2]["rewards"])
-            else:
+            if msg[0] == "paused":
                 self.pausing, self.paused = False, True
             msgs.append(msg)
         self._pump()
