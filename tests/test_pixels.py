@@ -15,7 +15,7 @@ from test_trainer import check_exact_resume
 
 from fastrl.agents.dqn import DQN, DQNConfig
 from fastrl.agents.nets import MinAtarCNN, NatureCNN, QNetwork, is_small_grid
-from fastrl.agents.presets import preset
+from fastrl.agents.presets import MINATAR_PAPER, preset
 from fastrl.config import ConfigError, with_overrides
 from fastrl.training import arcade
 from fastrl.training.envs import Replayable, make_env, make_vec_env
@@ -69,7 +69,10 @@ def test_presets_for_pixel_envs():
     for game in ("Breakout", "Freeway", "SpaceInvaders", "Asterix", "Seaquest"):
         c = preset("dqn", f"MinAtar/{game}-v1")
         assert (c.network, c.learning_rate, c.batch_size, c.target_update_interval) == ("minatar", 2.5e-4, 32, 1_000)
-        assert (c.epsilon_end, c.epsilon_duration, c.learning_starts, c.train_freq) == (0.1, 100_000, 5_000, 1)
+        assert (c.epsilon_end, c.epsilon_duration, c.learning_starts, c.train_freq) == (0.01, 100_000, 5_000, 1)
+        assert (c.double_dqn, c.n_step) == (True, 3)
+        paper = with_overrides(DQNConfig(), MINATAR_PAPER)  # the paper's settings, kept for the baseline
+        assert (paper.double_dqn, paper.n_step, paper.epsilon_end) == (False, 1, 0.1)
     assert preset("dqn", "CartPole-v1").frame_stack == 1
 
 
