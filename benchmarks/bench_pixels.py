@@ -20,9 +20,12 @@ Parts (``--part``, ``all`` runs each in turn):
              bool[10, 10, 4]) in fp32, fp32 + channels_last, bf16 autocast, bf16 + channels_last;
              medians, ratios to fp32. fastrl has no config knob for either yet: this says what one
              would gain on this CPU.
-  vecenv     env steps/s with random actions, num_envs 2, 4, 8: ale-py's native AtariVectorEnv
-             (C++ threads, its own preprocessing and 4-frame stack) vs gymnasium's AsyncVectorEnv
-             of fastrl's preprocessed ALE/Breakout-v5 (frame_stack=4).
+  vecenv     env steps/s with random actions, num_envs ``--envs`` (2, 4, 8), ``--seconds`` each:
+             ale-py's native AtariVectorEnv alone (C++ threads, its own preprocessing and 4-frame
+             stack), fastrl's vector_mode=ale (the same behind fastrl's adapter: frame stacks,
+             final observations, lost lives, scores; what the trainer steps), and gymnasium's
+             SyncVectorEnv and AsyncVectorEnv of fastrl's preprocessed ALE/Breakout-v5
+             (frame_stack=4, lost lives terminal, clipped rewards: vector_mode=sync and async).
   minatar    fastrl's MinAtar presets, per seed: Breakout-v1 until the last 100 training episodes'
              mean return >= 10 (at most 500k steps), Freeway-v1 to 50 (at most 1M); steps to the
              threshold and wall time. ``--sb3``: SB3 DQN on MinAtar Breakout with the paper's
@@ -39,7 +42,7 @@ Parts (``--part``, ``all`` runs each in turn):
 
     python benchmarks/bench_pixels.py --part replay|atari|precision|vecenv|minatar|all [--quick]
         [--steps 20000] [--learning-starts 5000] [--seeds 0 1 2] [--games Breakout Freeway] [--sb3]
-        [--sb3-steps 1000000] [--set KEY=VALUE] [--out bench_out]
+        [--sb3-steps 1000000] [--set KEY=VALUE] [--envs 2 4 8] [--seconds 10] [--out bench_out]
     python benchmarks/bench_pixels.py --compare bench_out/a/minatar_curves.csv bench_out/b/minatar_curves.csv
 """
 
@@ -70,7 +73,7 @@ from fastrl.agents.nets import QNetwork, adam, clear_grads_, clip_grads_, step_ 
 from fastrl.agents.presets import preset  # noqa: E402
 from fastrl.config import parse_assignments, with_overrides  # noqa: E402
 from fastrl.training import arcade  # noqa: E402
-from fastrl.training.envs import make_env  # noqa: E402
+from fastrl.training.envs import make_env, make_vec_env  # noqa: E402
 from fastrl.training.trainer import Trainer  # noqa: E402
 
 torch.set_num_threads(1)
@@ -310,30 +313,37 @@ def part_precision(args: argparse.Namespace) -> None:
 def part_vecenv(args: argparse.Namespace) -> None:
     from ale_py.vector_env import AtariVectorEnv
 
-    steps = 100 if args.quick else 2_000
-    counts = (2, 4) if args.quick else (2, 4, 8)
-    print(f"## vecenv: Breakout, random actions, {steps} vector steps per measure (median of 3)\n")
-    print("| num_envs | ale-py AtariVectorEnv | gymnasium AsyncVectorEnv (fastrl's env) | ratio |")
-    print("|---:|---:|---:|---:|")
+    seconds = 1.0 if args.quick else args.seconds
+    counts = (2, 4) if args.quick else tuple(args.envs)
+    chunk = 100  # vector steps per timed chunk; the rate is the median over the chunks of a measure
+    print(f"## vecenv: ALE/Breakout-v5, frame_stack 4, lost lives terminal, random actions, about {seconds:g} s "
+          f"per measure (median of {chunk}-step chunks)\n")
+    print("| num_envs | ale-py AtariVectorEnv | fastrl vector_mode=ale | gymnasium SyncVectorEnv (fastrl's chain) "
+          "| gymnasium AsyncVectorEnv (fastrl's chain) | ale / async | ale / sync |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
 
     def rate(envs: Any) -> float:
         envs.reset(seed=0)
-        out = []
-        for _ in range(3):
+        rng, out, start = np.random.default_rng(0), [], time.perf_counter()
+        for _ in range(5):  # warm up
+            envs.step(rng.integers(envs.single_action_space.n, size=envs.num_envs))
+        while time.perf_counter() - start < seconds or len(out) < 3:
+            actions = rng.integers(envs.single_action_space.n, size=(chunk, envs.num_envs))
             t0 = time.perf_counter()
-            for _ in range(steps):
-                envs.step(envs.action_space.sample())
-            out.append(steps * envs.num_envs / (time.perf_counter() - t0))
+            for a in actions:
+                envs.step(a)
+            out.append(chunk * envs.num_envs / (time.perf_counter() - t0))
         envs.close()
         return statistics.median(out)
 
-    def one() -> gym.Env:
-        return make_env("ALE/Breakout-v5", frame_stack=4, life_loss_terminal=True, clip_rewards=True)
-
+    opts = {"life_loss_terminal": True, "clip_rewards": True}
     for n in counts:
-        native = rate(AtariVectorEnv("breakout", n, episodic_life=True, reward_clipping=True, use_fire_reset=True))
-        gymv = rate(gym.vector.AsyncVectorEnv([one] * n, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
-        print(f"| {n} | {native:,.0f} | {gymv:,.0f} | {native / gymv:.2f}x |")
+        native = rate(AtariVectorEnv("breakout", n, life_loss_info=True, reward_clipping=True, use_fire_reset=True,
+                                     repeat_action_probability=0.0))
+        ale = rate(make_vec_env("ALE/Breakout-v5", n, "ale", 0, 4, **opts))
+        sync = rate(make_vec_env("ALE/Breakout-v5", n, "sync", 0, 4, **opts))
+        asyn = rate(make_vec_env("ALE/Breakout-v5", n, "async", 0, 4, **opts))
+        print(f"| {n} | {native:,.0f} | {ale:,.0f} | {sync:,.0f} | {asyn:,.0f} | {ale / asyn:.2f}x | {ale / sync:.2f}x |")
     print()
 
 
@@ -533,6 +543,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="instead of running: compare the Breakout curves in these minatar_curves.csv files")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="minatar: a config field over fastrl's preset (repeatable), to try other settings")
+    p.add_argument("--envs", type=int, nargs="+", default=[2, 4, 8], help="vecenv: num_envs measured")
+    p.add_argument("--seconds", type=float, default=10.0, help="vecenv: seconds per measure")
     p.add_argument("--out", default="bench_out", help="folder for minatar_curves.csv")
     args = p.parse_args(argv)
     if args.compare:

@@ -369,15 +369,16 @@ def test_replayable_records_lost_life_resets():
     other.close()
 
 
-@pytest.mark.parametrize("max_steps", [1, 3])
-def test_ale_episodes_ending_inside_the_stack_are_stored_apart(tmp_path, max_steps):
+@pytest.mark.parametrize("max_steps,vector_mode", [(1, "sync"), (3, "sync"), (1, "ale"), (3, "ale")])
+def test_ale_episodes_ending_inside_the_stack_are_stored_apart(tmp_path, max_steps, vector_mode):
     """ALE Asterix (no FIRE; things move at every step, so frames tell steps and games apart)
-    through the trainer's rollout with 1- and 3-step games (frame_stack=4, two streams): the
-    buffer's stacks are the env's, and a stack at step t of an episode holds only that episode's
-    frames (positions before its first frame repeat it)."""
+    through the trainer's rollout with 1- and 3-step games (frame_stack=4, two streams), from the
+    gymnasium chain and from ale-py's native vector env: the buffer's stacks are the env's, and a
+    stack at step t of an episode holds only that episode's frames (positions before its first
+    frame repeat it)."""
     needs_ale()
     cfg = _tiny_pixels("ALE/Asterix-v5", frame_stack=4, num_envs=2, total_steps=60, learning_starts=20,
-                       buffer_size=40, max_episode_steps=max_steps)
+                       buffer_size=40, max_episode_steps=max_steps, vector_mode=vector_mode)
     t = Trainer(cfg, run_dir=tmp_path / "run", **quiet())
     seen = []  # per vector step: (obs stacks, next obs stacks, done), as the rollout gave them
     extend = t.buffer.extend

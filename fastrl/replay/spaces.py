@@ -92,7 +92,12 @@ def schema_from_env(env: Any) -> dict[str, Any]:
 
 def frame_stack_of(env: Any) -> tuple[int, str] | None:
     """``(stack_size, padding_type)`` of the ``FrameStackObservation`` wrapping ``env`` (or the first
-    sub-env of a ``SyncVectorEnv``), None when there is none to be found."""
+    sub-env of a ``SyncVectorEnv``), None when there is none to be found. An env that stacks frames
+    itself as that wrapper does says so in its attribute ``fastrl_frame_stack`` (the same pair, e.g.
+    ale-py's native vector env in :mod:`fastrl.training.ale_vector`)."""
+    own = getattr(env, "fastrl_frame_stack", None)
+    if own is not None:
+        return int(own[0]), str(own[1])
     frame_stack = _gym_class("gymnasium.wrappers", "FrameStackObservation")
     if frame_stack is None:
         return None

@@ -28,6 +28,11 @@ games and the game's score. Evaluation envs are made without life-loss terminals
 evaluation episode is a full game and its return the score. Rewards earned inside a reset (the FIRE
 steps) are not counted; they are zero in the games that need FIRE.
 
+``vector_mode="ale"`` steps ALE games in ale-py's native vector env instead (C++ threads, its own
+preprocessing), with the learning signals and books above: :mod:`fastrl.training.ale_vector` (its
+docstring lists how it differs from this chain: FIRE once at a reset and none after a lost life,
+among others).
+
 MinAtar (:func:`make_minatar`): ``gym.make``, :class:`FreshStickyAction` (a game's first sticky
 action repeats NOOP, not the last game's last action) and :class:`SeedEveryReset` (MinAtar keeps
 its own ``RandomState``, seeded only when ``reset`` is given a seed). Observations are

@@ -1,7 +1,9 @@
-"""Environment construction, exact env-state capture for resume, and parallel greedy evaluation."""
+"""Environment construction (single envs; gymnasium's vector envs, or ale-py's native one for ALE games),
+exact env-state capture for resume, and parallel greedy evaluation."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +12,7 @@ import numpy as np
 
 from fastrl.config import ConfigError
 from fastrl.training import arcade
+from fastrl.training.ale_vector import AleVectorEnv
 
 
 def make_env(
@@ -138,7 +141,20 @@ def make_vec_env(
     clip_rewards: bool = False,
 ) -> gym.vector.VectorEnv:
     """A vector env with ``AutoresetMode.SAME_STEP`` (so ``infos["final_obs"]`` holds true final
-    observations) whose sub-envs are :class:`Replayable` (see :func:`make_env` for the options)."""
+    observations). ``mode``: ``"sync"`` (``SyncVectorEnv``) or ``"async"`` (``AsyncVectorEnv``, a
+    subprocess per env) of :class:`Replayable` sub-envs (see :func:`make_env` for the options), or
+    ``"ale"`` for ALE games: ale-py's native vector env behind the same interface
+    (:class:`fastrl.training.ale_vector.AleVectorEnv`; its games are not replayable, see
+    :func:`restore_env_states`)."""
+    if mode == "ale":
+        return AleVectorEnv(
+            env_id,
+            num_envs,
+            max_episode_steps,
+            frame_stack,
+            life_loss_terminal=life_loss_terminal,
+            clip_rewards=clip_rewards,
+        )
 
     def one() -> gym.Env:
         return make_env(
@@ -154,12 +170,35 @@ def make_vec_env(
     return cls([thunk] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
+FRESH_GAMES = (
+    "the saved env states cannot be replayed (a vector_mode=ale run: ale-py's games are not saved), "
+    "so the resumed envs start new games (seeded from the checkpoint): each env stream's last stored "
+    "step is followed in the replay by a new game's first step with no episode end between them, so "
+    "the next frame_stack - 1 stacks and n_step - 1 n-step sums of that stream mix the two games"
+)
+
+
 def env_states(envs: Any) -> list[dict[str, Any]]:
+    """Each sub-env's record for :func:`restore_env_states` (:meth:`Replayable.fastrl_state`; for
+    :class:`~fastrl.training.ale_vector.AleVectorEnv`, records that restart fresh games)."""
+    if isinstance(envs, AleVectorEnv):
+        return envs.fastrl_states()
     return list(envs.call("fastrl_state"))
 
 
+def replays_exactly(envs: Any, states: list[dict[str, Any]]) -> bool:
+    """:func:`restore_env_states` rebuilds the saved states (not: a native ALE vector env, or
+    records of one, which start new games)."""
+    return not isinstance(envs, AleVectorEnv) and not any(s.get("fresh") for s in states)
+
+
 def restore_env_states(envs: Any, states: list[dict[str, Any]]) -> np.ndarray:
-    """Rebuild every sub-env's state; returns the stacked current observations."""
+    """Rebuild every sub-env's state; returns the stacked current observations. Where that cannot
+    be done (:func:`replays_exactly` is False) the envs start new games, with a warning."""
+    if not replays_exactly(envs, states):
+        warnings.warn(FRESH_GAMES, stacklevel=2)
+    if isinstance(envs, AleVectorEnv):
+        return envs.fastrl_restore(states)
     envs.set_attr("fastrl_pending", list(states))
     return np.stack(envs.call("fastrl_restore"))
 

@@ -27,7 +27,7 @@ from fastrl.config import ConfigError, to_dict
 from fastrl.training import checkpoint
 from fastrl.training.concurrent import train_concurrent
 from fastrl.training.device import resolve_device
-from fastrl.training.envs import env_states, evaluate, make_env, make_vec_env, restore_env_states
+from fastrl.training.envs import env_states, evaluate, make_env, make_vec_env, replays_exactly, restore_env_states
 from fastrl.training.logger import Logger, MetricMeans
 from fastrl.training.plots import plot_runs
 from fastrl.training.rollout import env_step
@@ -334,6 +334,7 @@ class Trainer:
                 )
             self.saved_env_states = list(t["env_states"])
             self.saved_collectors = list(t.get("collectors") or []) or None
+            exact = replays_exactly(self.envs, t["env_states"])  # else new games (warned)
             obs = restore_env_states(self.envs, t["env_states"])
             saved_obs = t["obs"].numpy()
         except (KeyError, TypeError, AttributeError) as e:
@@ -341,7 +342,7 @@ class Trainer:
         threshold = self.cfg.solved_threshold
         if self.state.solved and threshold is not None and self.state.best_eval < threshold:
             self.state.solved = False  # resumed with a higher bar: keep training
-        if not np.array_equal(obs, saved_obs):
+        if exact and not np.array_equal(obs, saved_obs):
             warnings.warn(
                 "resumed envs did not reproduce the saved observations (non-deterministic env?); "
                 "continuing from the saved observations",
