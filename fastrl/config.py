@@ -39,13 +39,13 @@ class TrainConfig:
     """Torch device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps."""
     num_envs: int = 1
     """Parallel training envs (a gymnasium vector env)."""
-    vector_mode: Literal["sync", "async", "ale"] = "sync"
-    """sync: envs step in this process; async: one subprocess per env; ale (ALE/<Game>-v5 ids only):
-    ale-py's native vector env, the games stepped by C++ threads, the fast choice for ALE games with
-    num_envs > 1 (about 3x the env steps/s of sync or async on one core: benchmarks/bench_pixels.py
+    vector_mode: Literal["auto", "sync", "async", "ale"] = "auto"
+    """auto: ale for ALE games with num_envs > 1, else sync; sync: envs step in this process; async: one
+    subprocess per env; ale (ALE/<Game>-v5 ids only): ale-py's native vector env, the games stepped by
+    C++ threads, about 3x the env steps/s of sync or async on one core (benchmarks/bench_pixels.py
     --part vecenv), with the same preprocessing, learning signals and books except FIRE once at a
-    reset and none after a lost life (see fastrl/training/ale_vector.py). Not the default: its games
-    are not saved, so a resume starts new games (with a warning) instead of an exact resume."""
+    reset and none after a lost life (see fastrl/training/ale_vector.py). Its games are not saved: a
+    resume starts new games (with a warning) where sync and async resume exactly; set sync for that."""
     max_episode_steps: int = 0
     """Episode step limit (truncation); 0 keeps the env's own limit."""
     frame_stack: int = 1

@@ -12,7 +12,7 @@ from fastrl.agents.dqn import DQNConfig
 from fastrl.config import ConfigError, with_overrides
 from fastrl.training import arcade
 from fastrl.training.ale_vector import AleVectorEnv, ale_game
-from fastrl.training.envs import env_states, make_vec_env, replays_exactly, restore_env_states
+from fastrl.training.envs import env_states, make_vec_env, replays_exactly, resolve_vector_mode, restore_env_states
 from fastrl.training.rollout import game_books
 from fastrl.training.trainer import Trainer
 
@@ -204,6 +204,17 @@ def test_vector_mode_ale_needs_an_ale_game():
     with pytest.raises(ConfigError, match="must be one of"):
         with_overrides(DQNConfig(), {"vector_mode": "native"})
     DQNConfig(env_id="ALE/Breakout-v5", vector_mode="ale").check()
+
+
+def test_auto_vector_mode_is_ale_for_several_ale_games_only():
+    assert DQNConfig().vector_mode == "auto"
+    assert resolve_vector_mode("auto", "ALE/Breakout-v5", 2) == "ale"
+    assert resolve_vector_mode("auto", "ALE/Breakout-v5", 1) == "sync"  # one game: the exactly resumable chain
+    assert resolve_vector_mode("auto", "CartPole-v1", 4) == "sync"
+    assert resolve_vector_mode("async", "ALE/Breakout-v5", 4) == "async"
+    envs = make_vec_env("ALE/Pong-v5", 2, "auto", 0, 4)
+    assert isinstance(envs, AleVectorEnv)
+    envs.close()
 
 
 def test_trainer_with_ale_vector_mode(tmp_path):

@@ -130,10 +130,18 @@ class Replayable(gym.Wrapper):
         return obs
 
 
+def resolve_vector_mode(mode: str, env_id: str, num_envs: int) -> str:
+    """``vector_mode`` as built: ``"auto"`` is ale-py's native vector env for ALE games with more than
+    one env (the fastest here), else ``"sync"``."""
+    if mode != "auto":
+        return mode
+    return "ale" if arcade.family(env_id) == "atari" and num_envs > 1 else "sync"
+
+
 def make_vec_env(
     env_id: str,
     num_envs: int = 1,
-    mode: str = "sync",
+    mode: str = "auto",
     max_episode_steps: int = 0,
     frame_stack: int = 1,
     *,
@@ -145,7 +153,8 @@ def make_vec_env(
     subprocess per env) of :class:`Replayable` sub-envs (see :func:`make_env` for the options), or
     ``"ale"`` for ALE games: ale-py's native vector env behind the same interface
     (:class:`fastrl.training.ale_vector.AleVectorEnv`; its games are not replayable, see
-    :func:`restore_env_states`)."""
+    :func:`restore_env_states`); ``"auto"``: ``"ale"`` for ALE games with ``num_envs > 1``, else ``"sync"``."""
+    mode = resolve_vector_mode(mode, env_id, num_envs)
     if mode == "ale":
         return AleVectorEnv(
             env_id,
