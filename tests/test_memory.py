@@ -536,3 +536,56 @@ def test_auto_layout_stores_pixels_once_and_small_vectors_twice():
     assert ReplayBuffer(8, observation_shape=(8,), seed=0).store_next_observations
     assert not ReplayBuffer(8, observation_shape=(8,), store_next_observations=False, seed=0).store_next_observations
 
+
+
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_one_step_stacks_are_views_of_one_window_array(prioritized):
+    """sample() copies k + 1 frames per row: observations = w[:, :k], next_observations = w[:, 1:]
+    of one window array, with the values of the per-stack gather (get); n-step and sample_into
+    batches stay separate contiguous arrays with the same values."""
+    cls = PrioritizedReplayBuffer if prioritized else ReplayBuffer
+    k, shape = 4, (3, 5)
+    buf = cls(40, observation_shape=shape, observation_dtype=np.uint8, num_envs=2, seed=1, frame_stack=k)
+    rng = np.random.default_rng(0)
+    start = [None, None]
+    obs, nxt, te, tr = env_like_rows(rng, 60, 2, shape, np.uint8, start, p_jump=0.2)
+    buf.extend(obs, np.zeros(120, np.int64), np.ones(120, np.float32), nxt, te, tr)
+    b = buf.sample(64)
+    frame = int(np.prod(shape))
+    assert b.next_observations.data_ptr() == b.observations.data_ptr() + frame
+    assert b.observations.stride() == ((k + 1) * frame, frame, shape[1], 1) == b.next_observations.stride()
+    assert not b.observations.is_contiguous()
+    shared = b.next_observations[:, : k - 1]  # the same memory as observations[:, 1:]
+    assert shared.data_ptr() == b.observations[:, 1:].data_ptr() and shared.stride() == b.observations[:, 1:].stride()
+    assert torch.equal(shared, b.observations[:, 1:])
+    got = buf.get(b.indices.numpy())
+    assert np.array_equal(got["observations"], b.observations.numpy())
+    assert np.array_equal(got["next_observations"], b.next_observations.numpy())
+    # one full row of the window is k + 1 distinct reads: padding and episode ends included
+    assert any(bool(b.terminated[j]) or bool(b.truncated[j]) for j in range(64))
+    n = buf.sample(64, n_step=3, gamma=0.9)
+    assert n.observations.is_contiguous() and n.next_observations.is_contiguous()
+    assert n.next_observations.data_ptr() != n.observations.data_ptr() + frame
+    out = buf.sample_into(buf.empty_batch(16))
+    assert out.observations.is_contiguous()
+    assert np.array_equal(buf.get(out.indices.numpy())["next_observations"], out.next_observations.numpy())
+
+
+def test_overlapping_observation_outputs_are_refused_and_change_nothing():
+    """A next_observations output one frame after the observations' would read as a window
+    request: sample_into refuses it before drawing anything."""
+    k, shape = 4, (2, 3)
+    buf = ReplayBuffer(20, observation_shape=shape, observation_dtype=np.uint8, seed=3, frame_stack=k)
+    twin = ReplayBuffer(20, observation_shape=shape, observation_dtype=np.uint8, seed=3, frame_stack=k)
+    for t in range(25):
+        for b in (buf, twin):
+            b.add(np.full(shape, t, np.uint8), 0, 1.0, np.full(shape, t + 1, np.uint8), t % 7 == 6, False)
+    out = buf.empty_batch(8)
+    frame = int(np.prod(shape))
+    block = torch.zeros(8 * k * frame + frame, dtype=torch.uint8)
+    bad = out._replace(observations=block[: 8 * k * frame].view(8, k, *shape),
+                       next_observations=block[frame:].view(8, k, *shape))
+    with pytest.raises(ValueError, match="observations out and next_observations out overlap"):
+        buf.sample_into(bad)
+    assert not block.any()
+    assert torch.equal(buf.sample(8).indices, twin.sample(8).indices)  # the generator did not move

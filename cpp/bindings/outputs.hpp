@@ -118,9 +118,15 @@ struct Parts {
 };
 
 // Fresh arrays for `batch` rows in one pooled block (64-byte aligned pieces); points `out` at them.
+// Stacked observations (1-step): observations and next_observations are two views of one
+// [batch, k + 1, ...] array of frame windows (see ReplayBuffer::is_window).
 inline py::tuple fresh_outputs(const ReplayBuffer& b, std::int64_t batch, Parts parts, BatchOut& out) {
   check_batch_size(batch);
   const auto& specs = b.sample_specs();
+  constexpr std::size_t kObs = ReplayBuffer::kObs, kNext = ReplayBuffer::kNextObs;
+  const auto k = static_cast<std::size_t>(b.observation_store().frame_stack());
+  const bool window = !out.nstep && k > 1 && specs.size() > kNext;
+  const std::size_t frame = b.observation_store().frame_bytes();
   const std::size_t nb = static_cast<std::size_t>(batch);
   std::size_t total = 0;
   auto piece = [&](std::size_t bytes) {
@@ -131,8 +137,11 @@ inline py::tuple fresh_outputs(const ReplayBuffer& b, std::int64_t batch, Parts 
   };
   const std::size_t ids_at = parts.ids ? piece(nb * 8) : 0, w_at = parts.weights ? piece(nb * 4) : 0;
   std::array<std::size_t, ReplayBuffer::kMaxFields> at{};
-  for (std::size_t f = 0; f < specs.size(); ++f)
-    at[f] = piece(nb * static_cast<std::size_t>(specs[f].numel()) * dtype_size(out.dtype(b, f)));
+  for (std::size_t f = 0; f < specs.size(); ++f) {
+    if (window && f == kObs) at[f] = piece(nb * (k + 1) * frame);
+    else if (window && f == kNext) at[f] = at[kObs] + frame;
+    else at[f] = piece(nb * static_cast<std::size_t>(specs[f].numel()) * dtype_size(out.dtype(b, f)));
+  }
   const bool with_discounts = parts.discounts && out.nstep;
   const std::size_t d_at = with_discounts ? piece(nb * dtype_size(b.nstep_dtype())) : 0;
   py::capsule block = BlockPool::get().take(total);
@@ -141,16 +150,28 @@ inline py::tuple fresh_outputs(const ReplayBuffer& b, std::int64_t batch, Parts 
     return py::array(to_numpy_dtype(t), shape, p, block);
   };
   py::tuple result(parts.ids + parts.weights + specs.size() + parts.discounts);
-  std::size_t k = 0;
-  if (parts.ids) result[k++] = array(DType::Int64, {batch}, out.ids = reinterpret_cast<std::int64_t*>(base + ids_at));
-  if (parts.weights) result[k++] = array(DType::Float32, {batch}, out.weights = reinterpret_cast<float*>(base + w_at));
+  std::size_t i = 0;
+  if (parts.ids) result[i++] = array(DType::Int64, {batch}, out.ids = reinterpret_cast<std::int64_t*>(base + ids_at));
+  if (parts.weights) result[i++] = array(DType::Float32, {batch}, out.weights = reinterpret_cast<float*>(base + w_at));
   for (std::size_t f = 0; f < specs.size(); ++f) {
     std::vector<py::ssize_t> shape{batch};
     shape.insert(shape.end(), specs[f].shape.begin(), specs[f].shape.end());
-    result[k++] = array(out.dtype(b, f), shape, out.fields[f] = base + at[f]);
+    out.fields[f] = base + at[f];
+    if (window && (f == kObs || f == kNext)) {  // C strides, but rows k + 1 frames apart
+      std::vector<py::ssize_t> strides(shape.size());
+      py::ssize_t step = static_cast<py::ssize_t>(dtype_size(out.dtype(b, f)));
+      for (std::size_t d = shape.size(); d-- > 0;) {
+        strides[d] = step;
+        step *= shape[d];
+      }
+      strides[0] = static_cast<py::ssize_t>((k + 1) * frame);
+      result[i++] = py::array(to_numpy_dtype(out.dtype(b, f)), shape, strides, out.fields[f], block);
+    } else {
+      result[i++] = array(out.dtype(b, f), shape, out.fields[f]);
+    }
   }
-  if (with_discounts) result[k++] = array(b.nstep_dtype(), {batch}, out.ns.discounts = base + d_at);
-  else if (parts.discounts) result[k++] = py::none();
+  if (with_discounts) result[i++] = array(b.nstep_dtype(), {batch}, out.ns.discounts = base + d_at);
+  else if (parts.discounts) result[i++] = py::none();
   return result;
 }
 
@@ -172,6 +193,10 @@ inline void caller_outputs(const ReplayBuffer& b, std::int64_t batch, py::handle
     if (!outs[f].is_none())
       out.fields[f] =
           checked_out_array(outs[f], out.dtype(b, f), specs[f].shape, batch, where + specs[f].name + " out");
+  // A next_observations output one frame after the observations' would read as a frame-window
+  // request (ReplayBuffer::is_window): two overlapping arrays, refused
+  if (b.is_window(out.fields.data()))
+    throw py::value_error(where + "observations out and next_observations out overlap");
   if (out.nstep && !discounts.is_none())
     out.ns.discounts = checked_out_array(discounts, b.nstep_dtype(), {}, batch, where + "discounts out");
 }

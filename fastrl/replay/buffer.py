@@ -418,7 +418,9 @@ class ReplayBuffer:
 
         On CPU the tensors wrap the arrays C++ allocated and filled (zero-copy). With a CUDA
         ``device`` the batch is gathered into pinned host memory and copied with
-        ``non_blocking=True``. O(batch_size), independent of capacity.
+        ``non_blocking=True``. O(batch_size), independent of capacity. With ``frame_stack > 1`` a
+        one-step CPU batch's observations and next observations are two views of one array of
+        k + 1-frame windows (see :class:`Batch`).
 
         n-step targets: with ``gamma`` given, each sampled start contributes the discounted sum
         of up to ``n_step`` rewards of its own env stream. Summing stops after a terminated step

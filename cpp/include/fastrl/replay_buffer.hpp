@@ -35,6 +35,10 @@
 // stream's next row (exceptions kept aside); with frame_stack = k the observations field holds
 // single frames and observations / next_observations are sampled as stacks of k (sample_specs()).
 // Every read equals what the full layout returns, and the same ids are drawn.
+// Frame windows: with k > 1, outs[kNextObs] == outs[kObs] + one frame asks for both as views of
+// one [B, k + 1, ...] array (row i at outs[kObs] + i (k + 1) frame bytes; see is_window), which
+// copies k + 1 frames per row instead of 2k. 1-step only: an n-step next stack is not the
+// observation stack shifted by one.
 //
 // Storage. Each field's zero-filled storage comes from StorageOptions::allocate (calloc when
 // null), e.g. regions of a memory-mapped file (mapped_file.hpp).
@@ -254,6 +258,7 @@ class ReplayBuffer {
   void sample(std::int64_t batch_size, bool replace, std::int64_t* ids, void* const* outs,
               bool require_return = false, const NStep* nstep = nullptr) {
     if (nstep) nstep->check();
+    check_window(outs, nstep);
     if (require_return && !has_episode_returns())
       throw std::invalid_argument("require_return needs a buffer built with episode_returns_gamma");
     std::lock_guard<std::mutex> g(mu_);
@@ -275,11 +280,19 @@ class ReplayBuffer {
                    const NStep* nstep = nullptr) {
     check_batch_size(batch_size);
     if (nstep) nstep->check();
+    check_window(outs, nstep);
     std::lock_guard<std::mutex> g(mu_);
     if (total_ == 0) throw std::invalid_argument("cannot sample from an empty buffer");
     slots_.resize(static_cast<std::size_t>(batch_size));
     draw(rng_, ring_locked(), ids, slots_.data());
     if (outs) gather_batch_locked(ids, batch_size, outs, nstep);
+  }
+
+  // Whether outs asks for frame windows (see the header comment): stacked observations, and the
+  // next observations' output one frame after the observations'.
+  bool is_window(const void* const* outs) const {
+    return outs && obs_.frame_stack() > 1 && specs_.size() > kNextObs && outs[kObs] &&
+           outs[kNextObs] == static_cast<const std::uint8_t*>(outs[kObs]) + obs_.frame_bytes();
   }
 
   // Runs f(ring) under the lock and returns its result.
@@ -293,6 +306,7 @@ class ReplayBuffer {
   // outs[kRewards] has nstep_dtype()).
   void gather_nstep(const std::int64_t* ids, std::int64_t n, const NStep& nstep, void* const* outs) const {
     nstep.check();
+    check_window(outs, &nstep);
     std::lock_guard<std::mutex> g(mu_);
     ring_locked().check_live(ids, n);
     to_slots_locked(ids, n);
@@ -348,11 +362,18 @@ class ReplayBuffer {
     return detail::visit_dtype(t, [&](auto z) { return static_cast<double>(static_cast<const decltype(z)*>(base)[i]); });
   }
 
+  void check_window(const void* const* outs, const NStep* nstep) const {
+    if (nstep && is_window(outs))
+      throw std::invalid_argument("frame windows (observations and next_observations as one array) are 1-step only");
+  }
+
   // The fields of a batch whose ids are in `ids` and their slots in slots_, into the non-null outs.
   void gather_batch_locked(const std::int64_t* ids, std::int64_t b, void* const* outs, const NStep* nstep) const {
     if (nstep) return gather_nstep_locked(ids, b, *nstep, outs);
+    const bool window = is_window(outs);
+    if (window) obs_.gather_windows(row_storage_locked(), ids, slots_.data(), b, static_cast<std::uint8_t*>(outs[kObs]));
     for (std::size_t f = 0; f < specs_.size(); ++f)
-      if (outs[f]) gather_field_locked(f, ids, slots_.data(), b, outs[f]);
+      if (outs[f] && !(window && (f == kObs || f == kNextObs))) gather_field_locked(f, ids, slots_.data(), b, outs[f]);
   }
 
   // n-step targets of ids (their slots in slots_); see nstep.hpp.
