@@ -251,3 +251,39 @@ def test_trainer_with_ale_vector_mode(tmp_path):
     r = t.train()
     assert r.env_steps == 240 and t.agent.updates == 71
     t.close()
+
+
+def test_collector_process_steps_ale_games(tmp_path):
+    """collectors=1 builds the native vector env in the collector process: its chunks land in the
+    buffer as stacked frames stored once, with lost lives / capped games and clipped rewards."""
+    cfg = DQNConfig(
+        env_id="ALE/Breakout-v5",
+        vector_mode="ale",
+        collectors=1,
+        collector_envs=2,
+        num_envs=2,
+        frame_stack=4,
+        total_steps=200,
+        learning_starts=100,
+        buffer_size=200,
+        batch_size=8,
+        target_update_interval=50,
+        eval_every=0,
+        eval_episodes=1,
+        max_episode_steps=60,
+        checkpoint_every=0,
+        device="cpu",
+    )
+    t = Trainer(cfg, run_dir=tmp_path / "run", progress=False, tensorboard=False)
+    try:
+        r = t.train()
+        assert r.env_steps == 200 and r.episodes >= 1 and t.concurrent_stats["restarts"] == 0
+        arrays = t.buffer.state_dict()["arrays"]
+        assert arrays["observations"].shape == (200, 84, 84)  # frames stored once
+        assert arrays["truncated"].any() and set(np.unique(arrays["rewards"])) <= {0.0, 1.0}
+        b = t.buffer.sample(16)  # frame windows over the collector's streams
+        got = t.buffer.get(b.indices.numpy())
+        assert np.array_equal(got["next_observations"], b.next_observations.numpy())
+        assert b.observations.shape == (16, 4, 84, 84) and b.observations.any()
+    finally:
+        t.close()
