@@ -217,23 +217,18 @@ def test_auto_vector_mode_is_ale_for_several_ale_games_only():
     envs.close()
 
 
+def short_breakout_run(**over: object) -> DQNConfig:
+    """200 steps of Breakout on 2 native-vector envs, learning from step 100, games capped at 60 steps."""
+    return DQNConfig(**{
+        "env_id": "ALE/Breakout-v5", "vector_mode": "ale", "num_envs": 2, "frame_stack": 4, "total_steps": 200,
+        "learning_starts": 100, "buffer_size": 200, "batch_size": 8, "target_update_interval": 50,
+        "eval_every": 0, "eval_episodes": 1, "max_episode_steps": 60, "checkpoint_every": 0, "device": "cpu",
+        **over,
+    })
+
+
 def test_trainer_with_ale_vector_mode(tmp_path):
-    cfg = DQNConfig(
-        env_id="ALE/Breakout-v5",
-        vector_mode="ale",
-        num_envs=2,
-        frame_stack=4,
-        total_steps=200,
-        learning_starts=100,
-        buffer_size=200,
-        batch_size=8,
-        target_update_interval=50,
-        eval_every=0,
-        eval_episodes=1,
-        max_episode_steps=60,
-        checkpoint_every=0,
-        device="cpu",
-    )
+    cfg = short_breakout_run()
     t = Trainer(cfg, run_dir=tmp_path / "run", progress=False, tensorboard=False)
     assert isinstance(t.envs, AleVectorEnv)
     r = t.train()
@@ -256,24 +251,7 @@ def test_trainer_with_ale_vector_mode(tmp_path):
 def test_collector_process_steps_ale_games(tmp_path):
     """collectors=1 builds the native vector env in the collector process: its chunks land in the
     buffer as stacked frames stored once, with lost lives / capped games and clipped rewards."""
-    cfg = DQNConfig(
-        env_id="ALE/Breakout-v5",
-        vector_mode="ale",
-        collectors=1,
-        collector_envs=2,
-        num_envs=2,
-        frame_stack=4,
-        total_steps=200,
-        learning_starts=100,
-        buffer_size=200,
-        batch_size=8,
-        target_update_interval=50,
-        eval_every=0,
-        eval_episodes=1,
-        max_episode_steps=60,
-        checkpoint_every=0,
-        device="cpu",
-    )
+    cfg = short_breakout_run(collectors=1, collector_envs=2)
     t = Trainer(cfg, run_dir=tmp_path / "run", progress=False, tensorboard=False)
     try:
         r = t.train()
