@@ -540,9 +540,9 @@ def test_auto_layout_stores_pixels_once_and_small_vectors_twice():
 
 @pytest.mark.parametrize("prioritized", [False, True])
 def test_one_step_stacks_are_views_of_one_window_array(prioritized):
-    """sample() copies k + 1 frames per row: observations = w[:, :k], next_observations = w[:, 1:]
-    of one window array, with the values of the per-stack gather (get); n-step and sample_into
-    batches stay separate contiguous arrays with the same values."""
+    """sample() and sample_into an empty_batch copy k + 1 frames per row: observations = w[:, :k],
+    next_observations = w[:, 1:] of one window array, with the values of the per-stack gather
+    (get); n-step batches stay separate contiguous arrays, and a window batch refuses n-step."""
     cls = PrioritizedReplayBuffer if prioritized else ReplayBuffer
     k, shape = 4, (3, 5)
     buf = cls(40, observation_shape=shape, observation_dtype=np.uint8, num_envs=2, seed=1, frame_stack=k)
@@ -566,9 +566,24 @@ def test_one_step_stacks_are_views_of_one_window_array(prioritized):
     n = buf.sample(64, n_step=3, gamma=0.9)
     assert n.observations.is_contiguous() and n.next_observations.is_contiguous()
     assert n.next_observations.data_ptr() != n.observations.data_ptr() + frame
-    out = buf.sample_into(buf.empty_batch(16))
-    assert out.observations.is_contiguous()
-    assert np.array_equal(buf.get(out.indices.numpy())["next_observations"], out.next_observations.numpy())
+    out = buf.empty_batch(16)
+    assert out.next_observations.data_ptr() == out.observations.data_ptr() + frame
+    buf.sample_into(out)  # registered with the buffer: validated once
+    got = buf.get(out.indices.numpy())
+    assert np.array_equal(got["observations"], out.observations.numpy())
+    assert np.array_equal(got["next_observations"], out.next_observations.numpy())
+    # a window pair made by hand (not registered: validated at the call) is accepted too
+    w = torch.zeros(16, k + 1, *shape, dtype=torch.uint8)
+    mine = out._replace(observations=w[:, :k], next_observations=w[:, 1:])
+    buf.sample_into(mine)
+    assert np.array_equal(buf.get(mine.indices.numpy())["next_observations"], w[:, 1:].numpy())
+    nb = buf.empty_batch(16, discounts=True)
+    assert nb.observations.is_contiguous() and nb.next_observations.is_contiguous()
+    buf.sample_into(nb, n_step=3, gamma=0.9)
+    before = w.clone()
+    with pytest.raises(ValueError, match="1-step batches only"):
+        buf.sample_into(mine._replace(discounts=torch.zeros(16)), n_step=3, gamma=0.9)
+    assert torch.equal(w, before)
 
 
 def test_overlapping_observation_outputs_are_refused_and_change_nothing():

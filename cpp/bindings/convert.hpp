@@ -68,8 +68,10 @@ inline std::string shape_str(const std::vector<std::int64_t>& shape, std::int64_
 
 // Checks a caller-owned output array: exactly `dtype`, shape (lead, *shape), C-contiguous, aligned,
 // writable, native byte order. Returns its data pointer. `what` names the argument in errors.
+// With row_stride > 0 the rows may instead be row_stride bytes apart (each row C-contiguous): a
+// view of every row's first part of a wider array (frame windows, see outputs.hpp).
 inline void* checked_out_array(py::handle h, DType dtype, const std::vector<std::int64_t>& shape, std::int64_t lead,
-                               const std::string& what) {
+                               const std::string& what, std::int64_t row_stride = 0) {
   if (!py::detail::npy_api::get().PyArray_Check_(h.ptr()))
     throw py::type_error(what + ": expected a numpy array or CPU tensor");
   auto* a = py::detail::array_proxy(h.ptr());
@@ -78,14 +80,25 @@ inline void* checked_out_array(py::handle h, DType dtype, const std::vector<std:
   const bool native = d->byteorder == '=' || d->byteorder == '|' || d->byteorder == (PY_LITTLE_ENDIAN ? '<' : '>');
   if (!native || !dtype_from_typenum(d->type_num, &t) || t != dtype)
     throw py::type_error(what + ": expected dtype " + dtype_name(dtype) + " exactly (no conversion)");
-  constexpr int need = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_ALIGNED_ |
-                       py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
-  if ((a->flags & need) != need) throw py::value_error(what + ": must be C-contiguous, aligned and writable");
   bool ok = a->nd == static_cast<int>(shape.size()) + 1 && a->dimensions[0] == lead;
   for (std::size_t k = 0; ok && k < shape.size(); ++k) ok = a->dimensions[k + 1] == shape[k];
   if (!ok)
     throw py::value_error(what + ": expected shape " + shape_str(shape, lead) + ", got " +
                           shape_str(a->dimensions, a->nd));
+  constexpr int need = py::detail::npy_api::NPY_ARRAY_ALIGNED_ | py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  bool layout = (a->flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) != 0;
+  if (row_stride > 0) {  // C strides within a row, rows row_stride apart
+    std::int64_t step = static_cast<std::int64_t>(dtype_size(dtype));
+    layout = lead < 2 || a->strides[0] == row_stride;
+    for (int k = a->nd - 1; layout && k >= 1; --k) {
+      layout = a->dimensions[k] < 2 || a->strides[k] == step;
+      step *= a->dimensions[k];
+    }
+  }
+  if ((a->flags & need) != need || !layout)
+    throw py::value_error(what + (row_stride > 0 ? ": must be a frame-window view (rows " + std::to_string(row_stride) +
+                                                       " bytes apart), aligned and writable"
+                                                 : ": must be C-contiguous, aligned and writable"));
   return a->data;
 }
 

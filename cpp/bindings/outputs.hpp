@@ -175,6 +175,19 @@ inline py::tuple fresh_outputs(const ReplayBuffer& b, std::int64_t batch, Parts 
   return result;
 }
 
+// Whether outs' observations and next_observations arrays start one frame apart (stacked frames):
+// the two views of one window array, or two overlapping arrays (refused by the layout checks).
+inline bool window_pair(const ReplayBuffer& b, const py::tuple& outs) {
+  constexpr std::size_t kObs = ReplayBuffer::kObs, kNext = ReplayBuffer::kNextObs;
+  const auto& obs = b.observation_store();
+  if (obs.frame_stack() < 2 || outs.size() <= kNext || outs[kObs].is_none() || outs[kNext].is_none()) return false;
+  auto& api = py::detail::npy_api::get();
+  if (!api.PyArray_Check_(outs[kObs].ptr()) || !api.PyArray_Check_(outs[kNext].ptr())) return false;
+  const auto* o = py::detail::array_proxy(outs[kObs].ptr())->data;
+  const auto* n = py::detail::array_proxy(outs[kNext].ptr())->data;
+  return n == o + obs.frame_bytes();
+}
+
 // Checks caller-owned arrays (exact dtype and shape, see checked_out_array) and points `out` at
 // them: ids, weights (when `with_weights`), one per field (None skips it), discounts (n-step;
 // None skips it). `where` prefixes the errors. Changes nothing on error.
@@ -189,14 +202,30 @@ inline void caller_outputs(const ReplayBuffer& b, std::int64_t batch, py::handle
   out.ids = static_cast<std::int64_t*>(checked_out_array(ids, DType::Int64, {}, batch, where + "indices out"));
   if (with_weights)
     out.weights = static_cast<float*>(checked_out_array(weights, DType::Float32, {}, batch, where + "weights out"));
-  for (std::size_t f = 0; f < specs.size(); ++f)
-    if (!outs[f].is_none())
-      out.fields[f] =
-          checked_out_array(outs[f], out.dtype(b, f), specs[f].shape, batch, where + specs[f].name + " out");
-  // A next_observations output one frame after the observations' would read as a frame-window
-  // request (ReplayBuffer::is_window): two overlapping arrays, refused
-  if (b.is_window(out.fields.data()))
-    throw py::value_error(where + "observations out and next_observations out overlap");
+  // observations and next_observations one frame apart: the two views of one window array
+  // (frame_window_batch), rows k + 1 frames apart; 1-step only
+  const bool pair = window_pair(b, outs);
+  const auto& obs = b.observation_store();
+  const auto row_stride = static_cast<std::int64_t>((obs.frame_stack() + 1) * obs.frame_bytes());
+  for (std::size_t f = 0; f < specs.size(); ++f) {
+    if (outs[f].is_none()) continue;
+    const std::string what = where + specs[f].name + " out";
+    if (!(pair && (f == ReplayBuffer::kObs || f == ReplayBuffer::kNextObs))) {
+      out.fields[f] = checked_out_array(outs[f], out.dtype(b, f), specs[f].shape, batch, what);
+      continue;
+    }
+    try {
+      out.fields[f] = checked_out_array(outs[f], out.dtype(b, f), specs[f].shape, batch, what, row_stride);
+    } catch (const py::value_error& e) {  // one frame apart but not window views: overlapping arrays
+      throw py::value_error(where + "observations out and next_observations out overlap: use separate arrays, or "
+                                    "the views w[:, :k], w[:, 1:] of one [B, k + 1, ...] window array (" +
+                            std::string(e.what()) + ")");
+    }
+  }
+  if (pair && out.nstep)
+    throw py::value_error(where + "observations out and next_observations out are views of one frame-window array, "
+                                  "which holds 1-step batches only: use separate arrays for n-step sampling "
+                                  "(empty_batch(..., discounts=True))");
   if (out.nstep && !discounts.is_none())
     out.ns.discounts = checked_out_array(discounts, b.nstep_dtype(), {}, batch, where + "discounts out");
 }

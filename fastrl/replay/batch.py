@@ -32,13 +32,13 @@ class Batch(NamedTuple):
     ``discounts`` is None without ``gamma``; the one-step target is then
     ``rewards + gamma * ~terminated * V(next_observations)``.
 
-    Frame stacks (``frame_stack=k > 1``), one-step CPU batches of ``sample``: the
-    next stack is the observation stack shifted by one frame, so both are views of one
-    ``[B, k + 1, ...]`` array of frame windows (``observations = w[:, :k]``,
-    ``next_observations = w[:, 1:]``): k + 1 frames are copied per row instead of 2k. The two
-    tensors share memory and are not contiguous (a row is k + 1 frames apart); an in-place change
-    of one shows in the other. ``sample_into``, n-step batches and the prefetcher fill separate
-    contiguous tensors.
+    Frame stacks (``frame_stack=k > 1``), one-step CPU batches (``sample``, and an unpinned
+    ``empty_batch`` for ``sample_into``): the next stack is the observation stack shifted by one
+    frame, so both are views of one ``[B, k + 1, ...]`` array of frame windows
+    (``observations = w[:, :k]``, ``next_observations = w[:, 1:]``): k + 1 frames are copied per
+    row instead of 2k. The two tensors share memory and are not contiguous (a row is k + 1 frames
+    apart); an in-place change of one shows in the other. n-step batches, pinned staging for CUDA
+    and device batches are separate contiguous tensors.
     """
 
     observations: torch.Tensor

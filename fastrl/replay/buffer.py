@@ -497,10 +497,13 @@ class ReplayBuffer:
         has the n-step dtype (float32, or float64 for a float64 reward field).
 
         CPU batches made here are registered with the buffer, so :meth:`sample_into` skips
-        re-validating them; their storage cannot be resized.
+        re-validating them; their storage cannot be resized. With ``frame_stack > 1`` an unpinned
+        CPU batch for 1-step sampling has observations and next observations as two views of one
+        array of k + 1-frame windows, as :meth:`sample` returns them (see :class:`Batch`).
         """
         batch_size = self._check_batch_bytes(check_int("batch_size", batch_size, 1))
         device = torch.device("cpu") if device is None else torch.device(device)
+        pin = False
         if device.type != "cpu":
 
             def make(shape: tuple[int, ...], dtype: str) -> torch.Tensor:
@@ -519,6 +522,12 @@ class ReplayBuffer:
             make((batch_size, *f.shape), nstep_dtype if discounts and i == 2 else f.dtype)
             for i, f in enumerate(self.fields)
         ]
+        if device.type == "cpu" and not pin and not discounts and self.frame_stack > 1:
+            # 1-step stacks: observations and next_observations as views of one array of k + 1-frame
+            # windows, as sample() returns them (k + 1 frames copied per row, not 2k)
+            k, frame = self.frame_stack, self.fields[0].shape[1:]
+            w = np.empty((batch_size, k + 1, *frame), self.fields[0].dtype)
+            t[0], t[3] = torch.from_numpy(w[:, :k]), torch.from_numpy(w[:, 1:])
         idx = make((batch_size,), "int64")
         disc = make((batch_size,), nstep_dtype) if discounts else None
         out = Batch(t[0], t[1], t[2], t[3], t[4], t[5], idx, dict(zip(self._extra_names, t[_N_STD:])), discounts=disc)
