@@ -457,8 +457,11 @@ def test_bf16_autocast_update_is_close_to_float32(distributional):
     nxt = torch.randint(0, 256, (32, 4, 84, 84), dtype=torch.uint8, generator=g)
     b = Batch(obs, torch.randint(0, 4, (32,), generator=g), torch.randn(32, generator=g), nxt,
               torch.rand(32, generator=g) < 0.1, torch.zeros(32, dtype=torch.bool), torch.arange(32), {})
-    agents = [DQN((4, 84, 84), 4, DQNConfig(amp=amp, distributional=distributional, network="cnn"), seed=0,
-                  pixels=True) for amp in ("none", "bf16")]
+    agents = []
+    for amp in ("none", "bf16"):
+        torch.manual_seed(0)  # the same initial weights: only the precision differs
+        agents.append(DQN((4, 84, 84), 4, DQNConfig(amp=amp, distributional=distributional, network="cnn"), seed=0,
+                          pixels=True))
     out = [a.update(b) for a in agents]
     loss32, loss16 = (float(o["losses/td_loss"]) for o in out)
     assert math.isfinite(loss16) and abs(loss16 - loss32) <= 0.03 * abs(loss32)
@@ -472,3 +475,37 @@ def test_bf16_autocast_update_is_close_to_float32(distributional):
     assert last < first  # it fits the batch
     with pytest.raises(ConfigError, match="amp=bf16 is not captured in CUDA graphs"):
         DQNConfig(amp="bf16", cuda_graph=True).check()
+
+
+def test_amp_auto_is_bf16_for_the_nature_cnn_on_a_bf16_cpu_only(monkeypatch):
+    """amp="auto" (the default) resolves per agent: bf16 for the Nature CNN on a CPU with bf16
+    kernels; float32 for MLPs, MinAtar's CNN, a user's network, cuda_graph and CPUs without them."""
+    from fastrl.agents import dqn as dqn_mod
+
+    assert DQNConfig().amp == "auto"
+    monkeypatch.setattr(dqn_mod, "bf16_helps", lambda device: device.type == "cpu")
+    nature = DQN((4, 84, 84), 4, DQNConfig(network="cnn"), pixels=True)
+    assert nature.bf16
+    assert not DQN((4, 84, 84), 4, DQNConfig(network="cnn", amp="none"), pixels=True).bf16
+    assert not DQN((8,), 4, DQNConfig()).bf16
+    assert not DQN((10, 10, 4), 3, DQNConfig(network="minatar"), pixels="minatar").bf16
+    own = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4 * 84 * 84, 4))
+    assert not DQN((4, 84, 84), 4, DQNConfig(), pixels=True, network=own).bf16
+    assert DQN((8,), 4, DQNConfig(amp="bf16")).bf16  # asked for: any network
+    DQNConfig(cuda_graph=True).check()  # auto with cuda_graph is not an error: it resolves to float32
+    monkeypatch.setattr(dqn_mod, "bf16_helps", lambda device: False)
+    assert not DQN((4, 84, 84), 4, DQNConfig(network="cnn"), pixels=True).bf16
+    # the update it resolves to is the amp="bf16" update, bit for bit
+    monkeypatch.setattr(dqn_mod, "bf16_helps", lambda device: True)
+    from fastrl.replay.batch import Batch
+
+    g = torch.Generator().manual_seed(1)
+    obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8, generator=g)
+    b = Batch(obs, torch.randint(0, 4, (8,), generator=g), torch.randn(8, generator=g), obs.roll(1, 0),
+              torch.zeros(8, dtype=torch.bool), torch.zeros(8, dtype=torch.bool), torch.arange(8), {})
+    losses = []
+    for amp in ("auto", "bf16"):
+        torch.manual_seed(0)  # the same initial weights
+        agent = DQN((4, 84, 84), 4, DQNConfig(network="cnn", amp=amp), pixels=True, seed=0)
+        losses.append(float(agent.update(b)["losses/td_loss"]))
+    assert losses[0] == losses[1]

@@ -130,12 +130,14 @@ class DQNConfig(TrainConfig):
     update (forward, loss, backward, clipping, capturable fused Adam step, and the target update
     when target_update_interval is 1) in a CUDA graph and replay it, each batch copied into static
     input tensors. Every batch must then have the first one's shapes and fields."""
-    amp: Literal["none", "bf16"] = "none"
+    amp: Literal["auto", "none", "bf16"] = "auto"
     """bf16: the update's forward passes (online and target networks) run under bfloat16 autocast
     on the agent's device; Q-values are cast back to float32 for the targets, losses and gradients,
     and Adam keeps float32 weights. ~1.7x faster Nature-CNN updates on a CPU with avx512_bf16 (see
     benchmarks/bench_pixels.py --part precision); no gain for MLPs or MinAtar's CNN. Acting stays
-    float32."""
+    float32. auto: bf16 for the Nature CNN (pixel observations) on a CPU with bf16 instructions
+    (Breakout learned at least as fast over 3 seeds: docs/studies/pixels_bf16.md), none otherwise (MLPs,
+    MinAtar, your own network, CUDA until it has been measured there, cuda_graph)."""
 
     def check(self) -> None:
         """ConfigError naming the first out-of-range field."""
@@ -164,7 +166,7 @@ class DQNConfig(TrainConfig):
                 "collector_priorities needs prioritized=true and collectors >= 1 "
                 f"(got prioritized={self.prioritized}, collectors={self.n_collectors})"
             )
-        if self.amp != "none" and self.cuda_graph:
+        if self.amp == "bf16" and self.cuda_graph:
             raise ConfigError("amp=bf16 is not captured in CUDA graphs: use amp=none with cuda_graph=true")
         if self.distributional != "none" and self.sail:
             raise ConfigError(
@@ -214,6 +216,17 @@ _EPSILON_DEFAULTS = {
 }
 
 
+def bf16_helps(device: torch.device) -> bool:
+    """Whether ``amp="auto"`` picks bf16 on ``device`` for the Nature CNN: a CPU whose oneDNN has
+    bf16 kernels (avx512_bf16 or AMX). CUDA is left float32 until measured on a GPU."""
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 class DQN:
     """A DQN agent for a discrete action space.
 
@@ -243,6 +256,7 @@ class DQN:
         self.device = torch.device(device)
         self.n_actions = int(n_actions)
         self.atoms = {"none": 1, "c51": cfg.atoms, "qr": cfg.quantiles}[cfg.distributional]
+        own_network = network is not None
         if network is None:
             network = QNetwork(
                 obs_shape, n_actions, cfg.hidden_sizes, cfg.dueling, pixels, self.atoms, cfg.noisy, cfg.noisy_sigma0
@@ -253,6 +267,14 @@ class DQN:
                 "set cuda_graph=False (or use --device cuda)"
             )
         self.q = network.to(self.device)
+        self.bf16 = cfg.amp == "bf16" or (
+            cfg.amp == "auto"
+            and not own_network
+            and pixels in (True, "nature")
+            and not cfg.cuda_graph
+            and bf16_helps(self.device)
+        )
+        """Whether the update runs under bfloat16 autocast (``config.amp`` resolved)."""
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self._params: list[torch.Tensor] = list(self.q.parameters())
         self._target_params: list[torch.Tensor] = list(self.q_target.parameters())
@@ -494,7 +516,7 @@ class DQN:
         """Loss, backward, clipping, Adam step: (loss, Q(s, a), target y, the distributional loss
         per sample or None), all detached."""
         cfg = self.config
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=cfg.amp == "bf16"):
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
             out_obs = self.q(batch.observations)
             out_next_online = None
             if cfg.double_dqn and not cfg.munchausen:
