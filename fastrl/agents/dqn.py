@@ -136,7 +136,7 @@ class DQNConfig(TrainConfig):
     and Adam keeps float32 weights. ~1.7x faster Nature-CNN updates on a CPU with avx512_bf16 (see
     benchmarks/bench_pixels.py --part precision); no gain for MLPs or MinAtar's CNN. Acting stays
     float32. auto: bf16 for the Nature CNN (pixel observations) on a CPU with bf16 instructions
-    (Breakout learned at least as fast over 3 seeds: docs/studies/pixels_bf16.md), none otherwise (MLPs,
+    (Breakout learned at the same pace over 3 seeds: docs/studies/pixels_bf16.md), none otherwise (MLPs,
     MinAtar, your own network, CUDA until it has been measured there, cuda_graph)."""
 
     def check(self) -> None:
