@@ -577,6 +577,13 @@ def test_one_step_stacks_are_views_of_one_window_array(prioritized):
     mine = out._replace(observations=w[:, :k], next_observations=w[:, 1:])
     buf.sample_into(mine)
     assert np.array_equal(buf.get(mine.indices.numpy())["next_observations"], w[:, 1:].numpy())
+    with buf.prefetcher(16) as pf:  # the CPU prefetcher's slots are window batches too
+        for _ in range(3):
+            x = pf.next()
+            assert x.next_observations.data_ptr() == x.observations.data_ptr() + frame
+            got = buf.get(x.indices.numpy())
+            assert np.array_equal(got["observations"], x.observations.numpy())
+            assert np.array_equal(got["next_observations"], x.next_observations.numpy())
     nb = buf.empty_batch(16, discounts=True)
     assert nb.observations.is_contiguous() and nb.next_observations.is_contiguous()
     buf.sample_into(nb, n_step=3, gamma=0.9)
