@@ -175,17 +175,16 @@ inline py::tuple fresh_outputs(const ReplayBuffer& b, std::int64_t batch, Parts 
   return result;
 }
 
-// Whether outs' observations and next_observations arrays start one frame apart (stacked frames):
-// the two views of one window array, or two overlapping arrays (refused by the layout checks).
+// Whether outs' observations and next_observations arrays ask for frame windows
+// (ReplayBuffer::is_window on their data pointers): the two views of one window array, or two
+// overlapping arrays (refused by the layout checks).
 inline bool window_pair(const ReplayBuffer& b, const py::tuple& outs) {
   constexpr std::size_t kObs = ReplayBuffer::kObs, kNext = ReplayBuffer::kNextObs;
-  const auto& obs = b.observation_store();
-  if (obs.frame_stack() < 2 || outs.size() <= kNext || outs[kObs].is_none() || outs[kNext].is_none()) return false;
+  std::array<void*, ReplayBuffer::kMaxFields> data{};
   auto& api = py::detail::npy_api::get();
-  if (!api.PyArray_Check_(outs[kObs].ptr()) || !api.PyArray_Check_(outs[kNext].ptr())) return false;
-  const auto* o = py::detail::array_proxy(outs[kObs].ptr())->data;
-  const auto* n = py::detail::array_proxy(outs[kNext].ptr())->data;
-  return n == o + obs.frame_bytes();
+  for (std::size_t f : {kObs, kNext})
+    if (f < outs.size() && api.PyArray_Check_(outs[f].ptr())) data[f] = py::detail::array_proxy(outs[f].ptr())->data;
+  return b.is_window(data.data());
 }
 
 // Checks caller-owned arrays (exact dtype and shape, see checked_out_array) and points `out` at
@@ -203,7 +202,7 @@ inline void caller_outputs(const ReplayBuffer& b, std::int64_t batch, py::handle
   if (with_weights)
     out.weights = static_cast<float*>(checked_out_array(weights, DType::Float32, {}, batch, where + "weights out"));
   // observations and next_observations one frame apart: the two views of one window array
-  // (frame_window_batch), rows k + 1 frames apart; 1-step only
+  // (ReplayBuffer.empty_batch makes them), rows k + 1 frames apart; 1-step only
   const bool pair = window_pair(b, outs);
   const auto& obs = b.observation_store();
   const auto row_stride = static_cast<std::int64_t>((obs.frame_stack() + 1) * obs.frame_bytes());
