@@ -36,6 +36,12 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def flushes_denormals() -> bool:
+    """Whether this thread's CPU float math treats denormals as zero (``torch.set_flush_denormal``,
+    which has no getter): a denormal times one reads back as zero then."""
+    return float(torch.tensor([1e-40]).mul_(1.0)) == 0.0
+
+
 def config_for_device(config: C, device: Any) -> C:
     """``config`` for an agent on ``device``, with the CUDA-only options off when it is not CUDA:
     ``cuda_graph`` changes how an update runs, not what it computes, so the checkpoint of a

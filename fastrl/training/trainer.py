@@ -26,7 +26,7 @@ from fastrl.agents.registry import algo_of, default_config, get_algo
 from fastrl.config import ConfigError, to_dict
 from fastrl.training import checkpoint
 from fastrl.training.concurrent import train_concurrent
-from fastrl.training.device import resolve_device
+from fastrl.training.device import flushes_denormals, resolve_device
 from fastrl.training.envs import env_states, evaluate, make_env, make_vec_env, replays_exactly, restore_env_states
 from fastrl.training.logger import Logger, MetricMeans
 from fastrl.training.plots import plot_runs
@@ -147,6 +147,7 @@ class Trainer:
         an exception raised here ends the run)."""
         self.bar: Any = _NoBar()
         self._last_log = (time.perf_counter(), self.state.env_steps)
+        self._flushed_denormals: bool | None = None  # the thread's setting before start(), restored by end()
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> TrainResult:
@@ -244,13 +245,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ start and end
     def start(self) -> None:
-        """Start the progress bar and the clocks of training time and of ``perf/sps``."""
+        """Start the progress bar and the clocks of training time and of ``perf/sps``; flush
+        denormals to zero if the config says so (until :meth:`end`)."""
+        if self.cfg.flush_denormal and self._flushed_denormals is None:
+            self._flushed_denormals = flushes_denormals()
+            torch.set_flush_denormal(True)
         self.bar = _progress_bar(self.cfg.total_steps, self.state.env_steps, self.progress, self.run_dir.name)
         self._last_log = (time.perf_counter(), self.state.env_steps)
         self.state.start_clock()
 
     def end(self) -> None:
-        """Stop the prefetch thread, the progress bar and the logger (also after an error)."""
+        """Stop the prefetch thread, the progress bar and the logger (also after an error); give
+        back the thread's denormal setting."""
+        if self._flushed_denormals is not None:
+            torch.set_flush_denormal(self._flushed_denormals)
+            self._flushed_denormals = None
         self.sampler.close()
         self.bar.close()
         self.logger.close()
