@@ -8,7 +8,7 @@ import torch
 
 from fastrl.agents.dqn import DQN
 from fastrl.training import checkpoint
-from fastrl.training.device import config_for_device, resolve_device
+from fastrl.training.device import config_for_device, flushes_denormals, resolve_device
 from fastrl.training.evaluation import load_agent
 from fastrl.replay.buffer import ReplayBuffer
 from fastrl.config import ConfigError, with_overrides
@@ -227,6 +227,30 @@ def test_same_seed_same_run(tmp_path):
     sa = checkpoint.load(a.run_dir / "checkpoints" / "last.pt")["agent"]["q"]
     sb = checkpoint.load(b.run_dir / "checkpoints" / "last.pt")["agent"]["q"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_denormals_are_flushed_while_training_only(tmp_path, flush):
+    """flush_denormal: denormal floats read as zero inside the training loop (here: in an
+    evaluation hook), and the thread's IEEE default is back after the run, also after an error."""
+    assert not flushes_denormals()
+    seen = []
+    t = Trainer(tiny(eval_every=150, flush_denormal=flush), run_dir=tmp_path / "a", progress=False, tensorboard=False)
+    t.eval_hooks.append(lambda row: seen.append(flushes_denormals()))
+    t.train()
+    t.close()
+    assert seen and set(seen) == {flush}
+    assert not flushes_denormals()
+
+    def fail(row):
+        raise RuntimeError("a hook failed")
+
+    t = Trainer(tiny(eval_every=150, flush_denormal=flush), run_dir=tmp_path / "b", progress=False, tensorboard=False)
+    t.eval_hooks.append(fail)
+    with pytest.raises(RuntimeError, match="a hook failed"):
+        t.train()
+    t.close()
+    assert not flushes_denormals()
 
 
 @pytest.mark.parametrize(
