@@ -92,8 +92,9 @@ class TrainConfig:
     flush_denormal: bool = True
     """While training, the CPU treats denormal floats (below 1.2e-38) as zero (torch.set_flush_denormal;
     restored after). Adam's moments of weights whose gradient stays zero decay through that range,
-    where x86 float math is ~15x slower: MinAtar Freeway trains ~1.45x faster with it. Values that
-    small change no learning result; False keeps IEEE gradual underflow."""
+    where x86 float math is ~15x slower: MinAtar Freeway's first 25k steps ran 1.45x faster with it,
+    the C51 LunarLander preset 1.21x, each ending with the same evaluation as without. False keeps
+    IEEE gradual underflow."""
     runs_dir: str = "runs"
     """Folder that holds run directories (runs/<env>-<algo>-<time>/)."""
     prefetch: bool = False
