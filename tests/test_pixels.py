@@ -184,6 +184,44 @@ def test_ale_chain_matches_ale_py_by_hand(max_frames):
     assert any(o[1] > 0 for o in ours)
 
 
+def _play(env, seed, actions):
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    for a in actions:
+        obs, r, term, trunc, _ = env.step(a)
+        out.append((obs, r, term, trunc))
+        if term or trunc:
+            break
+    return out
+
+
+@pytest.mark.parametrize("env_id", ["ALE/Breakout-v5", "ALE/Pong-v5", "ALE/Seaquest-v5"])
+def test_ale_games_restart_without_a_rom_reload_and_do_not_depend_on_earlier_games(env_id):
+    """SeedEveryReset restarts an ALE game with ale-py's generator seeded and no ROM reload: the
+    same frames, rewards and ends as a fresh env reset with the seed (which reloads the ROM), after
+    other games with other seeds were played."""
+    needs_ale()
+    actions = np.random.default_rng(5).integers(4, size=400) % gym.make(env_id).action_space.n
+    fresh = make_env(env_id)
+    seeder = fresh
+    while not isinstance(seeder, arcade.SeedEveryReset):
+        seeder = seeder.env
+    assert seeder.reseed_only  # the chain has no sticky actions
+    seeder.reseed_only = False  # ale-py's reset(seed): the ROM reloaded, the ALE's own seed set
+    reloads = [_play(fresh, seed, actions) for seed in (7, 8)]
+    used = make_env(env_id)
+    _play(used, 123, np.random.default_rng(6).integers(2, size=3000))  # another game first
+    for seed, ref in zip((7, 8), reloads):
+        ours = _play(used, seed, actions)
+        assert len(ours) == len(ref) > 1
+        np.testing.assert_array_equal(ours[0], ref[0])
+        for a, b in zip(ours[1:], ref[1:]):
+            np.testing.assert_array_equal(a[0], b[0])
+            assert a[1:] == b[1:]
+    fresh.close()
+    used.close()
+
+
 def test_fire_on_reset_where_the_game_needs_it():
     needs_ale()
 
