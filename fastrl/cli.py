@@ -96,10 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
-    e = sub.add_parser("eval", help="evaluate a trained agent greedily")
+    e = sub.add_parser("eval", help="evaluate a trained agent (greedy, or as its run's eval_epsilon says)")
     e.add_argument("run", metavar="RUN_OR_CHECKPOINT")
     e.add_argument("--episodes", type=int, default=20)
     e.add_argument("--seed", type=int, default=12345)
+    e.add_argument(
+        "--epsilon",
+        type=float,
+        help="probability of a random action at each step (default: the run's eval_epsilon; 0 is greedy)",
+    )
     e.add_argument("--device", default="cpu")
     e.add_argument(
         "--video",
@@ -305,11 +310,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     last = result.evals[-1] if result.evals else None
     msg = f"run: {result.run_dir}\n{result.env_steps} env steps, {result.episodes} episodes, {result.sps:.0f} steps/s"
     if last is not None:
-        msg += f"\nfinal greedy evaluation: {last['mean']:.1f} +- {last['std']:.1f}"
+        msg += f"\nfinal {evaluation_kind(cfg.eval_epsilon)} evaluation: {last['mean']:.1f} +- {last['std']:.1f}"
     if result.solved:
         msg += f" (solved: reached {cfg.solved_threshold})"
     print(msg)
     return 0
+
+
+def evaluation_kind(epsilon: float) -> str:
+    """How an evaluation acts, as printed: ``greedy`` or ``epsilon-greedy (0.05)``."""
+    return "greedy" if epsilon == 0 else f"epsilon-greedy ({epsilon:g})"
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -317,14 +327,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     path = checkpoint.find(args.run, prefer=(f"{args.checkpoint}.pt", "last.pt", "best.pt"))
     agent, cfg = load_agent(path, args.device)
+    epsilon = cfg.eval_epsilon if args.epsilon is None else args.epsilon
+    if not 0.0 <= epsilon <= 1.0:
+        raise ConfigError(f"--epsilon must be in [0, 1], got {epsilon}")
     returns = evaluate(
         agent.greedy,
         lambda: make_env(cfg.env_id, cfg.max_episode_steps, cfg.frame_stack),
         args.episodes,
         args.seed,
+        epsilon=epsilon,
     )
     print(
-        f"{path}: {cfg.env_id}, {args.episodes} greedy episodes: mean {np.mean(returns):.2f} "
+        f"{path}: {cfg.env_id}, {args.episodes} {evaluation_kind(epsilon)} episodes: mean {np.mean(returns):.2f} "
         f"+- {np.std(returns):.2f} (min {np.min(returns):.1f}, max {np.max(returns):.1f})"
     )
     if args.video:

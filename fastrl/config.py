@@ -74,9 +74,14 @@ class TrainConfig:
     gradient_steps: int = 1
     """Gradient steps per training phase."""
     eval_every: int = 5_000
-    """Env steps between greedy evaluations (0: only at the end)."""
+    """Env steps between evaluations (0: only at the end)."""
     eval_episodes: int = 20
-    """Episodes per greedy evaluation (run in parallel on separate envs)."""
+    """Episodes per evaluation (run in parallel on separate envs)."""
+    eval_epsilon: float = 0.0
+    """Evaluations act at random with this probability at each step (a draw from the action space,
+    seeded by the evaluation's seed), else greedily; 0: greedy. The ALE preset's is 0.05, the Nature
+    DQN protocol: a greedy Breakout agent that never presses FIRE after a lost life waits for the
+    108k-frame limit."""
     solved_threshold: float | None = None
     """Stop when this return is reached (see solve_on); None trains for total_steps."""
     solve_on: Literal["eval", "rolling"] = "eval"
@@ -388,6 +393,7 @@ def check_common(cfg: TrainConfig) -> None:
         ),
         0,
     )
+    check_bounds(cfg, ("eval_epsilon",), 0, high=1)
     if cfg.vector_mode == "ale" and not cfg.env_id.startswith("ALE/"):
         raise ConfigError(f"vector_mode=ale is for ALE games (ALE/<Game>-v5), not {cfg.env_id!r}: use sync or async")
     if cfg.buffer_size < cfg.num_envs:

@@ -60,6 +60,10 @@ def test_train_eval_plot_resume(tmp_path):
     assert "3 greedy episodes: mean" in p.stdout
     video = p.stdout.strip().splitlines()[-1].split("video: ")[1]
     assert video.endswith((".mp4", ".gif"))
+    p = fastrl("eval", run, "--episodes", "2", "--epsilon", "0.05")
+    assert p.returncode == 0 and "2 epsilon-greedy (0.05) episodes: mean" in p.stdout, p.stderr
+    p = fastrl("eval", run, "--epsilon", "2")
+    assert p.returncode != 0 and "--epsilon must be in [0, 1], got 2.0" in p.stderr
 
     p = fastrl("plot", run, run, "--out", tmp_path / "curves.png")
     assert p.returncode == 0, p.stderr

@@ -456,7 +456,8 @@ def test_ale_episodes_ending_inside_the_stack_are_stored_apart(tmp_path, max_ste
 def test_atari_breakout_dqn_smoke(tmp_path, monkeypatch):
     """ALE/Breakout-v5 with the Atari preset, a few thousand steps with learning: finite losses,
     episodes logged as full games with the game's score (lost lives are terminals for the target
-    only) and a greedy evaluation that plays full games (capped at 4,000 frames: 1,000 agent steps)."""
+    only) and an evaluation (epsilon 0.05, the preset's) that plays full games (capped at 4,000 frames:
+    1,000 agent steps)."""
     needs_ale()
     from fastrl.training.logger import read_metrics
 

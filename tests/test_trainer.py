@@ -261,6 +261,8 @@ def test_denormals_are_flushed_while_training_only(tmp_path, flush):
         (dict(batch_size=0), "batch_size must be >= 1"),
         (dict(gamma=1.5), "gamma"),
         (dict(device="tpu"), "unknown device"),
+        (dict(eval_epsilon=1.5), r"eval_epsilon must be in \[0, 1\], got 1.5"),
+        (dict(eval_epsilon=-0.1), "eval_epsilon must be in"),
     ],
 )
 def test_bad_config_is_a_config_error(tmp_path, overrides, match):
@@ -401,3 +403,50 @@ def test_prefetch_run_resumes(tmp_path):
         assert r.env_steps == 450 and t.sampler._prefetcher is None  # closed at the end of train()
     finally:
         t.close()
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_evaluation_epsilon_replaces_actions_with_seeded_random_ones(env_id):
+    """evaluate(epsilon=...): 0 is the policy's own actions; 1 ignores the policy (two different
+    policies give the same episodes: the space's draws are seeded from the evaluation's seed); in
+    between, the same seed gives the same returns and another seed others."""
+    import gymnasium as gym
+
+    from fastrl.training.envs import evaluate
+
+    space = gym.make(env_id).action_space
+    if isinstance(space, gym.spaces.Discrete):
+        first, second = np.int64(0), np.int64(1)
+    else:
+        first, second = space.low.copy(), space.high.copy()
+
+    def const(a):
+        return lambda obs: np.stack([a] * len(obs))
+
+    def run(policy, seed, eps):
+        return evaluate(policy, lambda: gym.make(env_id), 6, seed, epsilon=eps)
+
+    assert not np.array_equal(run(const(first), 3, 0.0), run(const(second), 3, 0.0))
+    np.testing.assert_array_equal(run(const(first), 3, 1.0), run(const(second), 3, 1.0))
+    half = run(const(first), 3, 0.5)
+    np.testing.assert_array_equal(half, run(const(first), 3, 0.5))
+    assert not np.array_equal(half, run(const(first), 3, 0.0))
+    assert not np.array_equal(half, run(const(first), 4, 0.5))
+    with pytest.raises(ValueError, match="epsilon must be in"):
+        run(const(first), 3, 2.0)
+
+
+def test_trainer_evaluates_with_eval_epsilon(tmp_path):
+    """A run's evaluations use eval_epsilon: with 1 they are the random policy's returns, whatever
+    was learned (two learning rates, the same evaluations), unlike greedy ones."""
+
+    def evals(name, **kw):
+        cfg = tiny(seed=0, total_steps=600, eval_every=300, eval_episodes=4, **kw)
+        t = Trainer(cfg, run_dir=tmp_path / name, progress=False)
+        out = [e["mean"] for e in t.train().evals]
+        t.close()
+        return out
+
+    random_a = evals("a", eval_epsilon=1.0)
+    assert len(random_a) == 2 and random_a == evals("b", eval_epsilon=1.0, learning_rate=1e-2)
+    assert evals("c") != evals("d", learning_rate=1e-2)

@@ -200,7 +200,8 @@ PATTERN_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     # steps, target copied every 1,000 steps, epsilon 1 -> 0.01 over the first 10% of the run, Huber
     # loss, gradient norm clipped to 10, plain DQN targets; 4 stacked frames (stored once each by the
     # buffer), rewards clipped and lost lives terminal for the target (the env's defaults for ALE
-    # ids). Greedy evaluation on 10 full games (the score) every 250k steps.
+    # ids). Evaluation on 10 full games (the score) every 250k steps, epsilon 0.05 as in the Nature
+    # paper (a greedy agent can wait out the 108k-frame limit, e.g. Breakout without FIRE).
     ("dqn", "ALE/*"): {
         "total_steps": 10_000_000,
         "frame_stack": 4,
@@ -224,6 +225,7 @@ PATTERN_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         "epsilon_duration": 1_000_000,
         "eval_every": 250_000,
         "eval_episodes": 10,
+        "eval_epsilon": 0.05,
         "checkpoint_every": 500_000,
     },
 }

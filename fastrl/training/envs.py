@@ -218,13 +218,18 @@ def evaluate(
     episodes: int,
     seed: int,
     envs: list[gym.Env] | None = None,
+    epsilon: float = 0.0,
 ) -> np.ndarray:
     """Returns ``float64[episodes]``: one episode on each of ``episodes`` envs, stepped in lockstep.
 
     ``policy`` maps a batch of observations ``[k, *obs_shape]`` to actions ``[k]``; only envs still
-    running are stepped and passed to it. Env ``i`` is reset with seed ``seed + i``. Pass ``envs``
+    running are stepped and passed to it. Env ``i`` is reset with seed ``seed + i``. With
+    ``epsilon`` each env's action is, with that probability, a draw from its action space instead
+    (the spaces and the coin seeded from ``seed``: the same seed, the same episodes). Pass ``envs``
     to reuse environments between evaluations.
     """
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"evaluate: epsilon must be in [0, 1], got {epsilon}")
     own = envs is None
     if envs is None:
         if env_fn is None:
@@ -232,10 +237,17 @@ def evaluate(
         envs = [env_fn() for _ in range(episodes)]
     try:
         obs = [envs[i].reset(seed=seed + i)[0] for i in range(episodes)]
+        coin = np.random.default_rng([seed, 1]) if epsilon > 0 else None
+        if coin is not None:
+            for i in range(episodes):
+                envs[i].action_space.seed(seed + i)
         returns = np.zeros(episodes)
         active = list(range(episodes))
         while active:
-            actions = policy(np.stack([obs[i] for i in active]))
+            actions: Any = policy(np.stack([obs[i] for i in active]))
+            if coin is not None:
+                draws = coin.random(len(active)) < epsilon
+                actions = [envs[i].action_space.sample() if d else a for i, a, d in zip(active, actions, draws)]
             still = []
             for i, a in zip(active, actions):
                 obs[i], r, term, trunc, _ = envs[i].step(a)

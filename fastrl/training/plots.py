@@ -12,7 +12,7 @@ from fastrl.training.logger import read_metrics
 
 PANELS = (
     (("charts/episodic_return",), "training return (10-episode mean)"),
-    (("eval/mean_return",), "greedy evaluation return (mean +- std)"),
+    (("eval/mean_return",), "evaluation return (mean +- std)"),
     (("losses/td_loss",), "TD loss (DDPG / TD3: critic)"),
     (("charts/epsilon", "charts/noise_scale"), "exploration (epsilon or noise scale)"),
 )

@@ -210,8 +210,9 @@ class Trainer:
         )
 
     def evaluate(self) -> dict[str, float]:
-        """Greedy evaluation on ``eval_episodes`` envs, seeded by (seed, step) only; keeps best.pt;
-        with ``solve_on="eval"``, solved once the mean reaches the threshold. Not training time."""
+        """Evaluation (greedy, or epsilon-greedy with ``eval_epsilon``) on ``eval_episodes`` envs,
+        seeded by (seed, step) only; keeps best.pt; with ``solve_on="eval"``, solved once the mean
+        reaches the threshold. Not training time."""
         cfg, state = self.cfg, self.state
         with state.untimed():
             if self._eval_envs is None:
@@ -219,7 +220,9 @@ class Trainer:
                     make_env(cfg.env_id, cfg.max_episode_steps, cfg.frame_stack) for _ in range(cfg.eval_episodes)
                 ]
             seed = int(np.random.SeedSequence([cfg.seed, state.env_steps, 7]).generate_state(1)[0]) % 2**31
-            returns = evaluate(self.agent.greedy, None, cfg.eval_episodes, seed, envs=self._eval_envs)
+            returns = evaluate(
+                self.agent.greedy, None, cfg.eval_episodes, seed, envs=self._eval_envs, epsilon=cfg.eval_epsilon
+            )
             row = {
                 "step": state.env_steps,
                 "episodes": state.episodes,
