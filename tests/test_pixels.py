@@ -68,9 +68,13 @@ def test_presets_for_pixel_envs():
     assert atari.target_update_interval * atari.train_freq == 1_000 and atari.epsilon_end == 0.01
     for game in ("Breakout", "Freeway", "SpaceInvaders", "Asterix", "Seaquest"):
         c = preset("dqn", f"MinAtar/{game}-v1")
-        assert (c.network, c.learning_rate, c.batch_size, c.target_update_interval) == ("minatar", 2.5e-4, 32, 1_000)
+        assert (c.network, c.batch_size, c.target_update_interval) == ("minatar", 32, 1_000)
         assert (c.epsilon_end, c.epsilon_duration, c.learning_starts, c.train_freq) == (0.01, 100_000, 5_000, 1)
-        assert (c.double_dqn, c.n_step) == (True, 3)
+        if game == "Freeway":  # Munchausen-DQN, 1-step, Adam 1e-4 with eps 1.5e-4 (see presets.py)
+            assert (c.munchausen, c.n_step, c.learning_rate, c.adam_eps) == (True, 1, 1e-4, 1.5e-4)
+            c.check()  # Munchausen with 1-step targets is a valid config
+        else:
+            assert (c.double_dqn, c.n_step, c.learning_rate, c.munchausen) == (True, 3, 2.5e-4, False)
         paper = with_overrides(DQNConfig(), MINATAR_PAPER)  # the paper's settings, kept for the baseline
         assert (paper.double_dqn, paper.n_step, paper.epsilon_end) == (False, 1, 0.1)
     assert preset("dqn", "CartPole-v1").frame_stack == 1
