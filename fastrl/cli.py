@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set any config field")
     t.add_argument(
+        "--preset",
+        default="default",
+        metavar="NAME",
+        help="which preset of ALGO on ENV: default, or a named one (tuned: fastrl's Munchausen-DQN for ALE games)",
+    )
+    t.add_argument(
         "--config",
         metavar="FILE",
         help="a JSON config ({\"algo\": ..., field: value, ...}, e.g. a tune's best.json or a run's config.json) "
@@ -255,7 +261,9 @@ def load_config_file(path: str) -> dict[str, Any]:
     return data
 
 
-def _config_from_file(path: str, algo_arg: str | None, env_arg: str | None) -> tuple[str, Any]:
+def _config_from_file(
+    path: str, algo_arg: str | None, env_arg: str | None, preset_name: str = "default"
+) -> tuple[str, Any]:
     data = load_config_file(path)
     algo = data.pop("algo", None)
     if algo is not None and not isinstance(algo, str):
@@ -274,7 +282,7 @@ def _config_from_file(path: str, algo_arg: str | None, env_arg: str | None) -> t
     if not isinstance(env_id, str):
         raise ConfigError(f"--config {path}: env_id must be a string, got {env_id!r}")
     try:
-        cfg = with_overrides(preset(algo, env_id), {**data, "env_id": env_id})
+        cfg = with_overrides(preset(algo, env_id, preset_name), {**data, "env_id": env_id})
     except ConfigError as e:
         raise ConfigError(f"--config {path}: {e}") from None
     return algo, cfg
@@ -287,17 +295,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             overrides[key] = getattr(args, flag)
     if args.resume and args.config:
         raise ConfigError("--config starts a new run; --resume continues one from its own saved config")
+    if args.resume and args.preset != "default":
+        raise ConfigError("--preset starts a new run; --resume continues one from its own saved config")
     if args.resume:
         path = checkpoint.find(args.resume)
         algo, saved = saved_run(checkpoint.load(path), path)
         cfg = with_overrides(saved, overrides)
     elif args.config:
-        algo, base = _config_from_file(args.config, args.algo, args.env_id)
+        algo, base = _config_from_file(args.config, args.algo, args.env_id, args.preset)
         cfg = with_overrides(base, overrides)
     else:
         algo = args.algo or "dqn"
         env_id = args.env_id or default_config(algo).env_id
-        cfg = with_overrides(preset(algo, env_id), overrides)
+        cfg = with_overrides(preset(algo, env_id, args.preset), overrides)
     cfg.check()
     if args.print_config:
         print(json.dumps({"algo": algo, **to_dict(cfg)}, indent=2))

@@ -15,7 +15,7 @@ from test_trainer import check_exact_resume
 
 from fastrl.agents.dqn import DQN, DQNConfig
 from fastrl.agents.nets import MinAtarCNN, NatureCNN, QNetwork, is_small_grid
-from fastrl.agents.presets import MINATAR_PAPER, preset
+from fastrl.agents.presets import MINATAR_PAPER, preset, preset_names
 from fastrl.config import ConfigError, with_overrides
 from fastrl.training import arcade
 from fastrl.training.envs import Replayable, make_env, make_vec_env
@@ -78,6 +78,24 @@ def test_presets_for_pixel_envs():
         paper = with_overrides(DQNConfig(), MINATAR_PAPER)  # the paper's settings, kept for the baseline
         assert (paper.double_dqn, paper.n_step, paper.epsilon_end) == (False, 1, 0.1)
     assert preset("dqn", "CartPole-v1").frame_stack == 1
+
+
+def test_tuned_atari_preset():
+    base, tuned = preset("dqn", "ALE/Pong-v5"), preset("dqn", "ALE/Pong-v5", "tuned")
+    assert preset_names("dqn", "ALE/Pong-v5") == ["default", "tuned"] and preset_names("dqn", "CartPole-v1") == ["default"]
+    assert (tuned.munchausen, tuned.n_step, tuned.learning_rate, tuned.adam_eps) == (True, 1, 5e-5, 3.125e-4)
+    assert (tuned.m_alpha, tuned.m_tau, tuned.m_clip) == (0.9, 0.03, -1.0)
+    assert (tuned.buffer_size, tuned.learning_starts, tuned.epsilon_duration) == (1_000_000, 20_000, 250_000)
+    assert tuned.target_update_interval * tuned.train_freq == 8_000
+    tuned.check()
+    # the rest is the baseline's: the same env handling, network, batch, schedule and evaluation
+    same = ("frame_stack", "network", "batch_size", "train_freq", "gamma", "loss", "eval_epsilon", "total_steps")
+    assert all(getattr(tuned, f) == getattr(base, f) for f in same)
+    assert not base.munchausen and base.learning_rate == 1e-4  # "default" is still the RL-Zoo baseline
+    assert preset("dqn", "ALE/Pong-v5", "default") == base
+    for algo, env_id in (("dqn", "CartPole-v1"), ("c51", "ALE/Pong-v5")):
+        with pytest.raises(ConfigError, match=f"no 'tuned' preset for {algo} on {env_id}; its presets: default"):
+            preset(algo, env_id, "tuned")
 
 
 def test_game_books_read_scores_and_game_ends():

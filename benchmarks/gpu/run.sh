@@ -169,7 +169,7 @@ bench() {
     [[ "$DRY" == 1 ]] && dry=(--dry-run)
     "$PY" benchmarks/gpu/bench_gpu.py --out "$out" "${dry[@]}"
 }
-wanted bench && step bench 210 bench
+wanted bench && step bench 225 bench
 
 echo "files in $out: $(cd "$out" && ls | tr '\n' ' ')"
 echo "summary (the SKIP, CHECK, FALLBACK and ERROR lines above):"

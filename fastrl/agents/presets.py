@@ -6,7 +6,7 @@ import fnmatch
 from typing import Any
 
 from fastrl.agents.registry import default_config
-from fastrl.config import with_overrides
+from fastrl.config import ConfigError, with_overrides
 
 PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     # RL-Zoo's schedule (bursts of 128 gradient steps every 256 env steps, target fixed within a
@@ -245,16 +245,60 @@ PATTERN_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-def preset_settings(algo: str, env_id: str) -> dict[str, Any]:
-    """The preset fields of ``(algo, env_id)``: the exact key's, else the first matching pattern's, else none."""
+# Named alternatives to a preset, chosen with ``preset(algo, env_id, name)`` or ``fastrl train
+# --preset NAME``; keys are (algo, env id or fnmatch pattern, name). "default" is always the preset above.
+NAMED_PRESETS: dict[tuple[str, str, str], dict[str, Any]] = {
+    # fastrl's own Atari DQN (``--preset tuned``): Munchausen-DQN as its paper ran it on Atari
+    # (Vieillard et al. 2020, on Dopamine's DQN with Adam): 1-step soft targets with the scaled,
+    # clipped log-policy bonus (m_alpha 0.9, m_tau 0.03, m_clip -1), Adam lr 5e-5 with eps 3.125e-4
+    # (0.01 / batch), learning from 20k steps, epsilon 1 -> 0.01 over 250k steps, the target copied
+    # every 8,000 env steps, a 1M-transition buffer (about 7.1 GB: each frame stored once; set
+    # storage_path to keep it on disk). Picked because Munchausen fixed the collapse of MinAtar
+    # Freeway's 3-step Double DQN preset (see above), and the M-DQN paper reports it above DQN and
+    # C51 over the Atari suite. Not tuned on Atari: checked on CPU on Breakout's first steps only
+    # (README); a 10M-step comparison needs a GPU.
+    ("dqn", "ALE/*", "tuned"): {
+        **PATTERN_PRESETS[("dqn", "ALE/*")],
+        "munchausen": True,
+        "m_alpha": 0.9,
+        "m_tau": 0.03,
+        "m_clip": -1.0,
+        "n_step": 1,
+        "learning_rate": 5e-5,
+        "adam_eps": 3.125e-4,
+        "buffer_size": 1_000_000,
+        "learning_starts": 20_000,
+        "epsilon_duration": 250_000,
+        "target_update_interval": 2_000,  # gradient steps: 8,000 env steps at train_freq 4
+    },
+}
+
+
+def preset_names(algo: str, env_id: str) -> list[str]:
+    """The preset names for ``(algo, env_id)``: ``"default"`` and any named alternative."""
+    named = (n for a, pat, n in NAMED_PRESETS if a == algo and fnmatch.fnmatchcase(env_id, pat))
+    return ["default", *dict.fromkeys(named)]
+
+
+def preset_settings(algo: str, env_id: str, name: str = "default") -> dict[str, Any]:
+    """The preset fields of ``(algo, env_id)``: the exact key's, else the first matching pattern's, else
+    none; ``name`` picks a named alternative (ConfigError, listing the names, if there is none)."""
+    if name != "default":
+        for (a, pat, n), v in NAMED_PRESETS.items():
+            if (a, n) == (algo, name) and fnmatch.fnmatchcase(env_id, pat):
+                return v
+        raise ConfigError(
+            f"preset: no {name!r} preset for {algo} on {env_id}; its presets: {', '.join(preset_names(algo, env_id))}"
+        )
     if (algo, env_id) in PRESETS:
         return PRESETS[(algo, env_id)]
     return next((v for (a, pat), v in PATTERN_PRESETS.items() if a == algo and fnmatch.fnmatchcase(env_id, pat)), {})
 
 
-def preset(algo: str, env_id: str) -> Any:
+def preset(algo: str, env_id: str, name: str = "default") -> Any:
     """The config of ``algo`` for ``env_id``: the tuned preset if there is one (an exact id, or a
     pattern such as ``ALE/*``), else the algorithm's defaults (``sail-dqn``: DQN's with
-    ``sail=True``; ``td3``: DDPG's with the TD3 options)."""
+    ``sail=True``; ``td3``: DDPG's with the TD3 options). ``name`` picks a named alternative
+    (:func:`preset_names`), e.g. ``preset("dqn", "ALE/Pong-v5", "tuned")``."""
 
-    return with_overrides(default_config(algo), {"env_id": env_id, **preset_settings(algo, env_id)})
+    return with_overrides(default_config(algo), {"env_id": env_id, **preset_settings(algo, env_id, name)})
