@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         default="default",
         metavar="NAME",
-        help="which preset of ALGO on ENV: default, or a named one (tuned: fastrl's Munchausen-DQN for ALE games)",
+        help="which preset of ALGO on ENV: default, or a named one (m-dqn: the Munchausen-DQN paper's settings for ALE games)",
     )
     t.add_argument(
         "--config",

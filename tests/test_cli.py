@@ -133,17 +133,17 @@ def test_print_config_uses_preset():
 
 
 def test_named_preset(tmp_path):
-    p = fastrl("train", "dqn", "ALE/Pong-v5", "--preset", "tuned", "--print-config", "--set", "buffer_size=1000")
+    p = fastrl("train", "dqn", "ALE/Pong-v5", "--preset", "m-dqn", "--print-config", "--set", "buffer_size=1000")
     assert p.returncode == 0, p.stderr
     cfg = json.loads(p.stdout)
     assert (cfg["munchausen"], cfg["learning_rate"], cfg["buffer_size"]) == (True, 5e-5, 1000)  # --set over it
     (tmp_path / "c.json").write_text(json.dumps({"algo": "dqn", "seed": 3}))
-    p = fastrl("train", "dqn", "ALE/Pong-v5", "--preset", "tuned", "--config", str(tmp_path / "c.json"), "--print-config")
+    p = fastrl("train", "dqn", "ALE/Pong-v5", "--preset", "m-dqn", "--config", str(tmp_path / "c.json"), "--print-config")
     assert p.returncode == 0, p.stderr
     assert (json.loads(p.stdout)["munchausen"], json.loads(p.stdout)["seed"]) == (True, 3)
-    p = fastrl("train", "dqn", "CartPole-v1", "--preset", "tuned", "--print-config")
-    assert p.returncode == 2 and "no 'tuned' preset for dqn on CartPole-v1; its presets: default" in p.stderr
-    p = fastrl("train", "--resume", str(tmp_path), "--preset", "tuned")
+    p = fastrl("train", "dqn", "CartPole-v1", "--preset", "m-dqn", "--print-config")
+    assert p.returncode == 2 and "no 'm-dqn' preset for dqn on CartPole-v1; its presets: default" in p.stderr
+    p = fastrl("train", "--resume", str(tmp_path), "--preset", "m-dqn")
     assert p.returncode == 2 and "--preset starts a new run" in p.stderr
 
 

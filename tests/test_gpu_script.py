@@ -60,8 +60,8 @@ def test_dry_run_says_what_it_skipped(dry_run):
     for step in ("wheels", "build", "cuda-tests", "device-tests", "bench"):
         assert re.search(rf"^== {step}: rc=0 in \d+s$", log, re.M), step
     assert re.search(r"^\d+/\d+ tests collected", log, re.M)  # the device test files, collected
-    assert "SKIP atari: the Pong run of the tuned preset" in log
-    assert re.search(r"^atari  Breakout tuned +cpu +\d+ env steps/s", log, re.M)  # the dry run: every path on CPU
+    assert "SKIP atari: the Pong run to >= 18" in log
+    assert re.search(r"^atari  Breakout m-dqn +cpu +\d+ env steps/s", log, re.M)  # the dry run: every path on CPU
     if not torch.cuda.is_available():
         assert re.search(r"^\d+ skipped, \d+ deselected", log, re.M)  # the cuda tests: collected, skipped
         for what in (
@@ -86,7 +86,7 @@ def test_dry_run_figures(dry_run):
         assert row["capped"] is capped and row["env_steps"] == (200 if capped else 600), row
         assert row["train_seconds"] > 0 and not row["reached"]
     runs = data["atari"]["runs"]
-    assert [r["preset"] for r in runs] == ["default", "tuned"] and data["atari"]["readiness"]["ale_py"][0].isdigit()
+    assert [r["preset"] for r in runs] == ["default", "m-dqn"] and data["atari"]["readiness"]["ale_py"][0].isdigit()
     assert all(r["env_steps_per_s"] > 0 and r["updates_per_s"] > 0 and r["timed_steps"] == 200 for r in runs), runs
     if not torch.cuda.is_available():
         assert "graph" not in data["graph"] and "graph" not in data["cnn"] and data["checks"] == {}

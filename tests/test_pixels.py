@@ -66,6 +66,7 @@ def test_presets_for_pixel_envs():
     atari = preset("dqn", "ALE/SpaceInvaders-v5")
     assert (atari.frame_stack, atari.learning_rate, atari.buffer_size, atari.learning_starts) == (4, 1e-4, 100_000, 100_000)
     assert atari.target_update_interval * atari.train_freq == 1_000 and atari.epsilon_end == 0.01
+    assert atari.sync_every == 8 and preset("dqn", "MinAtar/Breakout-v1").sync_every == 1
     for game in ("Breakout", "Freeway", "SpaceInvaders", "Asterix", "Seaquest"):
         c = preset("dqn", f"MinAtar/{game}-v1")
         assert (c.network, c.batch_size, c.target_update_interval) == ("minatar", 32, 1_000)
@@ -80,22 +81,22 @@ def test_presets_for_pixel_envs():
     assert preset("dqn", "CartPole-v1").frame_stack == 1
 
 
-def test_tuned_atari_preset():
-    base, tuned = preset("dqn", "ALE/Pong-v5"), preset("dqn", "ALE/Pong-v5", "tuned")
-    assert preset_names("dqn", "ALE/Pong-v5") == ["default", "tuned"] and preset_names("dqn", "CartPole-v1") == ["default"]
-    assert (tuned.munchausen, tuned.n_step, tuned.learning_rate, tuned.adam_eps) == (True, 1, 5e-5, 3.125e-4)
-    assert (tuned.m_alpha, tuned.m_tau, tuned.m_clip) == (0.9, 0.03, -1.0)
-    assert (tuned.buffer_size, tuned.learning_starts, tuned.epsilon_duration) == (1_000_000, 20_000, 250_000)
-    assert tuned.target_update_interval * tuned.train_freq == 8_000
-    tuned.check()
+def test_munchausen_atari_preset():
+    base, mdqn = preset("dqn", "ALE/Pong-v5"), preset("dqn", "ALE/Pong-v5", "m-dqn")
+    assert preset_names("dqn", "ALE/Pong-v5") == ["default", "m-dqn"] and preset_names("dqn", "CartPole-v1") == ["default"]
+    assert (mdqn.munchausen, mdqn.n_step, mdqn.learning_rate, mdqn.adam_eps) == (True, 1, 5e-5, 3.125e-4)
+    assert (mdqn.m_alpha, mdqn.m_tau, mdqn.m_clip) == (0.9, 0.03, -1.0)
+    assert (mdqn.buffer_size, mdqn.learning_starts, mdqn.epsilon_duration) == (1_000_000, 20_000, 250_000)
+    assert mdqn.target_update_interval * mdqn.train_freq == 8_000
+    mdqn.check()
     # the rest is the baseline's: the same env handling, network, batch, schedule and evaluation
     same = ("frame_stack", "network", "batch_size", "train_freq", "gamma", "loss", "eval_epsilon", "total_steps")
-    assert all(getattr(tuned, f) == getattr(base, f) for f in same)
+    assert all(getattr(mdqn, f) == getattr(base, f) for f in same)
     assert not base.munchausen and base.learning_rate == 1e-4  # "default" is still the RL-Zoo baseline
     assert preset("dqn", "ALE/Pong-v5", "default") == base
     for algo, env_id in (("dqn", "CartPole-v1"), ("c51", "ALE/Pong-v5")):
-        with pytest.raises(ConfigError, match=f"no 'tuned' preset for {algo} on {env_id}; its presets: default"):
-            preset(algo, env_id, "tuned")
+        with pytest.raises(ConfigError, match=f"no 'm-dqn' preset for {algo} on {env_id}; its presets: default"):
+            preset(algo, env_id, "m-dqn")
 
 
 def test_game_books_read_scores_and_game_ends():
