@@ -242,8 +242,9 @@ PATTERN_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         "eval_epsilon": 0.05,
         "checkpoint_every": 500_000,
         # with collectors >= 1: publish the Nature CNN's weights (6.7 MB) every 8 updates (32 env
-        # steps of policy lag) instead of every update; in bench_pixels --part atari this cut the
-        # learner's time above its own updates from +7.0% / +6.3% to +3.7% / +3.8% (fp32 / bf16)
+        # steps of policy lag) instead of every update; in bench_pixels --part atari a collector
+        # run's time above its own updates went from +6.8% / +9.9% (fp32 / bf16, every update) to
+        # +3.8% / +5.4% (2026-12-06, two runs on different minutes of a drifting machine)
         "sync_every": 8,
     },
 }
