@@ -58,6 +58,11 @@ def _fields_help() -> str:
     return "\n\n".join(parts)
 
 
+PRESET_HELP = (
+    "which preset of ALGO on ENV: default, or a named one (m-dqn: the Munchausen-DQN paper's settings for ALE games)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fastrl", description="Train, evaluate and plot DQN-family and DDPG / TD3 agents.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -81,12 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="random seed")
     t.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set any config field")
-    t.add_argument(
-        "--preset",
-        default="default",
-        metavar="NAME",
-        help="which preset of ALGO on ENV: default, or a named one (m-dqn: the Munchausen-DQN paper's settings for ALE games)",
-    )
+    t.add_argument("--preset", default="default", metavar="NAME", help=PRESET_HELP)
     t.add_argument(
         "--config",
         metavar="FILE",
@@ -179,6 +179,7 @@ def _add_sweep_parser(sub: Any) -> None:
         "--seeds", type=int, default=1, metavar="K", help="seeds per configuration: seed, seed+1, ... (default 1)"
     )
     s.add_argument("--steps", type=int, help="env steps per run (config total_steps)")
+    s.add_argument("--preset", default="default", metavar="NAME", help=PRESET_HELP)
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a config field in every run")
     s.add_argument("--workers", type=int, help="runs at a time (default: CPU cores)")
     s.add_argument("--executor", choices=["local", "ray"], default="local")
@@ -227,6 +228,7 @@ def _add_tune_parser(sub: Any) -> None:
         help="a config field to tune: a range or a choice list (repeat for more)",
     )
     s.add_argument("--steps", type=int, help="env steps per run (config total_steps)")
+    s.add_argument("--preset", default="default", metavar="NAME", help=PRESET_HELP)
     s.add_argument("--seeds", type=int, default=1, metavar="K", help="seeds per trial: seed, seed+1, ... (default 1)")
     s.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a config field in every run")
@@ -368,8 +370,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     check_metric(args.metric)
-    if args.report and (args.grid or args.range or args.random or args.set or args.steps):
-        raise ConfigError("--report redraws an existing sweep: give it no --grid, --range, --random, --set or --steps")
+    if args.report and (args.grid or args.range or args.random or args.set or args.steps or args.preset != "default"):
+        raise ConfigError(
+            "--report redraws an existing sweep: give it no --grid, --range, --random, --set, --steps or --preset"
+        )
     if args.report:
         report = write_report(args.report, threshold=args.threshold, metric=args.metric)
     else:
@@ -384,6 +388,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             steps=args.steps,
             overrides=parse_assignments(args.set),
             out=args.out,
+            preset=args.preset,
         )
         if args.dry_run:
             for t in plan.tasks():
@@ -428,6 +433,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         pruner=args.pruner,
         threshold=args.threshold,
         out=args.out,
+        preset=args.preset,
     )
     try:
         report = run_tune(

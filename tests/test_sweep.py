@@ -82,6 +82,24 @@ def test_plan_seeds_and_configs(tmp_path):
     assert a.out == b.out != c2.out
 
 
+def test_named_preset_sweep_is_recorded_and_kept_apart(tmp_path):
+    kw = dict(grid=["learning_rate=1e-5,5e-5"], steps=1000, overrides={"buffer_size": 1000})
+    plan = plan_sweep("dqn", "ALE/Pong-v5", preset="m-dqn", out=tmp_path / "s", **kw)
+    c = plan.tasks()[0]["config"]
+    assert (c["munchausen"], c["learning_starts"], c["buffer_size"], c["learning_rate"]) == (True, 20_000, 1000, 1e-5)
+    prepare_dir(plan)
+    assert json.loads((tmp_path / "s" / "sweep.json").read_text())["preset"] == "m-dqn"
+    # the default preset is not recorded (manifests from before --preset existed still match)
+    default = plan_sweep("dqn", "ALE/Pong-v5", out=tmp_path / "s", **kw)
+    assert "preset" not in json.dumps(default.tasks()[0]["config"]) and default.preset == "default"
+    assert plan_sweep("dqn", "ALE/Pong-v5", **kw).out != plan_sweep("dqn", "ALE/Pong-v5", preset="m-dqn", **kw).out
+    with pytest.raises(ConfigError, match="holds a different sweep .*--preset m-dqn"):
+        prepare_dir(default)
+    with pytest.raises(ConfigError, match="no 'm-dqn' preset for dqn on CartPole-v1; its presets: default"):
+        plan_sweep("dqn", "CartPole-v1", preset="m-dqn")
+    assert main(["sweep", "--report", str(tmp_path / "s"), "--preset", "m-dqn"]) == 2
+
+
 @pytest.mark.parametrize("kw, match", [
     ({"grid": ["buffer_size"]}, "--grid expects key=v1,v2"),
     ({"grid": ["buffer_size="]}, "--grid expects key=v1,v2"),

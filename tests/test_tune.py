@@ -73,6 +73,22 @@ def test_bad_searches_are_refused_before_any_run(tmp_path, kw, match):
     assert not (tmp_path / "t").exists()
 
 
+def test_named_preset_search_is_recorded(tmp_path):
+    kw = dict(params=["learning_rate=1e-5:1e-4:log"], trials=2, steps=1000, out=tmp_path / "t",
+              overrides={"buffer_size": 1000, "eval_every": 500})
+    plan = plan_tune("dqn", "ALE/Pong-v5", preset="m-dqn", **kw)
+    assert (plan.base.munchausen, plan.base.adam_eps, plan.base.buffer_size) == (True, 3.125e-4, 1000)
+    assert plan.manifest()["preset"] == "m-dqn"
+    default = plan_tune("dqn", "ALE/Pong-v5", **kw)
+    assert "preset" not in default.manifest() and not default.base.munchausen
+    with pytest.raises(ConfigError, match="no 'm-dqn' preset for dqn on CartPole-v1"):
+        plan_tune("dqn", "CartPole-v1", preset="m-dqn", **kw)
+    from fastrl.experiments.tune import prepare_tune_dir
+    prepare_tune_dir(plan)
+    with pytest.raises(ConfigError, match='holds a different search .its preset is "m-dqn", this search\'s null'):
+        prepare_tune_dir(default)
+
+
 def test_bad_executor_and_workers_are_refused(tmp_path):
     plan = plan_tune("dqn", "CartPole-v1", params=[LR], trials=1, steps=1000, overrides=TINY, out=tmp_path / "t")
     with pytest.raises(ConfigError, match="--workers must be >= 1"):

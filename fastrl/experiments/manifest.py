@@ -31,12 +31,15 @@ Result = dict[str, Any]
 
 # ---------------------------------------------------------------------------- the manifest
 def plan_manifest(plan: SweepPlan) -> dict[str, Any]:
-    """The manifest of ``plan`` (what ``sweep.json`` holds)."""
+    """The manifest of ``plan`` (what ``sweep.json`` holds). A named preset is recorded as ``preset``
+    (the default preset is not, so sweeps made before ``--preset`` existed still resume)."""
+    named = {"preset": plan.preset} if plan.preset != "default" else {}
     return {
         "format": FORMAT,
         "version": VERSION,
         "algo": plan.algo,
         "env_id": plan.env_id,
+        **named,
         "mode": plan.mode,
         "keys": plan.keys,
         "spec": plan.spec,
@@ -80,12 +83,13 @@ def describe(m: Mapping[str, Any]) -> str:
                 for k, v in spec.get("ranges", {}).items()
             ]
         )
-    return f"{m['algo']} {m['env_id']} {' '.join(parts) or '(no grid)'}, {len(m['seeds'])} seeds"
+    named = f" --preset {m['preset']}" if "preset" in m else ""
+    return f"{m['algo']} {m['env_id']}{named} {' '.join(parts) or '(no grid)'}, {len(m['seeds'])} seeds"
 
 
 def difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     """The first way two manifests differ, in words."""
-    for key in ("algo", "env_id", "mode", "keys", "spec", "seeds"):
+    for key in ("algo", "env_id", "preset", "mode", "keys", "spec", "seeds"):
         if old.get(key) != new.get(key):
             return f"it holds {describe(old)}; this is {describe(new)}"
     if len(old["configs"]) != len(new["configs"]):

@@ -199,6 +199,8 @@ class SweepPlan:
     configs: list[Any]
     seeds: list[int]
     spec: dict[str, Any]
+    preset: str = "default"
+    """The named preset the configurations start from (``fastrl sweep --preset``)."""
 
     @property
     def labels(self) -> list[str]:
@@ -293,16 +295,18 @@ def _label(i: int, params: Mapping[str, Any]) -> str:
     return safe if len(safe) <= 100 else f"c{i:02d}"
 
 
-def base_config(algo: str, env_id: str, overrides: Mapping[str, Any] | None, steps: int | None) -> Any:
-    """The preset of ``algo`` on ``env_id`` with the ``--set`` overrides (aliases resolved) and
-    ``--steps``; checkpoints every tenth of the run at most (at least every 1,000 steps) unless
+def base_config(
+    algo: str, env_id: str, overrides: Mapping[str, Any] | None, steps: int | None, preset_name: str = "default"
+) -> Any:
+    """The preset ``preset_name`` of ``algo`` on ``env_id`` with the ``--set`` overrides (aliases
+    resolved) and ``--steps``; checkpoints every tenth of the run at most (at least every 1,000 steps) unless
     ``checkpoint_every`` is set, so an interrupted run resumes from at most a tenth back."""
     sets = {ALIASES.get(k, k): v for k, v in (overrides or {}).items()}
     if "env_id" in sets:
         raise ConfigError("--set env_id: give the env as the ENV argument")
     if steps is not None:
         sets["total_steps"] = steps
-    base = with_overrides(preset(algo, env_id), sets)
+    base = with_overrides(preset(algo, env_id, preset_name), sets)
     if "checkpoint_every" not in sets:
         every = max(1_000, base.total_steps // 10)
         base = dataclasses.replace(base, checkpoint_every=min(base.checkpoint_every, every))

@@ -43,13 +43,16 @@ def plan_sweep(
     steps: int | None = None,
     overrides: Mapping[str, Any] | None = None,
     out: str | Path | None = None,
+    preset: str = "default",
 ) -> SweepPlan:
     """Expand and check a sweep; nothing runs. ``grid``/``ranges`` take parsed dicts or the CLI
     strings. Without ``random`` the grid is crossed; with it, ``random`` points are drawn from the
-    grid's lists (as choices) and the ranges. Seeds are ``seed, seed + 1, ...`` of the base config.
+    grid's lists (as choices) and the ranges. Seeds are ``seed, seed + 1, ...`` of the base config,
+    which is the ``preset`` (a name from ``preset_names``) of ``algo`` on ``env_id`` with ``overrides``.
     """
-    base = base_config(algo, env_id, overrides, steps)
+    base = base_config(algo, env_id, overrides, steps, preset)
     plan = expand(algo, env_id, base, grid, ranges, random, search_seed, seeds)
+    plan.preset = preset
     make_env(env_id).close()  # an unknown env fails here, not in every run
     plan.out = (
         Path(out) if out is not None else Path("sweeps") / f"{env_id.replace('/', '-')}-{algo}-{plan_digest(plan)}"

@@ -77,15 +77,20 @@ class TunePlan:
     threshold: float | None
     search_seed: int
     out: Path
+    preset: str = "default"
+    """The named preset ``base`` comes from (``fastrl tune --preset``)."""
 
     def manifest(self) -> dict[str, Any]:
         """What ``tune.json`` holds: everything that defines the search (not ``trials``: a search
-        may be extended)."""
+        may be extended). A named preset is recorded (the default is not, so searches made before
+        ``--preset`` existed still resume)."""
+        named = {"preset": self.preset} if self.preset != "default" else {}
         return {
             "format": FORMAT,
             "version": VERSION,
             "algo": self.algo,
             "env_id": self.env_id,
+            **named,
             "space": {k: d.spec() if isinstance(d, Range) else jsonable(d) for k, d in self.space.items()},
             "seeds": self.seeds,
             "objective": self.objective,
@@ -118,10 +123,12 @@ def plan_tune(
     pruner: str = "median",
     threshold: float | None = None,
     out: str | Path | None = None,
+    preset: str = "default",
 ) -> TunePlan:
     """Parse and check a search; nothing runs. ``params``: the CLI strings (``key=lo:hi[:log]``,
     ``key=a,b,c``) or a dict of :class:`~fastrl.experiments.plan.Range` / value lists. ``seed``
-    seeds the sampler; the runs' seeds are ``s, s + 1, ...`` of the base config (``--set seed=s``)."""
+    seeds the sampler; the runs' seeds are ``s, s + 1, ...`` of the base config (``--set seed=s``),
+    which is the ``preset`` (a name from ``preset_names``) of ``algo`` on ``env_id`` with ``overrides``."""
     optuna_module()  # Optuna missing: one line naming the extra, before anything else
     if objective not in OBJECTIVES:
         raise ConfigError(f"unknown objective {objective!r}; use {', '.join(OBJECTIVES)}")
@@ -131,7 +138,7 @@ def plan_tune(
         raise ConfigError(f"--trials must be >= 1, got {trials}")
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
-    base = base_config(algo, env_id, overrides, steps)
+    base = base_config(algo, env_id, overrides, steps, preset)
     try:
         base.check()
     except (ConfigError, TypeError, ValueError) as e:
@@ -165,6 +172,7 @@ def plan_tune(
         thr,
         seed,
         Path("."),
+        preset,
     )
     plan.out = (
         Path(out) if out is not None else Path("tunes") / f"{env_id.replace('/', '-')}-{algo}-{plan.fingerprint()[:8]}"
@@ -216,7 +224,7 @@ def _dir_lock(out: Path) -> Iterator[None]:
 
 
 def _difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    for key in ("algo", "env_id", "space", "seeds", "objective", "pruner", "threshold", "search_seed"):
+    for key in ("algo", "env_id", "preset", "space", "seeds", "objective", "pruner", "threshold", "search_seed"):
         if old.get(key) != new.get(key):
             return f"its {key} is {json.dumps(old.get(key))}, this search's {json.dumps(new.get(key))}"
     for k in sorted(set(old["base"]) | set(new["base"])):
