@@ -64,6 +64,22 @@ def test_vector_envs_store_true_final_observations(tmp_path):
         t.close()
 
 
+def test_resume_without_a_saved_buffer_warns_and_goes_on(tmp_path):
+    cfg = tiny(total_steps=400, save_buffer=False, checkpoint_every=200)
+    half = Trainer(with_overrides(cfg, {"total_steps": 200}), run_dir=tmp_path / "b", progress=False)
+    half.train()
+    half.close()
+    assert not list((tmp_path / "b" / "checkpoints").glob("buffer_*"))
+    with pytest.warns(UserWarning, match="no replay buffer .save_buffer was off.*not exact"):
+        resumed = Trainer(cfg, resume=tmp_path / "b", progress=False)
+    try:
+        assert resumed.state.env_steps == 200 and len(resumed.buffer) == 0
+        resumed.train()
+        assert resumed.state.env_steps == 400 and len(resumed.buffer) == 200
+    finally:
+        resumed.close()
+
+
 @pytest.mark.parametrize(
     "env_id,num_envs,mode",
     [("CartPole-v1", 1, "sync"), ("LunarLander-v3", 2, "sync"), ("CartPole-v1", 2, "async"),

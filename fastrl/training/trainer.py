@@ -335,6 +335,12 @@ class Trainer:
                     self.buffer = type(self.buffer).load(path)
                 except (OSError, ValueError) as e:
                     raise checkpoint.CheckpointError(f"replay buffer {path}: {e}") from None
+            else:
+                warnings.warn(
+                    "the checkpoint holds no replay buffer (save_buffer was off): learning goes on from an "
+                    "empty buffer, so this resume is not exact",
+                    stacklevel=2,
+                )
             self.state.load_state_dict(t)
             torch.set_rng_state(t["torch_rng"])
             if t["cuda_rng"] and torch.cuda.is_available():
