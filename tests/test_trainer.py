@@ -64,20 +64,30 @@ def test_vector_envs_store_true_final_observations(tmp_path):
         t.close()
 
 
-def test_resume_without_a_saved_buffer_warns_and_goes_on(tmp_path):
-    cfg = tiny(total_steps=400, save_buffer=False, checkpoint_every=200)
+def test_resume_without_a_saved_buffer_refills_before_learning(tmp_path):
+    cfg = tiny(total_steps=400, save_buffer=False, checkpoint_every=200, train_freq=1, gradient_steps=1)
     half = Trainer(with_overrides(cfg, {"total_steps": 200}), run_dir=tmp_path / "b", progress=False)
     half.train()
     half.close()
     assert not list((tmp_path / "b" / "checkpoints").glob("buffer_*"))
-    with pytest.warns(UserWarning, match="no replay buffer .save_buffer was off.*not exact"):
+    assert half.agent.updates == 101  # one after each env step 100..200
+    with pytest.warns(UserWarning, match=r"no replay buffer .save_buffer was off.*updates wait for 100 new.*not exact"):
         resumed = Trainer(cfg, resume=tmp_path / "b", progress=False)
     try:
-        assert resumed.state.env_steps == 200 and len(resumed.buffer) == 0
+        assert resumed.state.env_steps == 200 and len(resumed.buffer) == 0 and resumed.learning_from == 300
         resumed.train()
-        assert resumed.state.env_steps == 400 and len(resumed.buffer) == 200
+        # no update on a nearly empty buffer: the next ones after env steps 300..400
+        assert resumed.state.env_steps == 400 and len(resumed.buffer) == 200 and resumed.agent.updates == 101 + 101
     finally:
         resumed.close()
+    # resumed again (from 400 steps) with collectors: free-mode learners wait the same way; fixed
+    # ones cannot (their rate limiter lets collectors run only as far as the updates due) and say so
+    for mode, learning_from, says in (("free", 500, "updates wait for 100"), ("fixed", 100, "updates go on at once")):
+        with pytest.warns(UserWarning, match=says):
+            t = Trainer(with_overrides(cfg, {"collectors": 1, "replay_ratio_mode": mode}), resume=tmp_path / "b",
+                        progress=False)
+        t.close()
+        assert t.learning_from == learning_from
 
 
 @pytest.mark.parametrize(

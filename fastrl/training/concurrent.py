@@ -234,7 +234,7 @@ class ConcurrentLearner:
     def can_update(self) -> bool:
         state = self.t.state
         if self.free:
-            return state.env_steps >= self.t.cfg.learning_starts and len(self.t.buffer) >= self.t.cfg.batch_size
+            return state.env_steps >= self.t.learning_from and len(self.t.buffer) >= self.t.cfg.batch_size
         return self.updates < self.limiter.updates_due_at(state.env_steps)
 
     def _limit(self) -> int:

@@ -122,6 +122,9 @@ class Trainer:
         self.saved_collectors: list[dict[str, Any]] | None = None  # their generators and exploration
         self.concurrent_stats: dict[str, float] = {}  # a concurrent run's (see train_concurrent)
         self._eval_envs: list[Any] | None = None
+        self.learning_from = cfg.learning_starts
+        """Env steps from which updates run: ``learning_starts``, or later after a resume whose
+        checkpoint holds no buffer (the refill; see :meth:`_restore`)."""
         if ckpt is not None:
             self.run_dir = Path(run_dir)  # type: ignore[arg-type]
             self.obs = self._restore(ckpt)
@@ -162,7 +165,7 @@ class Trainer:
                 self.buffer.extend(*transition)
                 prev = state.env_steps
                 self.record_step(*books)
-                if state.env_steps >= cfg.learning_starts and state.iterations % cfg.train_freq == 0:
+                if state.env_steps >= self.learning_from and state.iterations % cfg.train_freq == 0:
                     for _ in range(cfg.gradient_steps):
                         self.learn()
                 for event in self.triggers.fired(prev, state.env_steps, state.solved):
@@ -325,6 +328,23 @@ class Trainer:
                 old.unlink()
         return ckpt_dir / "last.pt"
 
+    def _refill_warning(self) -> None:
+        """A checkpoint without its buffer (``save_buffer=false``): the sequential loop and ``free``
+        collectors hold updates until ``max(learning_starts, batch_size)`` new transitions are in;
+        ``fixed`` collectors cannot (their rate limiter ties collection to the updates due)."""
+        cfg = self.cfg
+        refill = max(cfg.learning_starts, cfg.batch_size)
+        if cfg.n_collectors and cfg.replay_ratio_mode == "fixed":
+            wait = "updates go on at once (replay_ratio_mode=fixed)"
+        else:
+            self.learning_from = self.state.env_steps + refill
+            wait = f"updates wait for {refill} new transitions"
+        warnings.warn(
+            f"the checkpoint holds no replay buffer (save_buffer was off): learning goes on from an empty "
+            f"buffer ({wait}), so this resume is not exact",
+            stacklevel=3,
+        )
+
     def _restore(self, ckpt: dict[str, Any]) -> np.ndarray:
         try:
             self.agent.load_state_dict(ckpt["agent"])
@@ -335,13 +355,9 @@ class Trainer:
                     self.buffer = type(self.buffer).load(path)
                 except (OSError, ValueError) as e:
                     raise checkpoint.CheckpointError(f"replay buffer {path}: {e}") from None
-            else:
-                warnings.warn(
-                    "the checkpoint holds no replay buffer (save_buffer was off): learning goes on from an "
-                    "empty buffer, so this resume is not exact",
-                    stacklevel=2,
-                )
             self.state.load_state_dict(t)
+            if not ckpt.get("buffer_file"):
+                self._refill_warning()
             torch.set_rng_state(t["torch_rng"])
             if t["cuda_rng"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(t["cuda_rng"])
