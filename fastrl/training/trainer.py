@@ -328,10 +328,11 @@ class Trainer:
                 old.unlink()
         return ckpt_dir / "last.pt"
 
-    def _refill_warning(self) -> None:
-        """A checkpoint without its buffer (``save_buffer=false``): the sequential loop and ``free``
-        collectors hold updates until ``max(learning_starts, batch_size)`` new transitions are in;
-        ``fixed`` collectors cannot (their rate limiter ties collection to the updates due)."""
+    def _hold_updates_for_refill(self) -> None:
+        """After restoring a checkpoint without its buffer (``save_buffer=false``): move
+        ``learning_from`` so the sequential loop and ``free`` collectors hold updates until
+        ``max(learning_starts, batch_size)`` new transitions are in (``fixed`` collectors cannot:
+        their rate limiter ties collection to the updates due), and warn, saying which."""
         cfg = self.cfg
         refill = max(cfg.learning_starts, cfg.batch_size)
         if cfg.n_collectors and cfg.replay_ratio_mode == "fixed":
@@ -357,7 +358,7 @@ class Trainer:
                     raise checkpoint.CheckpointError(f"replay buffer {path}: {e}") from None
             self.state.load_state_dict(t)
             if not ckpt.get("buffer_file"):
-                self._refill_warning()
+                self._hold_updates_for_refill()
             torch.set_rng_state(t["torch_rng"])
             if t["cuda_rng"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(t["cuda_rng"])
