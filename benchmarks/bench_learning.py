@@ -218,7 +218,9 @@ def run_sb3(algo: str, env_id: str, seed: int, eval_every: int, stop_at: float |
     )
 
 
-def run_tianshou(algo: str, env_id: str, seed: int, python: str, out_dir: Path, max_steps: int | None) -> dict:
+def run_tianshou(
+    algo: str, env_id: str, seed: int, python: str, out_dir: Path, max_steps: int | None, extra_steps: int = 0
+) -> dict:
     """Tianshou's Rainbow or C51 at the settings of fastrl's preset of the same name, in a
     subprocess of ``python`` (an environment with tianshou installed); evaluated by fastrl's code."""
     import dataclasses
@@ -232,6 +234,7 @@ def run_tianshou(algo: str, env_id: str, seed: int, python: str, out_dir: Path, 
         python, str(Path(__file__).with_name("tianshou_baseline.py")), "--algo", algo.removeprefix("ts-"),
         "--env", env_id, "--seed", str(seed), "--settings", json.dumps(dataclasses.asdict(cfg)),
         "--eval-every", str(cfg.eval_every), "--stop-at", str(THRESHOLD[env_id]), "--out", str(out),
+        "--extra-steps", str(extra_steps),
     ]
     subprocess.run(cmd, check=True)
     r = json.loads(out.read_text())
@@ -493,6 +496,11 @@ def main() -> int:
     p.add_argument("--tianshou-python", default="python", help="a Python with tianshou 2.x (ts-* algos)")
     p.add_argument("--ts-seeds", nargs="+", type=int, help="seeds of the Tianshou runs (default: --seeds)")
     p.add_argument("--ts-max-steps", type=int, help="cap the Tianshou runs' env steps (default: the preset's)")
+    p.add_argument(
+        "--ts-extra-steps", type=int, default=0,
+        help="let the Tianshou runs train this many env steps past the preset's budget, schedules held at "
+        "their end (a baseline that misses the threshold within the budget then still gets a time to it)",
+    )
     p.add_argument("--update-cost", action="store_true", help="only time one update of each DQN-family head")
     args = p.parse_args()
     if args.update_cost:
@@ -521,7 +529,8 @@ def main() -> int:
                     if algo.startswith("ts-"):
                         if seed not in (args.ts_seeds if args.ts_seeds is not None else args.seeds):
                             continue
-                        rows.append(run_tianshou(algo, env_id, seed, args.tianshou_python, Path(tmp), args.ts_max_steps))
+                        rows.append(run_tianshou(algo, env_id, seed, args.tianshou_python, Path(tmp), args.ts_max_steps,
+                                                 args.ts_extra_steps))
                     elif algo.startswith("sb3-"):
                         if seed not in sb3_seeds:
                             continue

@@ -22,7 +22,7 @@ Like fastrl's trainer: the first ``learning_starts`` steps are uniformly random,
 Evaluation: every ``--eval-every`` env steps fastrl's ``evaluate`` runs Tianshou's greedy policy
 (eval mode, so noisy layers use their mean weights; epsilon 0) on 20 episodes, seeded as
 bench_learning.py seeds SB3's; its wall and CPU time are left out of the training clock. The run
-stops once an evaluation's mean reaches ``--stop-at`` or at ``total_steps``.
+stops once an evaluation's mean reaches ``--stop-at`` or at ``total_steps`` (plus ``--extra-steps``).
 """
 
 from __future__ import annotations
@@ -178,6 +178,13 @@ def main() -> None:
     ap.add_argument("--stop-at", default="none", help="stop once an evaluation's mean reaches this ('none': never)")
     ap.add_argument("--out", required=True)
     ap.add_argument(
+        "--extra-steps",
+        type=int,
+        default=0,
+        help="train this many env steps past total_steps (schedules such as PER's beta stay at their end "
+        "values): for a baseline that has not reached --stop-at within the preset's budget",
+    )
+    ap.add_argument(
         "--noisy-collect",
         action="store_true",
         help="a deviation from stock Tianshou, off by default: collect with the policy in train mode, so noisy "
@@ -254,6 +261,7 @@ def main() -> None:
             return policy(Batch(obs=obs, info=Batch())).act
 
     total, train_freq, eval_every = int(cfg.total_steps), int(cfg.train_freq), int(args.eval_every)
+    end = total + max(0, args.extra_steps)  # schedules run over total; training may go on to end
     learning_starts, gradient_steps, batch_size = int(cfg.learning_starts), int(cfg.gradient_steps), int(cfg.batch_size)
     evals: list[dict[str, Any]] = []
     clock = {"eval": 0.0, "eval_cpu": 0.0}
@@ -287,10 +295,10 @@ def main() -> None:
 
     start, cpu = time.perf_counter(), time.process_time()
     stop = False
-    while steps < total and not stop:
+    while steps < end and not stop:
         # Collect up to the next point where something happens: an update burst, an evaluation,
         # the end of the random warm-up, or the end.
-        until = min(next_multiple(steps, train_freq), next_multiple(steps, eval_every), total)
+        until = min(next_multiple(steps, train_freq), next_multiple(steps, eval_every), end)
         random = steps < learning_starts
         if random:
             until = min(until, learning_starts)

@@ -54,9 +54,44 @@ def test_rate_limiter_bounds_any_interleaving(n, tf, gs, ls, ahead):
     assert updates == lim.updates_due(total)
 
 
+@pytest.mark.parametrize("n,tf,gs,ls,start,refill", [(1, 1, 1, 0, 200, 100), (3, 2, 1, 100, 75, 64),
+                                                     (2, 4, 3, 7, 101, 300), (1, 256, 128, 1000, 1000, 1000)])
+def test_restarted_schedule_is_a_refilling_sequential_loop(n, tf, gs, ls, start, refill):
+    """A limiter restarted at iteration ``start`` (a resume without the buffer) is the sequential loop
+    that, from there, trains only once ``refill`` more env steps are in (``learning_from``), on the
+    same ``train_freq`` phase; its bounds hold under any interleaving and it ends on its own schedule."""
+    lim = RateLimiter(n, tf, gs, ls, ahead=9).restart(start, refill)
+    done = RateLimiter(n, tf, gs, ls, ahead=9).updates_due(start)
+    assert lim.done == done and lim.updates_due(start) == done
+    learning_from = start * n + refill
+    for k in range(start + 1, start + 3000):
+        if k * n >= learning_from and k % tf == 0:
+            done += gs
+        assert lim.updates_due(k) == done, k
+    for u in range(lim.done, lim.done + 400):
+        k = lim.iterations_covered(u)
+        assert lim.updates_due(k) <= u < lim.updates_due(k + 1)
+    rng = np.random.default_rng(1)
+    total, collected, updates = start + 2000, start, lim.done
+    while collected < total or lim.can_update(collected, updates):
+        can_c = collected < total and lim.can_collect(collected, updates)
+        can_u = lim.can_update(collected, updates)
+        assert can_c or can_u, (collected, updates)
+        if can_c and (not can_u or rng.random() < 0.5):
+            collected += 1
+        else:
+            updates += 1
+        assert updates <= lim.updates_due(collected)
+        assert collected <= lim.iterations_covered(updates) + lim.ahead
+    assert updates == lim.updates_due(total)
+
+
 def test_rate_limiter_checks_and_config_default():
     with pytest.raises(ValueError):
         RateLimiter(1, 1, 1, 0, ahead=0)
+    for field in ("start", "done"):
+        with pytest.raises(ValueError, match=field):
+            RateLimiter(1, 1, 1, 0, ahead=1, **{field: -1})
     cfg = tiny(train_freq=4, num_envs=2)
     assert RateLimiter.from_config(cfg).ahead == 32  # max(2 * 4 * 2, 64) env steps
     assert RateLimiter.from_config(with_overrides(cfg, {"collect_ahead": 7})).ahead == 4

@@ -80,14 +80,21 @@ def test_resume_without_a_saved_buffer_refills_before_learning(tmp_path):
         assert resumed.state.env_steps == 400 and len(resumed.buffer) == 200 and resumed.agent.updates == 101 + 101
     finally:
         resumed.close()
-    # resumed again (from 400 steps) with collectors: free-mode learners wait the same way; fixed
-    # ones cannot (their rate limiter lets collectors run only as far as the updates due) and say so
-    for mode, learning_from, says in (("free", 500, "updates wait for 100"), ("fixed", 100, "updates go on at once")):
-        with pytest.warns(UserWarning, match=says):
-            t = Trainer(with_overrides(cfg, {"collectors": 1, "replay_ratio_mode": mode}), resume=tmp_path / "b",
-                        progress=False)
-        t.close()
-        assert t.learning_from == learning_from
+    # resumed again (from 400 steps) with collectors: free-mode learners read learning_from; fixed
+    # ones restart their rate limiter's schedule there, so again no update before step 500
+    for mode in ("free", "fixed"):
+        with pytest.warns(UserWarning, match="updates wait for 100 new"):
+            t = Trainer(with_overrides(cfg, {"collectors": 1, "replay_ratio_mode": mode, "total_steps": 600}),
+                        resume=tmp_path / "b", progress=False)
+        assert t.learning_from == 500
+        if mode == "free":
+            t.close()
+            continue
+        try:
+            t.train()
+            assert t.state.env_steps == 600 and len(t.buffer) == 200 and t.agent.updates == 202 + 101
+        finally:
+            t.close()
 
 
 @pytest.mark.parametrize(

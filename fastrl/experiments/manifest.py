@@ -20,7 +20,7 @@ from typing import Any
 
 from fastrl._util import write_text_atomic
 from fastrl.config import ConfigError, to_dict
-from fastrl.experiments.plan import SweepPlan, fmt_value, jsonable
+from fastrl.experiments.plan import SweepPlan, fmt_value, jsonable, preset_entry
 
 FORMAT, VERSION = "fastrl-sweep", 1
 MANIFEST = "sweep.json"
@@ -31,15 +31,13 @@ Result = dict[str, Any]
 
 # ---------------------------------------------------------------------------- the manifest
 def plan_manifest(plan: SweepPlan) -> dict[str, Any]:
-    """The manifest of ``plan`` (what ``sweep.json`` holds). A named preset is recorded as ``preset``
-    (the default preset is not, so sweeps made before ``--preset`` existed still resume)."""
-    named = {"preset": plan.preset} if plan.preset != "default" else {}
+    """The manifest of ``plan`` (what ``sweep.json`` holds; a named preset: :func:`preset_entry`)."""
     return {
         "format": FORMAT,
         "version": VERSION,
         "algo": plan.algo,
         "env_id": plan.env_id,
-        **named,
+        **preset_entry(plan.preset),
         "mode": plan.mode,
         "keys": plan.keys,
         "spec": plan.spec,

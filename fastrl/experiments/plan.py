@@ -295,6 +295,12 @@ def _label(i: int, params: Mapping[str, Any]) -> str:
     return safe if len(safe) <= 100 else f"c{i:02d}"
 
 
+def preset_entry(name: str) -> dict[str, str]:
+    """A manifest's record of the named preset a plan starts from: none for ``default``, so the
+    manifests of sweeps and searches made before ``--preset`` existed still match (and resume)."""
+    return {"preset": name} if name != "default" else {}
+
+
 def base_config(
     algo: str, env_id: str, overrides: Mapping[str, Any] | None, steps: int | None, preset_name: str = "default"
 ) -> Any:

@@ -44,7 +44,16 @@ from fastrl._util import write_text_atomic
 from fastrl.config import ConfigError, to_dict
 from fastrl.experiments.executors import Task, run_local, run_ray, worker_plan
 from fastrl.experiments.manifest import Result
-from fastrl.experiments.plan import Dimension, Range, base_config, canonical_key, fmt_value, jsonable, parse_ranges
+from fastrl.experiments.plan import (
+    Dimension,
+    Range,
+    base_config,
+    canonical_key,
+    fmt_value,
+    jsonable,
+    parse_ranges,
+    preset_entry,
+)
 from fastrl.experiments.trial import OBJECTIVES, PRUNERS, make_pruner, open_storage, optuna_module, run_trial
 from fastrl.experiments.tune_report import TuneReport, objective_text, write_tune_report
 from fastrl.training.envs import make_env
@@ -82,15 +91,13 @@ class TunePlan:
 
     def manifest(self) -> dict[str, Any]:
         """What ``tune.json`` holds: everything that defines the search (not ``trials``: a search
-        may be extended). A named preset is recorded (the default is not, so searches made before
-        ``--preset`` existed still resume)."""
-        named = {"preset": self.preset} if self.preset != "default" else {}
+        may be extended; a named preset: :func:`preset_entry`)."""
         return {
             "format": FORMAT,
             "version": VERSION,
             "algo": self.algo,
             "env_id": self.env_id,
-            **named,
+            **preset_entry(self.preset),
             "space": {k: d.spec() if isinstance(d, Range) else jsonable(d) for k, d in self.space.items()},
             "seeds": self.seeds,
             "objective": self.objective,

@@ -21,6 +21,7 @@ more than ``collect_ahead`` env steps ahead of the learner.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing.connection
 import os
@@ -59,6 +60,10 @@ class RateLimiter:
     most ``ahead`` iterations past the last iteration whose updates are all done
     (:meth:`can_collect`). So at any time the learner's updates lie between
     ``updates_due(collected - ahead)`` and ``updates_due(collected)``.
+
+    A schedule can restart (:meth:`restart`): from iteration ``start``, with ``done`` updates counted
+    as done there, it is the schedule of a fresh run with its own ``learning_starts``. A run resumed
+    without its replay buffer restarts it, so updates wait until the buffer has refilled.
     """
 
     num_envs: int
@@ -67,13 +72,18 @@ class RateLimiter:
     learning_starts: int
     ahead: int
     """Iterations the collector may run ahead (>= 1)."""
+    start: int = 0
+    """The iteration the schedule (re)starts at."""
+    done: int = 0
+    """Updates counted as done at ``start``."""
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "train_freq", "gradient_steps", "ahead"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RateLimiter: {name} must be >= 1, got {getattr(self, name)}")
-        if self.learning_starts < 0:
-            raise ValueError(f"RateLimiter: learning_starts must be >= 0, got {self.learning_starts}")
+        for name in ("learning_starts", "start", "done"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"RateLimiter: {name} must be >= 0, got {getattr(self, name)}")
 
     @classmethod
     def from_config(cls, cfg: Any) -> RateLimiter:
@@ -84,22 +94,29 @@ class RateLimiter:
         ahead = max(1, math.ceil(ahead_steps / n), math.ceil(3 * cfg.streams / n))
         return cls(n, cfg.train_freq, cfg.gradient_steps, cfg.learning_starts, ahead)
 
+    def restart(self, iterations: int, learning_starts: int) -> RateLimiter:
+        """This schedule up to ``iterations``, then a fresh run's that waits for ``learning_starts``
+        more env steps (a resume without the replay buffer: it must refill before learning)."""
+        return dataclasses.replace(
+            self, start=iterations, done=self.updates_due(iterations), learning_starts=learning_starts
+        )
+
     @property
     def first_phase(self) -> int:
         """The first iteration after which the sequential loop trains."""
-        j = max(1, -(-self.learning_starts // self.num_envs))
+        j = self.start + max(1, -(-self.learning_starts // self.num_envs))
         return -(-j // self.train_freq) * self.train_freq
 
     def updates_due(self, iterations: int) -> int:
         """Updates the sequential loop has done after ``iterations`` iterations."""
         j0 = self.first_phase
         if iterations < j0:
-            return 0
-        return ((iterations - j0) // self.train_freq + 1) * self.gradient_steps
+            return self.done
+        return self.done + ((iterations - j0) // self.train_freq + 1) * self.gradient_steps
 
     def iterations_covered(self, updates: int) -> int:
         """The most iterations whose due updates are <= ``updates`` (all done with ``updates``)."""
-        return self.first_phase + (updates // self.gradient_steps) * self.train_freq - 1
+        return self.first_phase + ((updates - self.done) // self.gradient_steps) * self.train_freq - 1
 
     def can_update(self, iterations: int, updates: int) -> bool:
         """May the learner do one more update, with ``iterations`` iterations in the buffer?"""

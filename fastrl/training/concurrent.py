@@ -74,6 +74,9 @@ class ConcurrentLearner:
         self.streams = cfg.streams
         self.free = cfg.replay_ratio_mode == "free"
         self.limiter = RateLimiter.from_config(cfg)
+        if t.learning_from > cfg.learning_starts:  # resumed without its buffer: refill, then learn
+            start = t.state.env_steps // cfg.num_envs
+            self.limiter = self.limiter.restart(start, t.learning_from - start * cfg.num_envs)
         self.ahead_iters = max(3, self.limiter.ahead * cfg.num_envs // self.streams)
         if self.free:  # no schedule to keep: room for full chunks (few calls per step with Ray)
             self.ahead_iters = max(self.ahead_iters, 4 * _MAX_CHUNK)

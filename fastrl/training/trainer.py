@@ -330,19 +330,15 @@ class Trainer:
 
     def _hold_updates_for_refill(self) -> None:
         """After restoring a checkpoint without its buffer (``save_buffer=false``): move
-        ``learning_from`` so the sequential loop and ``free`` collectors hold updates until
-        ``max(learning_starts, batch_size)`` new transitions are in (``fixed`` collectors cannot:
-        their rate limiter ties collection to the updates due), and warn, saying which."""
+        ``learning_from`` so updates wait until ``max(learning_starts, batch_size)`` new transitions
+        are in (the sequential loop and ``free`` collectors read it; ``fixed`` collectors restart their
+        rate limiter's schedule there), and warn."""
         cfg = self.cfg
         refill = max(cfg.learning_starts, cfg.batch_size)
-        if cfg.n_collectors and cfg.replay_ratio_mode == "fixed":
-            wait = "updates go on at once (replay_ratio_mode=fixed)"
-        else:
-            self.learning_from = self.state.env_steps + refill
-            wait = f"updates wait for {refill} new transitions"
+        self.learning_from = self.state.env_steps + refill
         warnings.warn(
             f"the checkpoint holds no replay buffer (save_buffer was off): learning goes on from an empty "
-            f"buffer ({wait}), so this resume is not exact",
+            f"buffer (updates wait for {refill} new transitions), so this resume is not exact",
             stacklevel=3,
         )
 
