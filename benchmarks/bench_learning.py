@@ -46,9 +46,9 @@ from typing import Any
 
 import numpy as np
 
+from fastrl.agents.presets import preset
 from fastrl.config import with_overrides
 from fastrl.training.envs import evaluate, make_env
-from fastrl.agents.presets import preset
 from fastrl.training.trainer import Trainer
 
 THRESHOLD = {"CartPole-v1": 475.0, "LunarLander-v3": 200.0, "Pendulum-v1": -200.0}
