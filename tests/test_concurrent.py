@@ -20,27 +20,18 @@ def tiny(env_id="CartPole-v1", **kw):
 
 
 # ---------------------------------------------------------------------------- rate limiter
-@pytest.mark.parametrize("n,tf,gs,ls", [(1, 1, 1, 0), (1, 256, 128, 1000), (3, 2, 1, 100), (2, 4, 3, 7)])
-def test_updates_due_is_the_sequential_schedule(n, tf, gs, ls):
-    lim = RateLimiter(n, tf, gs, ls, ahead=5)
-    done = 0
-    for k in range(1, 3000):  # the sequential loop's step 4
-        if k * n >= ls and k % tf == 0:
-            done += gs
-        assert lim.updates_due(k) == done, k
-    for u in range(0, 400):
+def _check_covered_inverts_due(lim, first_update=0):
+    for u in range(first_update, first_update + 400):
         k = lim.iterations_covered(u)
         assert lim.updates_due(k) <= u < lim.updates_due(k + 1)
 
 
-@pytest.mark.parametrize("n,tf,gs,ls,ahead", [(1, 1, 1, 0, 1), (1, 256, 128, 1000, 512), (3, 2, 1, 100, 22),
-                                               (2, 4, 3, 7, 9)])
-def test_rate_limiter_bounds_any_interleaving(n, tf, gs, ls, ahead):
-    """Collector and learner moved by a random scheduler: neither bound is ever broken, neither side
-    waits forever, and the learner ends with exactly the sequential loop's updates."""
-    lim = RateLimiter(n, tf, gs, ls, ahead)
-    rng = np.random.default_rng(0)
-    total, collected, updates = 3000, 0, 0
+def _interleave(lim, collected, total, seed):
+    """Collector and learner moved by a random scheduler from (``collected``, ``updates_due(collected)``)
+    to ``total`` iterations: neither bound is ever broken, neither side waits forever, and the learner
+    ends with exactly the schedule's updates."""
+    rng = np.random.default_rng(seed)
+    updates = lim.updates_due(collected)
     while collected < total or lim.can_update(collected, updates):
         can_c = collected < total and lim.can_collect(collected, updates)
         can_u = lim.can_update(collected, updates)
@@ -50,8 +41,27 @@ def test_rate_limiter_bounds_any_interleaving(n, tf, gs, ls, ahead):
         else:
             updates += 1
         assert updates <= lim.updates_due(collected)
-        assert collected <= lim.iterations_covered(updates) + ahead
+        assert collected <= lim.iterations_covered(updates) + lim.ahead
     assert updates == lim.updates_due(total)
+
+
+@pytest.mark.parametrize("n,tf,gs,ls", [(1, 1, 1, 0), (1, 256, 128, 1000), (3, 2, 1, 100), (2, 4, 3, 7)])
+def test_updates_due_is_the_sequential_schedule(n, tf, gs, ls):
+    lim = RateLimiter(n, tf, gs, ls, ahead=5)
+    done = 0
+    for k in range(1, 3000):  # the sequential loop's step 4
+        if k * n >= ls and k % tf == 0:
+            done += gs
+        assert lim.updates_due(k) == done, k
+    _check_covered_inverts_due(lim)
+
+
+@pytest.mark.parametrize("n,tf,gs,ls,ahead", [(1, 1, 1, 0, 1), (1, 256, 128, 1000, 512), (3, 2, 1, 100, 22),
+                                               (2, 4, 3, 7, 9)])
+def test_rate_limiter_bounds_any_interleaving(n, tf, gs, ls, ahead):
+    """Collector and learner moved by a random scheduler: neither bound is ever broken, neither side
+    waits forever, and the learner ends with exactly the sequential loop's updates."""
+    _interleave(RateLimiter(n, tf, gs, ls, ahead), 0, 3000, seed=0)
 
 
 @pytest.mark.parametrize("n,tf,gs,ls,start,refill", [(1, 1, 1, 0, 200, 100), (3, 2, 1, 100, 75, 64),
@@ -68,22 +78,8 @@ def test_restarted_schedule_is_a_refilling_sequential_loop(n, tf, gs, ls, start,
         if k * n >= learning_from and k % tf == 0:
             done += gs
         assert lim.updates_due(k) == done, k
-    for u in range(lim.done, lim.done + 400):
-        k = lim.iterations_covered(u)
-        assert lim.updates_due(k) <= u < lim.updates_due(k + 1)
-    rng = np.random.default_rng(1)
-    total, collected, updates = start + 2000, start, lim.done
-    while collected < total or lim.can_update(collected, updates):
-        can_c = collected < total and lim.can_collect(collected, updates)
-        can_u = lim.can_update(collected, updates)
-        assert can_c or can_u, (collected, updates)
-        if can_c and (not can_u or rng.random() < 0.5):
-            collected += 1
-        else:
-            updates += 1
-        assert updates <= lim.updates_due(collected)
-        assert collected <= lim.iterations_covered(updates) + lim.ahead
-    assert updates == lim.updates_due(total)
+    _check_covered_inverts_due(lim, lim.done)
+    _interleave(lim, start, start + 2000, seed=1)
 
 
 def test_rate_limiter_checks_and_config_default():
