@@ -191,6 +191,8 @@ def main() -> None:
         "layers explore with the noise of the last update (as fastrl's agent does)",
     )
     args = ap.parse_args()
+    if args.extra_steps < 0:
+        ap.error(f"--extra-steps must be >= 0, got {args.extra_steps}")
     stop_at = None if args.stop_at.lower() in ("none", "", "nan") else float(args.stop_at)
 
     settings = json.loads(args.settings)
@@ -261,7 +263,7 @@ def main() -> None:
             return policy(Batch(obs=obs, info=Batch())).act
 
     total, train_freq, eval_every = int(cfg.total_steps), int(cfg.train_freq), int(args.eval_every)
-    end = total + max(0, args.extra_steps)  # schedules run over total; training may go on to end
+    end = total + args.extra_steps  # schedules run over total; training may go on to end
     learning_starts, gradient_steps, batch_size = int(cfg.learning_starts), int(cfg.gradient_steps), int(cfg.batch_size)
     evals: list[dict[str, Any]] = []
     clock = {"eval": 0.0, "eval_cpu": 0.0}
