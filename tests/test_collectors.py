@@ -6,6 +6,7 @@ import math
 import multiprocessing
 import os
 import signal
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -292,6 +293,58 @@ def test_buffer_smaller_than_the_streams_is_refused(tmp_path):
 
 
 # ---------------------------------------------------------------------------- Ray actors
+@pytest.mark.parametrize("backend", ["process", "ray"])
+def test_collector_restarted_during_a_pause_stops_at_the_target(tmp_path, backend):
+    """A collector restarted while the others wait at a pause target (ConcurrentLearner.restart) is
+    told the target as it starts: it sends exactly the steps up to it and reports its state there,
+    however far its limit and chunk would let it run. (A Ray handle that queued its first calls before
+    hearing of the pause stepped a chunk past it, and the pause failed.)"""
+    from fastrl.training.collector import CollectorError, SharedWeights
+    from fastrl.training.concurrent import ConcurrentLearner
+
+    started = False
+    if backend == "ray":
+        pytest.importorskip("ray")
+        from fastrl.training.ray_collector import RayWeights, start_ray
+
+        _, started = start_ray(None, num_cpus=2)
+    t = Trainer(tiny(collectors=2, collector_backend=backend, total_steps=2000), run_dir=tmp_path / "run",
+                progress=False, tensorboard=False)
+    c = None
+    try:
+        learner = ConcurrentLearner(t)
+        if backend == "ray":
+            learner.weights = RayWeights(learner.modules)
+        else:
+            learner.weights = SharedWeights(multiprocessing.get_context("spawn"), learner.modules)
+        learner.chunk, learner.pause_target = 64, 7
+        learner.collectors = [None, SimpleNamespace(close=lambda timeout: None)]  # collector 1 died
+        with pytest.warns(UserWarning, match="collector 1 died"):
+            learner.restart(1, CollectorError("killed"))
+        c = learner.collectors[1]
+        c.set_limit(1000)
+        sent, paused = 0, None
+        for _ in range(60):
+            if type(c).wait_any([c], 1.0):
+                for msg in c.poll():
+                    if msg[0] == "data":
+                        assert msg[1] == sent
+                        sent += len(msg[2]["rewards"])
+                    else:
+                        paused = msg[1]
+            if paused is not None:
+                break
+        assert paused is not None and paused["iterations"] == 7 and sent == 7
+    finally:
+        if c is not None:
+            c.close()
+        t.close()
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
 def test_ray_collectors_end_to_end_with_a_killed_actor(tmp_path):
     """A local Ray cluster: 2 collector actors, checkpoints, and one actor killed mid-run (what a
     lost node does to it): restarted, the run stores exactly its env steps."""

@@ -446,7 +446,8 @@ class Collector:
     """The learner's end of one collector process.
 
     ``Collector(cfg, algo, spec, start, weights, chunk)`` starts the child (``start``:
-    ``iterations`` and, to continue a saved state, ``env_states``, ``exploration``, ``rng``);
+    ``iterations`` and, to continue a saved state, ``env_states``, ``exploration``, ``rng``;
+    ``pause_at``: started during a pause, it steps to there, as after :meth:`request_pause`);
     :meth:`get` returns its next message: ``("data", first_iteration, arrays)`` with
     ``[T, num_envs, ...]`` arrays of T consecutive vector steps, or ``("paused", state)`` after
     :meth:`request_pause`. A failure in the child raises :class:`CollectorError` here. It steps while
@@ -462,6 +463,7 @@ class Collector:
         weights: SharedWeights,
         chunk: int,
         limit: int = 0,
+        pause_at: int | None = None,
     ) -> None:
         ctx = tmp.get_context("spawn")
         self.spec = spec
@@ -473,6 +475,8 @@ class Collector:
             ctx.RawValue("q", 0),
             weights,
         )
+        if pause_at is not None:  # started during a pause: the child reads it before its first step
+            self.request_pause(pause_at)
         self._conn, child_conn = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
             target=_collector_main,

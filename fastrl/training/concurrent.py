@@ -143,7 +143,9 @@ class ConcurrentLearner:
 
     def _start(self, i: int, start: dict[str, Any]) -> Any:
         handle = RayCollector if self.t.cfg.collector_backend == "ray" else Collector
-        return handle(self.t.cfg, self.t.algo, self._spec(i, start), start, self.weights, self.chunk, self._limit())
+        # a collector restarted during a pause is told its target as it starts, so it stops there
+        spec, at = self._spec(i, start), self.pause_target
+        return handle(self.t.cfg, self.t.algo, spec, start, self.weights, self.chunk, self._limit(), at)
 
     def restart(self, i: int, error: CollectorError) -> None:
         """Replace dead collector ``i``: end its held step's episodes (truncated) and start fresh envs
@@ -168,8 +170,6 @@ class ConcurrentLearner:
             assert start["iterations"] == self.received[i]
         self.paused[i] = None
         self.collectors[i] = self._start(i, start)
-        if self.pause_target is not None:
-            self.collectors[i].request_pause(self.pause_target)
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> TrainResult:

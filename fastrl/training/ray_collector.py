@@ -145,6 +145,7 @@ class RayCollector:
         weights: RayWeights,
         chunk: int,
         limit: int = 0,
+        pause_at: int | None = None,
     ) -> None:
         self.ray = import_ray()
         self.spec, self.weights, self.chunk, self.limit = spec, weights, chunk, limit
@@ -159,7 +160,9 @@ class RayCollector:
         self.actor = actor_cls.options(name=name, resources=resources).remote(cfg, algo, spec, start, chunk)
         self.asked = int(start["iterations"])  # vector steps asked for (answered or in flight)
         self.inflight: deque[Any] = deque()  # calls in the order the actor runs them
-        self.pause_at: int | None = None  # a pause requested: report once at this many steps
+        # a pause requested: report once at this many steps. Set before the first calls go out, so a
+        # collector started during a pause does not step past it (request_pause after them would be late)
+        self.pause_at = pause_at
         self.pausing = False  # the state() call is in flight
         self.paused = False  # reported; waits for resume
         self._closed = False
