@@ -6,7 +6,8 @@
    collectors of one env each, for each backend. Printed: env steps per second and learner updates
    per second over the training time (start-up excluded), the speed-up over one collector (target
    >= 0.8 N) and the learner's updates per second against one collector's (target within 10%).
-   Each point is the median of ``--repeats`` runs.
+   ``--repeats`` rounds of one run per count, interleaved; medians over rounds, the ratios taken within
+   each round (so a drift of this shared machine's speed falls on every count alike).
 2. ``learning``: LunarLander-v3 with the DQN preset, sequential and with 4 collectors in ``fixed``
    mode (the sequential loop's updates per env step), seeds 0, 1, 2, until the greedy evaluation
    reaches 200. Printed: env steps to 200 of each (target: 3/3 with collectors, within the
@@ -123,23 +124,29 @@ def one_scaling_run(n: int, backend: str, steps_each: int, root: Path, pin: bool
 
 
 def scaling(a: argparse.Namespace) -> bool:
+    """Rounds of one run per collector count, interleaved, so a drift in the machine's speed (it is
+    shared) falls on every count alike; each count's ratios to one collector are taken within a round
+    and their median is printed."""
     ok = True
+    base = a.collectors[0]
     with tempfile.TemporaryDirectory() as tmp:
         for backend in a.backends:
-            rows = {}
-            for n in a.collectors:
-                runs = [one_scaling_run(n, backend, a.steps_each, Path(tmp) / str(i), a.pin) for i in range(a.repeats)]
-                rows[n] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
-                print(f"  {backend} {n} collector(s): {rows[n][0]:,.0f} env steps/s, {rows[n][1]:,.0f} updates/s", flush=True)
-            base_sps, base_ups = rows[a.collectors[0]]
+            runs: dict[int, list[tuple[float, float]]] = {n: [] for n in a.collectors}
+            for i in range(a.repeats):
+                for n in a.collectors:
+                    runs[n].append(one_scaling_run(n, backend, a.steps_each, Path(tmp) / f"{i}-{n}", a.pin))
+                    sps, ups = runs[n][-1]
+                    print(f"  {backend} round {i}, {n} collector(s): {sps:,.0f} env steps/s, {ups:,.0f} updates/s",
+                          flush=True)
             print(f"\n{backend}: collectors | env steps/s | speed-up (target >= 0.8 N) | updates/s | vs one collector")
-            for n, (sps, ups) in rows.items():
-                speed = sps / base_sps
-                met = speed >= 0.8 * n and abs(ups / base_ups - 1) <= 0.10
-                ok &= met
+            for n, rs in runs.items():
+                sps, ups = statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)
+                speed = statistics.median(r[0] / b[0] for r, b in zip(rs, runs[base]))
+                rel = statistics.median(r[1] / b[1] for r, b in zip(rs, runs[base]))
+                ok &= speed >= 0.8 * n and abs(rel - 1) <= 0.10
                 print(
                     f"{backend}: {n:>10} | {sps:>11,.0f} | {speed:>5.2f}x ({'met' if speed >= 0.8 * n else 'NOT met'})"
-                    f" | {ups:>9,.0f} | {ups / base_ups:.2f}x ({'met' if abs(ups / base_ups - 1) <= 0.10 else 'NOT met'})"
+                    f" | {ups:>9,.0f} | {rel:.2f}x ({'met' if abs(rel - 1) <= 0.10 else 'NOT met'})"
                 )
     return ok
 
