@@ -88,16 +88,19 @@ def _reference_stream(cfg, seeds, i, count, each, iterations):
     return {name: np.stack([getattr(tr, name) for tr in out]) for name in out[0]._fields}
 
 
-@pytest.mark.parametrize("count,each,backend,mode", [(3, 2, "process", "fixed"), (2, 1, "process", "fixed"),
-                                                     (3, 1, "ray", "fixed"), (2, 2, "ray", "free")])
-def test_n_collectors_store_exactly_the_n_sequential_streams(tmp_path, count, each, backend, mode):
+@pytest.mark.parametrize("count,each,backend,mode,steps", [(3, 2, "process", "fixed", 600),
+                                                           (2, 1, "process", "fixed", 600),
+                                                           (3, 1, "ray", "fixed", 600),
+                                                           (2, 2, "ray", "free", 2400)])
+def test_n_collectors_store_exactly_the_n_sequential_streams(tmp_path, count, each, backend, mode, steps):
     """With epsilon 1 the actions do not depend on the weights: collector i's streams in the buffer
     are, step for step, the rollout of i's envs and exploration seeds run on their own (so the
     buffer's transitions are those of N sequential streams, as a multiset and in order). With Ray,
-    two calls are in flight per actor: their chunks must arrive once each and in order."""
+    two calls are in flight per actor: their chunks must arrive once each and in order (free mode:
+    600 steps per collector, more than two of its 256-step chunks)."""
     if backend == "ray":
         pytest.importorskip("ray")
-    cfg = tiny(collectors=count, collector_envs=each, total_steps=600, max_episode_steps=20,
+    cfg = tiny(collectors=count, collector_envs=each, total_steps=steps, max_episode_steps=20,
                epsilon_schedule="constant", epsilon_start=1.0, train_freq=2, learning_starts=120,
                collector_backend=backend, replay_ratio_mode=mode)
     t = Trainer(cfg, run_dir=tmp_path / "run", progress=False, tensorboard=False)
@@ -105,7 +108,7 @@ def test_n_collectors_store_exactly_the_n_sequential_streams(tmp_path, count, ea
         r = t.train()
         streams = count * each
         k = len(t.buffer) // streams
-        assert r.env_steps == k * streams >= 600
+        assert r.env_steps == k * streams >= steps
         rows = t.buffer.get(np.arange(t.buffer.total_added))
         for i in range(count):
             ref = _reference_stream(cfg, t.seeds, i, count, each, k)

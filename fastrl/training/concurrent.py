@@ -59,7 +59,11 @@ def train_concurrent(trainer: Trainer) -> TrainResult:
 
 
 _MAX_CHUNK = 64
-"""The most vector steps a collector sends at once."""
+"""The most vector steps a collector process sends at once."""
+_MAX_CHUNK_RAY = 256
+"""The most a Ray actor sends at once: each call costs the learner's process a fixed amount (Ray's
+driver threads submit it and take its answer), so with 8 actors 64-step calls slowed the learner's
+updates ~10%, 256-step ones did not (bench_actors, free ratio)."""
 
 
 class ConcurrentLearner:
@@ -78,8 +82,9 @@ class ConcurrentLearner:
             start = t.state.env_steps // cfg.num_envs
             self.limiter = self.limiter.restart(start, t.learning_from - start * cfg.num_envs)
         self.ahead_iters = max(3, self.limiter.ahead * cfg.num_envs // self.streams)
+        max_chunk = _MAX_CHUNK_RAY if cfg.collector_backend == "ray" else _MAX_CHUNK
         if self.free:  # no schedule to keep: room for full chunks (few calls per step with Ray)
-            self.ahead_iters = max(self.ahead_iters, 4 * _MAX_CHUNK)
+            self.ahead_iters = max(self.ahead_iters, 4 * max_chunk)
         self.max_iterations = -(-cfg.total_steps // self.streams)
         self.updates = 0 if self.free else self.limiter.updates_due_at(t.state.env_steps)
         self.updates_at_start = self.updates
@@ -98,7 +103,7 @@ class ConcurrentLearner:
         self.origin: list[dict[str, Any]] = self._start_states()
         self.paused: list[dict[str, Any] | None] = [None] * self.n
         self.pause_target: int | None = None
-        self.chunk = max(1, min(_MAX_CHUNK, self.ahead_iters // 4))
+        self.chunk = max(1, min(max_chunk, self.ahead_iters // 4))
         # between updates the learner looks for new chunks without waiting: a pipe poll is cheap, a
         # ray.wait over every actor's call is not, so with Ray it looks at most every 20 ms (it still
         # waits for data whenever it cannot update). Each actor has a second call queued behind the
